@@ -1,0 +1,199 @@
+import { z } from 'zod';
+import { isIP } from 'node:net';
+import { parseDuration, parseSize } from './units.js';
+
+const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (ms === null) {
+    ctx.addIssue({ code: 'custom', message: `not a duration (use e.g. 30s, 10m, 1h, 60d): ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const size = z.union([z.string(), z.number(), z.null()]).transform((v, ctx) => {
+  if (v === null) return null;
+  const b = parseSize(v);
+  if (b === null) {
+    ctx.addIssue({ code: 'custom', message: `not a size (use e.g. 512m, 32g): ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return b;
+});
+
+/** `host:port`, `[v6]:port` or a bare port; null disables the listener. */
+const listenAddress = z
+  .union([z.string(), z.number(), z.null()])
+  .transform((v, ctx) => {
+    if (v === null || v === 'off' || v === '') return null;
+    const s = String(v);
+    const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d+)$/.exec(s) ?? /^()()(\d+)$/.exec(s);
+    const port = m ? Number(m[3]) : NaN;
+    const host = m ? (m[1] ?? m[2] ?? '') : '';
+    if (!m || !(port >= 0 && port <= 65535) || (host !== '' && host !== 'localhost' && !isIP(host))) {
+      ctx.addIssue({ code: 'custom', message: `not a listen address (use host:port, e.g. 127.0.0.1:5000, or null): ${JSON.stringify(v)}` });
+      return z.NEVER;
+    }
+    return { host: host || '0.0.0.0', port };
+  });
+
+const httpUrl = z.string().refine((s) => {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.pathname.replace(/\/+$/, '') === '' && !u.search;
+  } catch {
+    return false;
+  }
+}, 'must be an http(s) URL with no path, e.g. https://registry-1.docker.io');
+
+const hostname = z
+  .string()
+  .regex(/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?$/, 'must be a lowercase host name, optionally with :port');
+
+const cidr = z.string().refine((s) => {
+  const [addr, bits, ...rest] = s.split('/');
+  if (rest.length || !addr) return false;
+  const v = isIP(addr);
+  if (!v) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return Number.isInteger(n) && n >= 0 && n <= (v === 4 ? 32 : 128);
+}, 'must be an IP address or CIDR range, e.g. 10.0.0.0/8');
+
+const credentials = {
+  username: z.string().min(1).optional(),
+  password: z.string().optional(),
+};
+
+export const registrySchema = z
+  .strictObject({
+    upstream: httpUrl,
+    aliases: z.array(hostname).default([]),
+    /** PEM file of extra CAs trusted for this upstream (private registries, tests). */
+    ca: z.string().min(1).optional(),
+    ...credentials,
+  })
+  .refine((r) => (r.username === undefined) === (r.password === undefined), {
+    message: 'username and password go together',
+    path: ['password'],
+  });
+
+const tagRule = z.strictObject({
+  /** A regular expression matched against the whole tag. */
+  match: z.string().refine((s) => {
+    try {
+      new RegExp(s);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 'must be a valid regular expression'),
+  /** How long a tag is served without asking upstream; 0 = HEAD upstream on every pull. */
+  revalidate: duration.default(0),
+  /** How long past its revalidation a tag may still be served when upstream fails. */
+  staleIfError: duration.default(30 * 86_400_000),
+});
+
+export const configSchema = z.strictObject({
+  dataDir: z.string().min(1).default('./data'),
+  listen: z
+    .strictObject({
+      mirror: listenAddress.prefault('127.0.0.1:5000'),
+      tls: listenAddress.default(null),
+      proxy: listenAddress.default(null),
+      dns: listenAddress.default(null),
+    })
+    .prefault({}),
+  /** Address clients use to reach this instance, for setup scripts (defaults from listen.mirror). */
+  publicUrl: httpUrl.optional(),
+  dns: z
+    .strictObject({
+      /** Addresses returned for hijacked registry names (A and AAAA by family). */
+      answer: z.array(z.string().refine((s) => isIP(s) !== 0, 'must be an IP address')).default([]),
+      /** Resolvers for every other name, and for pullthrough's own upstream lookups; default: the system's. */
+      forwarders: z.array(z.string().min(1)).default([]),
+      /** Source networks allowed to use the forwarding (not an open resolver). */
+      allow: z.array(cidr).default(['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7', 'fe80::/10']),
+      ttl: z.number().int().min(0).max(86400).default(60),
+    })
+    .prefault({}),
+  tls: z
+    .strictObject({
+      /** The user's own CA (PEM files); default: a CA created under dataDir/ca. */
+      caCert: z.string().optional(),
+      caKey: z.string().optional(),
+      leafValidityDays: z.number().int().min(1).max(397).default(397),
+    })
+    .prefault({}),
+  proxy: z
+    .strictObject({
+      /** Host globs CONNECT may tunnel to without interception (default: none → 403). */
+      tunnel: z.array(z.string().min(1)).default([]),
+      /** Allow tunnels to loopback, link-local and private addresses (off: SSRF guard). */
+      allowPrivate: z.boolean().default(false),
+    })
+    .prefault({}),
+  storage: z
+    .discriminatedUnion('driver', [
+      z.strictObject({ driver: z.literal('fs'), root: z.string().min(1).optional() }),
+      z.strictObject({
+        driver: z.literal('s3'),
+        bucket: z.string().min(1),
+        endpoint: httpUrl.optional(),
+        region: z.string().min(1).default('us-east-1'),
+        prefix: z.string().default(''),
+        forcePathStyle: z.boolean().default(false),
+        accessKeyId: z.string().optional(),
+        secretAccessKey: z.string().optional(),
+        /** Redirect blob GETs to presigned S3 URLs instead of streaming them through. */
+        redirect: z.boolean().default(false),
+      }),
+    ])
+    .default({ driver: 'fs' }),
+  metadata: z
+    .discriminatedUnion('driver', [
+      z.strictObject({ driver: z.literal('file'), dir: z.string().min(1).optional() }),
+      z.strictObject({
+        driver: z.literal('redis'),
+        url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
+        keyPrefix: z.string().default('pullthrough:'),
+      }),
+    ])
+    .default({ driver: 'file' }),
+  cache: z
+    .strictObject({
+      /** Upper bound for cached blob bytes; null = unbounded. */
+      maxSize: size.default(null),
+      /** First matching rule wins; tags matching none are revalidated on every pull. */
+      tags: z.array(tagRule).default([]),
+    })
+    .prefault({}),
+  upstream: z
+    .strictObject({
+      connectTimeout: duration.prefault('10s'),
+      /** Time to the response headers. */
+      headersTimeout: duration.prefault('30s'),
+      /** Longest pause between body bytes. */
+      bodyTimeout: duration.prefault('60s'),
+      /** Upper bound on one blob fill; the fill goes on after its client leaves, up to this. */
+      fillTimeout: duration.prefault('1h'),
+    })
+    .prefault({}),
+  defaultRegistry: hostname.default('docker.io'),
+  registries: z.record(hostname, z.union([registrySchema, z.null()])).default({}),
+  /** Credentials for auth hosts that are not registries themselves (auth.docker.io, a GitLab host). */
+  authHosts: z.record(hostname, z.strictObject({ username: z.string().min(1), password: z.string() })).default({}),
+  log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+});
+
+export type ConfigInput = z.input<typeof configSchema>;
+type Parsed = z.output<typeof configSchema>;
+export type RegistryConfig = NonNullable<z.output<typeof registrySchema>> & { name: string };
+export type ListenAddress = { host: string; port: number };
+
+/** The validated, frozen configuration every module receives. */
+export type Config = Omit<Parsed, 'registries'> & {
+  registries: Readonly<Record<string, RegistryConfig>>;
+  /** Absolute paths derived from dataDir. */
+  paths: { dataDir: string; blobs: string; metadata: string; spool: string; ca: string };
+};

@@ -1,0 +1,216 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { BlobRecord, Lock, ManifestRecord, MetadataStore, TagRecord } from './metadata-store.js';
+import { isErrno, writeFileAtomic } from '../util/atomic-file.js';
+
+/** How often batched last-access times are written to disk. */
+const FLUSH_INTERVAL_MS = 5_000;
+
+/**
+ * Metadata as small JSON files under `dir`, each written atomically (temp file + rename), so a
+ * crash leaves every record either old or new. Blob records are also held in memory for LRU
+ * ordering; last-access updates are batched. For one process only: replicas sharing a cache use
+ * `RedisMetadataStore`.
+ */
+export class FileMetadataStore implements MetadataStore {
+  readonly kind = 'file';
+  private readonly tmp: string;
+  private readonly blobs = new Map<string, BlobRecord>();
+  private readonly dirtyBlobs = new Set<string>();
+  private readonly locks = new Map<string, { token: string; expires: number }>();
+  private flushTimer: NodeJS.Timeout | undefined;
+
+  private constructor(private readonly dir: string) {
+    this.tmp = join(dir, '_tmp');
+  }
+
+  /** Opens (creating if needed) the store in `dir` and loads the blob index. */
+  static async open(dir: string): Promise<FileMetadataStore> {
+    const s = new FileMetadataStore(dir);
+    await rm(s.tmp, { recursive: true, force: true });
+    await mkdir(s.tmp, { recursive: true });
+    await s.loadBlobs();
+    s.flushTimer = setInterval(() => void s.flush().catch(() => {}), FLUSH_INTERVAL_MS);
+    s.flushTimer.unref();
+    return s;
+  }
+
+  private repoDir(registry: string, repo: string): string {
+    // Hashed so that any registry/repository name maps to one short, safe directory name.
+    return createHash('sha256').update(`${registry}/${repo}`).digest('hex').slice(0, 40);
+  }
+
+  private async readJson<T>(path: string): Promise<T | null> {
+    try {
+      return JSON.parse(await readFile(path, 'utf8')) as T;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return null;
+      // A torn or foreign file is treated as absent: it is rewritten on the next fill.
+      if (err instanceof SyntaxError) return null;
+      throw err;
+    }
+  }
+
+  private write(path: string, value: unknown): Promise<void> {
+    return writeFileAtomic(path, JSON.stringify(value), this.tmp);
+  }
+
+  private tagPath(registry: string, repo: string, tag: string): string {
+    return join(this.dir, 'tags', this.repoDir(registry, repo), `${tag}.json`);
+  }
+
+  async getTag(registry: string, repo: string, tag: string): Promise<TagRecord | null> {
+    return this.readJson<TagRecord>(this.tagPath(registry, repo, tag));
+  }
+
+  async putTag(registry: string, repo: string, tag: string, record: TagRecord): Promise<void> {
+    await this.write(this.tagPath(registry, repo, tag), record);
+  }
+
+  async listTags(registry: string, repo: string): Promise<string[]> {
+    try {
+      const names = await readdir(join(this.dir, 'tags', this.repoDir(registry, repo)));
+      return names.filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -5)).sort();
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+  }
+
+  private manifestPath(digest: string): string {
+    const [alg, hex] = digest.split(':') as [string, string];
+    return join(this.dir, 'manifests', alg, `${hex}.json`);
+  }
+
+  async getManifest(digest: string): Promise<ManifestRecord | null> {
+    const r = await this.readJson<{ mediaType: string; body: string }>(this.manifestPath(digest));
+    return r && { mediaType: r.mediaType, body: Buffer.from(r.body, 'base64') };
+  }
+
+  async putManifest(digest: string, record: ManifestRecord): Promise<void> {
+    await this.write(this.manifestPath(digest), { mediaType: record.mediaType, body: record.body.toString('base64') });
+  }
+
+  async deleteManifest(digest: string): Promise<void> {
+    await rm(this.manifestPath(digest), { force: true });
+  }
+
+  private linkPath(registry: string, repo: string, digest: string): string {
+    return join(this.dir, 'links', this.repoDir(registry, repo), digest.replace(':', '-'));
+  }
+
+  async isLinked(registry: string, repo: string, digest: string): Promise<boolean> {
+    try {
+      await stat(this.linkPath(registry, repo, digest));
+      return true;
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return false;
+      throw err;
+    }
+  }
+
+  async link(registry: string, repo: string, digest: string): Promise<void> {
+    const p = this.linkPath(registry, repo, digest);
+    try {
+      await writeFile(p, '');
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+      await mkdir(join(p, '..'), { recursive: true });
+      await writeFile(p, '');
+    }
+  }
+
+  private blobPath(digest: string): string {
+    const [alg, hex] = digest.split(':') as [string, string];
+    return join(this.dir, 'blobs', alg, `${hex}.json`);
+  }
+
+  private async loadBlobs(): Promise<void> {
+    const root = join(this.dir, 'blobs');
+    let algs: string[];
+    try {
+      algs = await readdir(root);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return;
+      throw err;
+    }
+    for (const alg of algs) {
+      for (const name of await readdir(join(root, alg))) {
+        if (!name.endsWith('.json')) continue;
+        const rec = await this.readJson<BlobRecord>(join(root, alg, name));
+        if (rec) this.blobs.set(`${alg}:${name.slice(0, -5)}`, rec);
+      }
+    }
+  }
+
+  async getBlob(digest: string): Promise<BlobRecord | null> {
+    return this.blobs.get(digest) ?? null;
+  }
+
+  async putBlob(digest: string, record: BlobRecord): Promise<void> {
+    await this.write(this.blobPath(digest), record);
+    this.blobs.set(digest, record);
+    this.dirtyBlobs.delete(digest);
+  }
+
+  async touchBlob(digest: string, at: number): Promise<void> {
+    const rec = this.blobs.get(digest);
+    if (!rec || rec.lastAccess >= at) return;
+    this.blobs.set(digest, { ...rec, lastAccess: at });
+    this.dirtyBlobs.add(digest);
+  }
+
+  async deleteBlob(digest: string): Promise<void> {
+    this.blobs.delete(digest);
+    this.dirtyBlobs.delete(digest);
+    await rm(this.blobPath(digest), { force: true });
+  }
+
+  async oldestBlobs(limit: number): Promise<Array<{ digest: string } & BlobRecord>> {
+    return [...this.blobs.entries()]
+      .sort((a, b) => a[1].lastAccess - b[1].lastAccess)
+      .slice(0, limit)
+      .map(([digest, r]) => ({ digest, ...r }));
+  }
+
+  async totalBlobSize(): Promise<number> {
+    let total = 0;
+    for (const r of this.blobs.values()) total += r.size;
+    return total;
+  }
+
+  async tryLock(name: string, ttlMs: number): Promise<Lock | null> {
+    const now = Date.now();
+    const held = this.locks.get(name);
+    if (held && held.expires > now) return null;
+    const token = randomUUID();
+    this.locks.set(name, { token, expires: now + ttlMs });
+    const locks = this.locks;
+    return {
+      async extend(ms: number): Promise<boolean> {
+        const cur = locks.get(name);
+        if (!cur || cur.token !== token) return false;
+        cur.expires = Date.now() + ms;
+        return true;
+      },
+      async release(): Promise<void> {
+        if (locks.get(name)?.token === token) locks.delete(name);
+      },
+    };
+  }
+
+  private async flush(): Promise<void> {
+    const digests = [...this.dirtyBlobs];
+    this.dirtyBlobs.clear();
+    for (const d of digests) {
+      const rec = this.blobs.get(d);
+      if (rec) await this.write(this.blobPath(d), rec);
+    }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.flushTimer);
+    await this.flush();
+  }
+}

@@ -1,0 +1,73 @@
+/** What pullthrough remembers about a tag: what it pointed to when last checked upstream. */
+export interface TagRecord {
+  readonly digest: string;
+  readonly mediaType: string;
+  readonly size: number;
+  /** When upstream last confirmed (or served) this digest for the tag, in ms since the epoch. */
+  readonly checkedAt: number;
+}
+
+/** A cached manifest, keyed by its digest. */
+export interface ManifestRecord {
+  readonly mediaType: string;
+  readonly body: Buffer;
+}
+
+/** A cached blob's bookkeeping, keyed by digest. */
+export interface BlobRecord {
+  readonly size: number;
+  /** ms since the epoch. */
+  readonly lastAccess: number;
+}
+
+/** A lease on a name shared by all replicas using the same store. */
+export interface Lock {
+  /** Extends the lease; false when it was lost (expired and taken by someone else). */
+  extend(ttlMs: number): Promise<boolean>;
+  /** Releases the lease if still held. */
+  release(): Promise<void>;
+}
+
+/**
+ * Everything except blob bytes: tags, manifests, which repository each digest was fetched for,
+ * blob sizes and last access, and locks. `FileMetadataStore` serves one process;
+ * `RedisMetadataStore` lets many replicas share one cache.
+ *
+ * `registry` is a configured registry name (`docker.io`), `repo` a validated repository name.
+ * Every method may throw StorageUnavailableError when the backend cannot be reached.
+ */
+export interface MetadataStore {
+  readonly kind: string;
+
+  getTag(registry: string, repo: string, tag: string): Promise<TagRecord | null>;
+  putTag(registry: string, repo: string, tag: string, record: TagRecord): Promise<void>;
+  /** Tags pullthrough has seen for a repository, sorted (the stale fallback for tags/list). */
+  listTags(registry: string, repo: string): Promise<string[]>;
+
+  getManifest(digest: string): Promise<ManifestRecord | null>;
+  putManifest(digest: string, record: ManifestRecord): Promise<void>;
+  deleteManifest(digest: string): Promise<void>;
+
+  /** True when `digest` (blob or manifest) was fetched for, or confirmed upstream for, this repository. */
+  isLinked(registry: string, repo: string, digest: string): Promise<boolean>;
+  link(registry: string, repo: string, digest: string): Promise<void>;
+
+  getBlob(digest: string): Promise<BlobRecord | null>;
+  putBlob(digest: string, record: BlobRecord): Promise<void>;
+  /** Records a read; implementations may batch these. */
+  touchBlob(digest: string, at: number): Promise<void>;
+  deleteBlob(digest: string): Promise<void>;
+  /** Up to `limit` blobs, least recently accessed first. */
+  oldestBlobs(limit: number): Promise<Array<{ digest: string } & BlobRecord>>;
+  /** Sum of the sizes of all blob records. */
+  totalBlobSize(): Promise<number>;
+
+  /**
+   * Takes the lease `name` for `ttlMs` if nobody holds it, else returns null. With the file store
+   * leases are per process; with Redis they are shared by all replicas.
+   */
+  tryLock(name: string, ttlMs: number): Promise<Lock | null>;
+
+  /** Flushes batched writes and releases connections. */
+  close(): Promise<void>;
+}

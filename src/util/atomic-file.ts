@@ -1,0 +1,24 @@
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { dirname, join } from 'node:path';
+
+/**
+ * Writes `data` to `path` so that readers see the old content or the new, never a part:
+ * write a temp file in `tmpDir` (same filesystem), then rename over the target.
+ */
+export async function writeFileAtomic(path: string, data: string | Uint8Array, tmpDir: string, mode = 0o644): Promise<void> {
+  const tmp = join(tmpDir, randomUUID());
+  await writeFile(tmp, data, { mode });
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    await rename(tmp, path);
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  }
+}
+
+/** True for a Node fs error with the given code. */
+export function isErrno(err: unknown, code: string): boolean {
+  return typeof err === 'object' && err !== null && (err as NodeJS.ErrnoException).code === code;
+}

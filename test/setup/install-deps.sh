@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the real parts the test suite runs against, when missing (Debian, as root).
+set -euo pipefail
+need=()
+check() { command -v "$1" >/dev/null 2>&1 || need+=("$2"); }
+check docker-registry docker-registry
+check skopeo skopeo
+check podman podman
+check containerd containerd
+check ctr containerd
+check dockerd docker.io
+check redis-server redis-server
+check nginx nginx
+check dig dnsutils
+check ip iproute2
+check htpasswd apache2-utils
+check curl curl
+check unshare util-linux
+check update-ca-certificates ca-certificates
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ]; then
+    echo "missing test dependencies (${need[*]}); run as root or install them: apt-get install ${need[*]}" >&2
+    exit 1
+  fi
+  echo "installing test dependencies: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+fi
