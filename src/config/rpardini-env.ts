@@ -51,10 +51,10 @@ export function applyRpardiniEnv(raw: Raw, env: Env, registryNames: () => Set<st
 
   if (env.ENABLE_MANIFEST_CACHE?.trim().toLowerCase() === 'true') {
     const cache = ((raw.cache ??= {}) as Raw);
-    // nginx matched these as unanchored-at-end regexes after /manifests/; anchoring at the start keeps that.
+    // nginx matched these right after /manifests/ with an open end; rules match whole tags, hence the .*
     cache.tags = [
-      { match: `^(?:${env.MANIFEST_CACHE_PRIMARY_REGEX || PRIMARY_REGEX})`, revalidate: env.MANIFEST_CACHE_PRIMARY_TIME || '10m' },
-      { match: `^(?:${env.MANIFEST_CACHE_SECONDARY_REGEX || SECONDARY_REGEX})`, revalidate: env.MANIFEST_CACHE_SECONDARY_TIME || '60d' },
+      { match: `(?:${env.MANIFEST_CACHE_PRIMARY_REGEX || PRIMARY_REGEX}).*`, revalidate: env.MANIFEST_CACHE_PRIMARY_TIME || '10m' },
+      { match: `(?:${env.MANIFEST_CACHE_SECONDARY_REGEX || SECONDARY_REGEX}).*`, revalidate: env.MANIFEST_CACHE_SECONDARY_TIME || '60d' },
       { match: '.*', revalidate: env.MANIFEST_CACHE_DEFAULT_TIME || '1h' },
     ];
     for (const [i, v] of ['PRIMARY', 'SECONDARY', 'DEFAULT'].entries()) {

@@ -96,6 +96,11 @@ const tagRule = z.strictObject({
 
 export const configSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
+  /**
+   * Sent upstream in the Via header; a request arriving with this name in its Via is a loop and is
+   * refused. Give chained pullthrough tiers different names.
+   */
+  instanceName: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'letters, digits, . _ - (at most 64)').default('pullthrough'),
   listen: z
     .strictObject({
       mirror: listenAddress.prefault('127.0.0.1:5000'),

@@ -1,0 +1,112 @@
+import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
+import { parseDigest, hasherFor } from '../oci/digest.js';
+import type { ByteRange } from '../storage/blob-store.js';
+import type { RegistryUpstream, Credentials } from '../upstream/registry-upstream.js';
+import { upstreamStatusError } from '../upstream/registry-upstream.js';
+import { UpstreamIntegrityError, UpstreamUnavailableError } from '../upstream/errors.js';
+import { Spool } from './spool.js';
+
+/** What the fill needs from its surroundings. */
+export interface FillContext {
+  readonly spoolDir: string;
+  readonly fillTimeoutMs: number;
+  /** Publishes the verified spool file (BlobStore.putFile + metadata); run once per fill. */
+  commit(digest: string, path: string, size: number, repos: ReadonlySet<string>): Promise<void>;
+  onBytes(n: number): void;
+}
+
+/**
+ * One upstream download of one blob, shared by every client that wants it meanwhile: the body is
+ * hashed and written to a {@link Spool} that readers tail; size and digest are checked before the
+ * last byte is released and before the blob is committed to storage. Clients that disconnect do
+ * not stop it; only `fillTimeoutMs` bounds it.
+ */
+export class BlobFill {
+  /** `registry/repository` pairs upstream has confirmed hold this blob; linked on commit. */
+  readonly repos = new Set<string>();
+  /** Resolves with the blob's size (if upstream sent Content-Length) once upstream answered 200. */
+  readonly started: Promise<{ size: number | undefined }>;
+  /** Resolves when committed, rejects when the download or verification failed. */
+  readonly done: Promise<void>;
+  private spool: Spool | undefined;
+  size: number | undefined;
+
+  constructor(
+    private readonly ctx: FillContext,
+    private readonly upstream: RegistryUpstream,
+    repo: string,
+    readonly digest: string,
+    credentials?: Credentials | null,
+  ) {
+    this.repos.add(`${upstream.registry.name}/${repo}`);
+    let onStarted!: (v: { size: number | undefined }) => void;
+    let onStartFailed!: (e: unknown) => void;
+    this.started = new Promise((res, rej) => {
+      onStarted = res;
+      onStartFailed = rej;
+    });
+    this.done = this.run(repo, credentials, onStarted).catch((err: unknown) => {
+      onStartFailed(err);
+      throw err;
+    });
+    // Callers may only await `started`; an unobserved failure of `done` is not a crash.
+    this.done.catch(() => {});
+    this.started.catch(() => {});
+  }
+
+  private async run(repo: string, credentials: Credentials | null | undefined, onStarted: (v: { size: number | undefined }) => void): Promise<void> {
+    const d = parseDigest(this.digest);
+    const signal = AbortSignal.timeout(this.ctx.fillTimeoutMs);
+    const res = await this.upstream.request({ method: 'GET', path: `/v2/${repo}/blobs/${this.digest}`, repo, kind: 'blob', credentials, signal });
+    if (res.status !== 200) throw await upstreamStatusError(this.upstream.registry.name, res);
+    const len = res.headers['content-length'];
+    const size = len !== undefined && /^\d+$/.test(len) ? Number(len) : undefined;
+    this.size = size;
+    let spool: Spool;
+    try {
+      spool = await Spool.create(this.ctx.spoolDir);
+    } catch (err) {
+      res.body.destroy();
+      throw err;
+    }
+    this.spool = spool;
+    onStarted({ size });
+    const hash = hasherFor(d);
+    const counted = res.body as Readable;
+    counted.on('data', (c: Buffer) => this.ctx.onBytes(c.length));
+    try {
+      try {
+        await pipeline(counted, spool.writer(hash));
+      } catch (err) {
+        if (signal.aborted) throw new UpstreamUnavailableError(this.upstream.registry.name, `blob download exceeded ${this.ctx.fillTimeoutMs} ms`);
+        throw err instanceof UpstreamUnavailableError ? err : new UpstreamUnavailableError(this.upstream.registry.name, `blob download broke off: ${(err as Error).message}`, { cause: err });
+      }
+      if (size !== undefined && spool.bytesWritten !== size) {
+        throw new UpstreamIntegrityError(this.upstream.registry.name, `${this.digest}: got ${spool.bytesWritten} bytes, Content-Length said ${size}`);
+      }
+      const got = `${d.algorithm}:${hash.digest('hex')}`;
+      if (got !== this.digest) throw new UpstreamIntegrityError(this.upstream.registry.name, `expected ${this.digest}, content hashes to ${got}`);
+      this.size = spool.bytesWritten;
+      spool.markVerified();
+    } catch (err) {
+      spool.fail(err as Error);
+      throw err;
+    }
+    await this.ctx.commit(this.digest, spool.path, spool.bytesWritten, this.repos);
+  }
+
+  /**
+   * The blob's bytes (or `range` of them) as they arrive.
+   * @throws when called before `started` resolved.
+   */
+  reader(range?: ByteRange): Readable {
+    if (!this.spool) throw new Error('fill has not started');
+    return this.spool.reader(range);
+  }
+
+  /** Drops the fill's own hold on the spool; readers already open finish normally. */
+  release(): void {
+    this.spool?.release();
+  }
+}

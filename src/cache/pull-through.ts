@@ -1,0 +1,419 @@
+import { rm } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import type { Config } from '../config/index.js';
+import { OciError } from '../oci/errors.js';
+import { digestWithAlgorithmOf, parseDigest, sha256Of } from '../oci/digest.js';
+import { ALL_MANIFEST_TYPES, isAccepted, isIndexType, sniffManifestMediaType, upstreamAccept } from '../oci/media-types.js';
+import type { ManifestReference } from '../oci/reference.js';
+import type { BlobStore, ByteRange } from '../storage/blob-store.js';
+import type { MetadataStore, TagRecord } from '../storage/metadata-store.js';
+import { BlobNotFoundError } from '../storage/errors.js';
+import { blobKey } from '../storage/keys.js';
+import type { UpstreamPool, RegistryUpstream, UpstreamResponse } from '../upstream/registry-upstream.js';
+import { readLimited, upstreamStatusError } from '../upstream/registry-upstream.js';
+import { UpstreamIntegrityError, UpstreamStatusError, UpstreamUnavailableError } from '../upstream/errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import { SingleFlight } from '../util/single-flight.js';
+import { BlobFill } from './blob-fill.js';
+import { TagPolicy } from './tag-policy.js';
+import type { BlobHandle, ManifestResult, PassThroughResult, TagListResult, Target } from './results.js';
+
+/** distribution's limit for manifests; also what keeps a hostile upstream from filling memory. */
+export const MAX_MANIFEST_BYTES = 4 << 20;
+const MAX_LIST_BYTES = 4 << 20;
+/** Lease on a blob download across replicas; renewed while the download runs. */
+const FILL_LOCK_TTL_MS = 30_000;
+/** How long a request waits for a blob another replica is downloading. */
+const FOREIGN_FILL_WAIT_MS = 5 * 60_000;
+
+export interface PullThroughDeps {
+  readonly config: Config;
+  readonly blobs: BlobStore;
+  readonly meta: MetadataStore;
+  readonly upstreams: UpstreamPool;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** Called after each blob is committed (eviction hooks in here). */
+  readonly afterCommit?: (digest: string, size: number) => void;
+}
+
+/** Whether an upstream failure allows serving cached content instead. */
+function isTransient(err: unknown): err is UpstreamUnavailableError | UpstreamStatusError {
+  return err instanceof UpstreamUnavailableError || (err instanceof UpstreamStatusError && err.transient);
+}
+
+function mediaTypeOf(res: UpstreamResponse, body?: Buffer): string {
+  const ct = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+  if (ALL_MANIFEST_TYPES.includes(ct) || ct.startsWith('application/vnd.docker.distribution.manifest.v1')) return ct;
+  return (body && sniffManifestMediaType(body)) ?? ct;
+}
+
+/**
+ * The pull-through policy (see README "Cache semantics"): content by digest is immutable and
+ * served locally; tags are revalidated with an upstream HEAD and fetched with GET only when the
+ * digest changed; stale manifests are served when upstream fails; one upstream download per blob
+ * however many clients want it; content is served under a repository only once the upstream has
+ * confirmed that repository holds it.
+ */
+export class PullThroughCache {
+  private readonly fills = new Map<string, BlobFill>();
+  private readonly fillStarts = new SingleFlight<BlobFill | null>();
+  private readonly manifestFlights = new SingleFlight<ManifestResult>();
+  private readonly confirmFlights = new SingleFlight<void>();
+  private readonly tagPolicy: TagPolicy;
+
+  constructor(private readonly d: PullThroughDeps) {
+    this.tagPolicy = new TagPolicy(d.config);
+  }
+
+  private up(t: Target): RegistryUpstream {
+    return this.d.upstreams.for(t.registry);
+  }
+
+  /**
+   * Makes sure upstream has confirmed that `t.repo` holds `digest`, asking with a HEAD if it has
+   * not yet. This is what keeps content fetched for one repository from being served under
+   * another the client may not read.
+   * @throws OciError / UpstreamStatusError when upstream says no; UpstreamUnavailableError.
+   */
+  private async confirm(t: Target, digest: string, kind: 'blob' | 'manifest'): Promise<void> {
+    if (await this.d.meta.isLinked(t.registry.name, t.repo, digest)) return;
+    await this.confirmFlights.run(`${t.registry.name}/${t.repo}@${digest}`, async () => {
+      const res = await this.up(t).request({
+        method: 'HEAD',
+        path: `/v2/${t.repo}/${kind}s/${digest}`,
+        repo: t.repo,
+        kind,
+        credentials: t.credentials,
+        headers: kind === 'manifest' ? { accept: ALL_MANIFEST_TYPES.join(', ') } : {},
+      });
+      res.body.destroy();
+      if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
+      await this.d.meta.link(t.registry.name, t.repo, digest);
+    });
+  }
+
+  // ---------------------------------------------------------------- manifests
+
+  /**
+   * A manifest by tag or digest. `accepted` is the client's Accept set (null: anything); `head`
+   * avoids fetching a body upstream just to answer a HEAD.
+   * @throws OciError, UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError
+   */
+  async manifest(t: Target, ref: ManifestReference, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
+    if (ref.kind === 'digest') return this.manifestByDigest(t, ref.digest, head);
+    return this.manifestByTag(t, ref.tag, accepted, head);
+  }
+
+  private async manifestByDigest(t: Target, digest: string, head: boolean): Promise<ManifestResult> {
+    const rec = await this.d.meta.getManifest(digest);
+    if (rec) {
+      await this.confirm(t, digest, 'manifest');
+      return { digest, mediaType: rec.mediaType, size: rec.body.length, body: rec.body, cache: 'hit' };
+    }
+    return this.manifestFlights.run(`${t.registry.name}/${t.repo}@${digest}|${head}`, async () => {
+      const res = await this.up(t).request({
+        method: head ? 'HEAD' : 'GET',
+        path: `/v2/${t.repo}/manifests/${digest}`,
+        repo: t.repo,
+        kind: 'manifest',
+        credentials: t.credentials,
+        headers: { accept: ALL_MANIFEST_TYPES.join(', ') },
+      });
+      if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
+      if (head) {
+        res.body.destroy();
+        return { digest, mediaType: mediaTypeOf(res), size: Number(res.headers['content-length'] ?? 0), cache: 'pass' };
+      }
+      const body = await this.readManifest(t, res);
+      const got = digestWithAlgorithmOf(parseDigest(digest), body);
+      if (got !== digest) throw new UpstreamIntegrityError(t.registry.name, `manifest ${digest} hashes to ${got}`);
+      const mediaType = mediaTypeOf(res, body);
+      await this.d.meta.putManifest(digest, { mediaType, body });
+      await this.d.meta.link(t.registry.name, t.repo, digest);
+      return { digest, mediaType, size: body.length, body, cache: 'miss' };
+    });
+  }
+
+  private async readManifest(t: Target, res: UpstreamResponse): Promise<Buffer> {
+    try {
+      return await readLimited(res.body, MAX_MANIFEST_BYTES);
+    } catch (err) {
+      throw new UpstreamIntegrityError(t.registry.name, `manifest unreadable: ${(err as Error).message}`);
+    }
+  }
+
+  /**
+   * Tag records are kept per Accept class: clients that cannot take an index may get a different
+   * manifest for the same tag from upstream, and must not flip the record others rely on.
+   */
+  private static tagKey(tag: string, accepted: Set<string> | null): string {
+    const takesIndex = accepted === null || [...accepted].some(isIndexType);
+    return takesIndex ? tag : `${tag}~single`;
+  }
+
+  private async manifestByTag(t: Target, tag: string, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
+    const key = PullThroughCache.tagKey(tag, accepted);
+    const timing = this.tagPolicy.timingFor(tag);
+    const rec = await this.d.meta.getTag(t.registry.name, t.repo, key);
+    const age = rec ? Date.now() - rec.checkedAt : Infinity;
+    if (rec && age < timing.revalidateMs && isAccepted(accepted, rec.mediaType)) {
+      const m = await this.d.meta.getManifest(rec.digest);
+      if (m) return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'hit' };
+    }
+    const flightKey = `${t.registry.name}/${t.repo}:${key}|${head}|${accepted ? [...accepted].sort().join(',') : '*'}`;
+    return this.manifestFlights.run(flightKey, async () => {
+      try {
+        return await this.revalidateTag(t, tag, key, accepted, head, rec);
+      } catch (err) {
+        if (!isTransient(err) || !rec || age > timing.revalidateMs + timing.staleIfErrorMs || !isAccepted(accepted, rec.mediaType)) throw err;
+        const m = await this.d.meta.getManifest(rec.digest);
+        if (!m) throw err;
+        const reason = err instanceof UpstreamStatusError ? `upstream answered ${err.status}` : (err as Error).message;
+        this.d.metrics.staleServed.inc({ registry: t.registry.name });
+        this.d.log.warn('serving stale manifest', { registry: t.registry.name, repo: t.repo, tag, digest: rec.digest, reason, ageSeconds: Math.round(age / 1000) });
+        return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'stale', staleReason: reason };
+      }
+    });
+  }
+
+  private async revalidateTag(t: Target, tag: string, key: string, accepted: Set<string> | null, head: boolean, rec: TagRecord | null): Promise<ManifestResult> {
+    const up = this.up(t);
+    const path = `/v2/${t.repo}/manifests/${tag}`;
+    const accept = upstreamAccept(accepted);
+    // HEAD first: Docker Hub does not count HEADs against its pull limit.
+    const h = await up.request({ method: 'HEAD', path, repo: t.repo, kind: 'manifest', credentials: t.credentials, headers: { accept } });
+    h.body.destroy();
+    if (h.status === 200) {
+      const digest = h.headers['docker-content-digest'];
+      if (digest) {
+        const cached = await this.d.meta.getManifest(digest);
+        if (cached) {
+          await this.recordTag(t, key, digest, cached.mediaType, cached.body.length);
+          return { digest, mediaType: cached.mediaType, size: cached.body.length, body: cached.body, cache: rec?.digest === digest ? 'revalidated' : 'miss' };
+        }
+        if (head) return { digest, mediaType: mediaTypeOf(h), size: Number(h.headers['content-length'] ?? 0), cache: 'pass' };
+      }
+    } else if (h.status !== 405 && h.status !== 501) {
+      // 405/501: an upstream that does not do HEAD on manifests; a GET tells instead.
+      throw await upstreamStatusError(t.registry.name, h);
+    }
+    const res = await up.request({ method: 'GET', path, repo: t.repo, kind: 'manifest', credentials: t.credentials, headers: { accept } });
+    if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
+    const body = await this.readManifest(t, res);
+    const claimed = res.headers['docker-content-digest'];
+    // Hash with the algorithm upstream names (sha512 registries exist), sha256 otherwise.
+    const digest = claimed && /^sha512:[a-f0-9]{128}$/.test(claimed) ? digestWithAlgorithmOf(parseDigest(claimed), body) : sha256Of(body);
+    if (claimed && claimed !== digest) throw new UpstreamIntegrityError(t.registry.name, `${tag}: Docker-Content-Digest ${claimed}, body hashes to ${digest}`);
+    const mediaType = mediaTypeOf(res, body);
+    await this.d.meta.putManifest(digest, { mediaType, body });
+    await this.recordTag(t, key, digest, mediaType, body.length);
+    return { digest, mediaType, size: body.length, body, cache: 'miss' };
+  }
+
+  private async recordTag(t: Target, key: string, digest: string, mediaType: string, size: number): Promise<void> {
+    await this.d.meta.link(t.registry.name, t.repo, digest);
+    await this.d.meta.putTag(t.registry.name, t.repo, key, { digest, mediaType, size, checkedAt: Date.now() });
+  }
+
+  // ---------------------------------------------------------------- blobs
+
+  /**
+   * A blob: from storage when cached (after confirming the repository), else from a shared upstream
+   * download. For HEAD, a miss is answered from an upstream HEAD without downloading.
+   * @throws OciError, UpstreamStatusError, UpstreamUnavailableError
+   */
+  async blob(t: Target, digest: string, head: boolean): Promise<BlobHandle> {
+    const rec = await this.d.meta.getBlob(digest);
+    if (rec) {
+      await this.confirm(t, digest, 'blob');
+      void this.d.meta.touchBlob(digest, Date.now()).catch(() => {});
+      return {
+        digest,
+        size: rec.size,
+        cache: 'hit',
+        open: async (range) => {
+          try {
+            return await this.d.blobs.read(blobKey(digest), range);
+          } catch (err) {
+            if (!(err instanceof BlobNotFoundError)) throw err;
+            // Metadata outlived the bytes (evicted elsewhere, lost volume): forget and refetch.
+            this.d.log.warn('blob record without bytes; fetching again', { digest });
+            await this.d.meta.deleteBlob(digest);
+            return (await this.fromUpstream(t, digest)).open(range);
+          }
+        },
+      };
+    }
+    if (head) {
+      const fill = this.fills.get(digest);
+      if (fill?.size !== undefined && fill.repos.has(`${t.registry.name}/${t.repo}`)) {
+        return { digest, size: fill.size, cache: 'miss', open: () => Promise.reject(new Error('HEAD has no body')) };
+      }
+      const res = await this.up(t).request({ method: 'HEAD', path: `/v2/${t.repo}/blobs/${digest}`, repo: t.repo, kind: 'blob', credentials: t.credentials });
+      res.body.destroy();
+      if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
+      const len = res.headers['content-length'];
+      return { digest, size: len && /^\d+$/.test(len) ? Number(len) : undefined, cache: 'pass', open: () => Promise.reject(new Error('HEAD has no body')) };
+    }
+    return this.fromUpstream(t, digest);
+  }
+
+  private async fromUpstream(t: Target, digest: string): Promise<BlobHandle> {
+    let fill = this.fills.get(digest);
+    if (fill && !fill.repos.has(`${t.registry.name}/${t.repo}`)) {
+      await this.confirm(t, digest, 'blob');
+      fill.repos.add(`${t.registry.name}/${t.repo}`);
+    }
+    fill ??= (await this.fillStarts.run(digest, () => this.startFill(t, digest))) ?? undefined;
+    if (!fill) return this.waitForForeignFill(t, digest);
+    if (!fill.repos.has(`${t.registry.name}/${t.repo}`)) {
+      // Joined a fill another repository started while we were deciding.
+      await this.confirm(t, digest, 'blob');
+      fill.repos.add(`${t.registry.name}/${t.repo}`);
+    }
+    const { size } = await fill.started;
+    const f = fill;
+    return {
+      digest,
+      size,
+      cache: 'miss',
+      open: async (range?: ByteRange): Promise<Readable> => {
+        if (this.fills.get(digest) === f) return f.reader(range);
+        // The fill finished between answering and reading: the bytes are in storage now.
+        await f.done;
+        return this.d.blobs.read(blobKey(digest), range);
+      },
+    };
+  }
+
+  /** Starts a download, or returns null when another replica holds the download lease. */
+  private async startFill(t: Target, digest: string): Promise<BlobFill | null> {
+    const existing = this.fills.get(digest);
+    if (existing) return existing;
+    const lock = await this.d.meta.tryLock(`fill:${digest}`, FILL_LOCK_TTL_MS);
+    if (!lock) return null;
+    // Another replica may have finished between our metadata read and taking the lease.
+    if (await this.d.meta.getBlob(digest)) {
+      await lock.release();
+      return null;
+    }
+    const registry = t.registry.name;
+    const fill = new BlobFill(
+      {
+        spoolDir: this.d.config.paths.spool,
+        fillTimeoutMs: this.d.config.upstream.fillTimeout,
+        onBytes: (n) => this.d.metrics.upstreamBytes.inc({ registry }, n),
+        commit: (dg, path, size, repos) => this.commit(dg, path, size, repos),
+      },
+      this.up(t),
+      t.repo,
+      digest,
+      t.credentials,
+    );
+    this.fills.set(digest, fill);
+    this.d.metrics.fillsInFlight.inc();
+    const renew = setInterval(() => void lock.extend(FILL_LOCK_TTL_MS).catch(() => {}), FILL_LOCK_TTL_MS / 3);
+    fill.done
+      .catch((err: unknown) => {
+        const reason = err instanceof UpstreamIntegrityError ? 'integrity' : err instanceof UpstreamStatusError ? `status_${err.status}` : err instanceof UpstreamUnavailableError ? 'unavailable' : 'other';
+        this.d.metrics.fillFailures.inc({ reason });
+        this.d.log.warn('blob download failed', { registry, repo: t.repo, digest, reason, error: (err as Error).message });
+      })
+      .finally(() => {
+        clearInterval(renew);
+        this.d.metrics.fillsInFlight.dec();
+        if (this.fills.get(digest) === fill) this.fills.delete(digest);
+        fill.release();
+        void lock.release().catch(() => {});
+      });
+    return fill;
+  }
+
+  private async commit(digest: string, path: string, size: number, repos: ReadonlySet<string>): Promise<void> {
+    try {
+      await this.d.blobs.putFile(blobKey(digest), path, size);
+    } catch (err) {
+      await rm(path, { force: true });
+      throw err;
+    }
+    await this.d.meta.putBlob(digest, { size, lastAccess: Date.now() });
+    for (const r of repos) {
+      const i = r.indexOf('/');
+      await this.d.meta.link(r.slice(0, i), r.slice(i + 1), digest);
+    }
+    this.d.afterCommit?.(digest, size);
+  }
+
+  /** Another replica is downloading: wait (bounded) for it to land, or take over if it died. */
+  private async waitForForeignFill(t: Target, digest: string): Promise<BlobHandle> {
+    const deadline = Date.now() + Math.min(FOREIGN_FILL_WAIT_MS, this.d.config.upstream.fillTimeout);
+    let delay = 100;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 1000);
+      if (await this.d.meta.getBlob(digest)) return this.blob(t, digest, false);
+      const fill = this.fills.get(digest) ?? (await this.fillStarts.run(digest, () => this.startFill(t, digest)));
+      if (fill) return this.fromUpstream(t, digest);
+    }
+    throw new OciError('UNAVAILABLE', 'blob is being fetched by another replica; try again', { digest }, { 'retry-after': '5' });
+  }
+
+  // ---------------------------------------------------------------- tags, referrers
+
+  /**
+   * The upstream's tag list; when upstream fails, the tags pullthrough has seen (stale).
+   * @throws UpstreamStatusError, UpstreamUnavailableError
+   */
+  async tags(t: Target, query: { n?: number; last?: string }, clientName: string): Promise<TagListResult> {
+    const qs = new URLSearchParams();
+    if (query.n !== undefined) qs.set('n', String(query.n));
+    if (query.last !== undefined) qs.set('last', query.last);
+    const path = `/v2/${t.repo}/tags/list${qs.size ? `?${qs}` : ''}`;
+    try {
+      const res = await this.up(t).request({ method: 'GET', path, repo: t.repo, kind: 'tags', credentials: t.credentials });
+      if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
+      const body = await readLimited(res.body, MAX_LIST_BYTES).catch((err: Error) => {
+        throw new UpstreamIntegrityError(t.registry.name, `tag list unreadable: ${err.message}`);
+      });
+      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.link ?? '')?.[1];
+      return { body, next, cache: 'pass' };
+    } catch (err) {
+      if (!isTransient(err)) throw err;
+      let tags = (await this.d.meta.listTags(t.registry.name, t.repo)).filter((x) => !x.includes('~'));
+      if (tags.length === 0) throw err;
+      if (query.last !== undefined) tags = tags.filter((x) => x > query.last!);
+      if (query.n !== undefined) tags = tags.slice(0, query.n);
+      this.d.metrics.staleServed.inc({ registry: t.registry.name });
+      const reason = err instanceof UpstreamStatusError ? `upstream answered ${err.status}` : (err as Error).message;
+      return { body: Buffer.from(JSON.stringify({ name: clientName, tags })), cache: 'stale', staleReason: reason };
+    }
+  }
+
+  /**
+   * The upstream's referrers index, passed through (a 404 from an upstream without the referrers
+   * API is passed on too, so clients fall back to the tag schema as they would upstream).
+   */
+  async referrers(t: Target, digest: string, artifactType: string | undefined): Promise<PassThroughResult> {
+    const qs = artifactType ? `?${new URLSearchParams({ artifactType })}` : '';
+    const res = await this.up(t).request({ method: 'GET', path: `/v2/${t.repo}/referrers/${digest}${qs}`, repo: t.repo, kind: 'referrers', credentials: t.credentials });
+    if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
+    const body = await readLimited(res.body, MAX_LIST_BYTES).catch((err: Error) => {
+      throw new UpstreamIntegrityError(t.registry.name, `referrers unreadable: ${err.message}`);
+    });
+    const headers: Record<string, string> = { 'content-type': res.headers['content-type'] ?? 'application/vnd.oci.image.index.v1+json' };
+    if (res.headers['oci-filters-applied']) headers['oci-filters-applied'] = res.headers['oci-filters-applied'];
+    return { body, headers };
+  }
+
+  /** Blob downloads in progress on this replica (for draining). */
+  get inFlight(): number {
+    return this.fills.size;
+  }
+
+  /** Waits for downloads in progress to finish (or fail). */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.fills.values()].map((f) => f.done));
+  }
+}

@@ -1,0 +1,125 @@
+import { EventEmitter } from 'node:events';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import type { Hash } from 'node:crypto';
+import type { ByteRange } from '../storage/blob-store.js';
+
+const READ_CHUNK = 1 << 20;
+
+/**
+ * A blob being downloaded into a local temp file that readers tail while it grows. Readers never
+ * receive the final byte before the whole blob is verified, so a client of a blob whose digest
+ * turns out wrong sees an aborted transfer, never a cleanly ended one.
+ */
+export class Spool extends EventEmitter {
+  private written = 0;
+  private state: 'writing' | 'verified' | 'failed' = 'writing';
+  private failure: Error | undefined;
+  private refs = 1; // the owner's (the fill's) reference
+  private closed = false;
+
+  private constructor(readonly path: string, private readonly fh: FileHandle) {
+    super();
+    this.setMaxListeners(0);
+  }
+
+  /** A new empty spool file in `dir`. */
+  static async create(dir: string): Promise<Spool> {
+    const path = join(dir, randomUUID());
+    return new Spool(path, await open(path, 'w+', 0o600));
+  }
+
+  get bytesWritten(): number {
+    return this.written;
+  }
+
+  get verified(): boolean {
+    return this.state === 'verified';
+  }
+
+  /** A writable that hashes what passes through and appends it to the file. */
+  writer(hash: Hash): Writable {
+    return new Writable({
+      highWaterMark: READ_CHUNK,
+      write: (chunk: Buffer, _enc, cb) => {
+        hash.update(chunk);
+        this.fh.write(chunk, 0, chunk.length, this.written).then(
+          ({ bytesWritten }) => {
+            this.written += bytesWritten;
+            this.emit('progress');
+            cb();
+          },
+          (err: Error) => cb(err),
+        );
+      },
+    });
+  }
+
+  /** Lets readers deliver the last byte. */
+  markVerified(): void {
+    this.state = 'verified';
+    this.emit('progress');
+  }
+
+  /** Fails every reader and removes the file. */
+  fail(err: Error): void {
+    if (this.state !== 'writing') return;
+    this.state = 'failed';
+    this.failure = err;
+    this.emit('progress');
+    void rm(this.path, { force: true }).catch(() => {});
+  }
+
+  /**
+   * Drops the owner's reference: called once the fill is no longer joinable. The file handle
+   * closes when the last reader is done too.
+   */
+  release(): void {
+    this.releaseRef();
+  }
+
+  /**
+   * A stream of `range` (or the whole blob) that follows the download. `size` is the expected
+   * total when known, so ranged readers know where the end is.
+   */
+  reader(range?: ByteRange): Readable {
+    this.refs++;
+    const self = this;
+    let pos = range?.start ?? 0;
+    const end = range?.end; // inclusive; undefined = to whatever the end turns out to be
+    async function* chunks(): AsyncGenerator<Buffer> {
+      try {
+        for (;;) {
+          if (self.state === 'failed') throw self.failure ?? new Error('download failed');
+          // Hold back the last byte until verified: see the class comment.
+          const limit = self.state === 'verified' ? self.written : Math.max(0, self.written - 1);
+          const stop = end === undefined ? limit : Math.min(limit, end + 1);
+          if (pos < stop) {
+            const n = Math.min(READ_CHUNK, stop - pos);
+            const buf = Buffer.allocUnsafe(n);
+            const { bytesRead } = await self.fh.read(buf, 0, n, pos);
+            if (bytesRead === 0) throw new Error('spool file shorter than recorded');
+            pos += bytesRead;
+            yield bytesRead === n ? buf : buf.subarray(0, bytesRead);
+            continue;
+          }
+          if (end !== undefined && pos > end) return;
+          if (self.state === 'verified' && pos >= self.written) return;
+          await new Promise<void>((resolve) => self.once('progress', resolve));
+        }
+      } finally {
+        self.releaseRef();
+      }
+    }
+    return Readable.from(chunks(), { objectMode: false, highWaterMark: READ_CHUNK });
+  }
+
+  private releaseRef(): void {
+    if (--this.refs === 0 && !this.closed) {
+      this.closed = true;
+      void this.fh.close().catch(() => {});
+    }
+  }
+}

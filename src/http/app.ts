@@ -1,0 +1,147 @@
+import Koa, { type Context, type Next } from 'koa';
+import Router from '@koa/router';
+import type { Config } from '../config/index.js';
+import { OciError } from '../oci/errors.js';
+import type { PullThroughCache } from '../cache/pull-through.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import { toOciError } from './error-mapping.js';
+import { v2Router, type DoorKind, type PushRelay } from './v2-routes.js';
+import type { RequestState } from './state.js';
+import type { RegistryIndex } from './target.js';
+
+/** What the small endpoints need to know; each part is optional so doors can be added one by one. */
+export interface AppDeps {
+  readonly config: Config;
+  readonly cache: PullThroughCache;
+  readonly index: RegistryIndex;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly door: DoorKind;
+  /** The CA certificate (PEM) clients must trust for the TLS and CONNECT doors. */
+  readonly caPem?: () => string;
+  /** A ready-to-run setup script for a client (`docker`, `containerd`, …), or null if unknown. */
+  readonly setupScript?: (client: string, requestHost: string | undefined) => string | null;
+  /** Readiness: resolves when storage answers; rejects with the reason otherwise. */
+  readonly ready: () => Promise<void>;
+  /** False once the process is draining for shutdown. */
+  readonly accepting: () => boolean;
+  readonly push?: PushRelay;
+}
+
+const MAX_QUERY = 4096;
+
+/**
+ * The koa application every door feeds: /v2 plus /healthz, /readyz, /metrics, /ca.crt and
+ * /setup/<client>. It is a request handler, not a server, so plain HTTP, TLS and CONNECT-tunnelled
+ * sockets can all be handed to `app.callback()`.
+ */
+export function createApp(deps: AppDeps): Koa {
+  const app = new Koa();
+  // Errors are answered and logged by the middleware below; koa's default handler would print stacks.
+  app.silent = true;
+  const { metrics, log } = deps;
+
+  app.use(async (ctx: Context, next: Next) => {
+    const state: RequestState = { kind: 'other', bytes: 0 };
+    ctx.state = state;
+    const started = process.hrtime.bigint();
+    ctx.res.once('close', () => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const aborted = !ctx.res.writableFinished;
+      const cache = state.cache ?? 'none';
+      metrics.requests.inc({ kind: state.kind, cache, status: String(ctx.status) });
+      metrics.requestDuration.observe({ kind: state.kind, cache }, ms / 1000);
+      if (state.bytes && state.kind !== 'ops') metrics.bytesServed.inc({ source: cache === 'miss' ? 'upstream' : 'cache' }, state.bytes);
+      if (state.kind === 'ops') return;
+      // Only chosen fields: never headers, so never credentials.
+      log.info('request', {
+        door: deps.door,
+        method: ctx.method,
+        path: ctx.path.slice(0, 512),
+        ns: typeof ctx.query.ns === 'string' ? ctx.query.ns.slice(0, 255) : undefined,
+        registry: state.registry,
+        repo: state.repo,
+        kind: state.kind,
+        cache: state.cache,
+        status: ctx.status,
+        error: state.errorCode,
+        stale: state.staleReason,
+        bytes: state.bytes,
+        ms: Math.round(ms * 10) / 10,
+        aborted: aborted || undefined,
+        client: ctx.ip,
+      });
+    });
+    try {
+      if (ctx.querystring.length > MAX_QUERY) throw new OciError('REQUEST_INVALID', 'query string too long');
+      // A request that already passed through this pullthrough came back to it: an upstream name
+      // resolves to pullthrough itself. Refuse rather than recurse.
+      const via = ctx.get('via');
+      if (via && via.split(',').some((hop) => hop.trim().split(/\s+/)[1] === deps.config.instanceName)) {
+        throw new OciError('LOOP_DETECTED', 'request loop: this request already passed through this pullthrough (check the DNS of its upstreams)');
+      }
+      await next();
+    } catch (err) {
+      const oci = toOciError(err, state.kind);
+      state.errorCode = oci.code;
+      if (oci.code === 'INTERNAL') log.error('internal error', { path: ctx.path.slice(0, 512), error: (err as Error)?.stack ?? String(err) });
+      if (ctx.headerSent) {
+        ctx.res.destroy();
+        return;
+      }
+      ctx.status = oci.status;
+      for (const [k, v] of Object.entries(oci.headers)) ctx.set(k, v);
+      ctx.type = 'application/json';
+      if (ctx.method !== 'HEAD') ctx.body = JSON.stringify(oci.toBody());
+    }
+  });
+
+  const ops = new Router();
+  const opsKind = async (ctx: Context, next: Next): Promise<void> => {
+    (ctx.state as RequestState).kind = 'ops';
+    await next();
+  };
+  ops.get('/healthz', opsKind, (ctx) => {
+    ctx.body = 'ok\n';
+  });
+  ops.get('/readyz', opsKind, async (ctx) => {
+    if (!deps.accepting()) {
+      ctx.status = 503;
+      ctx.body = 'draining\n';
+      return;
+    }
+    try {
+      await deps.ready();
+      ctx.body = 'ready\n';
+    } catch (err) {
+      ctx.status = 503;
+      ctx.body = `not ready: ${(err as Error).message}\n`;
+    }
+  });
+  ops.get('/metrics', opsKind, async (ctx) => {
+    ctx.type = metrics.registry.contentType;
+    ctx.body = await metrics.registry.metrics();
+  });
+  ops.get('/ca.crt', opsKind, (ctx) => {
+    if (!deps.caPem) throw new OciError('NAME_UNKNOWN', 'no CA: the TLS and proxy doors are not enabled');
+    ctx.type = 'application/x-pem-file';
+    ctx.body = deps.caPem();
+  });
+  ops.get('/setup/:client', opsKind, (ctx) => {
+    const script = deps.setupScript?.(ctx.params.client!, ctx.get('host') || undefined) ?? null;
+    if (script === null) throw new OciError('NAME_UNKNOWN', 'unknown client; try docker, containerd, podman, hosts or systemd');
+    ctx.type = 'text/plain; charset=utf-8';
+    ctx.body = script;
+  });
+  app.use(ops.routes());
+
+  const v2 = v2Router({ cache: deps.cache, index: deps.index, door: deps.door, push: deps.push });
+  app.use(v2.routes());
+  app.use((ctx) => {
+    if ((ctx.state as RequestState).kind === 'other' && ctx.status === 404 && !ctx.body) {
+      throw new OciError('NAME_UNKNOWN', 'unknown endpoint');
+    }
+  });
+  return app;
+}

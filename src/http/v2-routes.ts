@@ -1,0 +1,189 @@
+import type { Context } from 'koa';
+import Router from '@koa/router';
+import { OciError } from '../oci/errors.js';
+import { parseDigest } from '../oci/digest.js';
+import { parseManifestReference } from '../oci/reference.js';
+import { acceptedTypes } from '../oci/media-types.js';
+import type { PullThroughCache } from '../cache/pull-through.js';
+import type { Target } from '../cache/results.js';
+import { resolveTarget, type RegistryIndex } from './target.js';
+import { parseRange } from './range.js';
+import type { RequestState } from './state.js';
+
+/** Which door a request came through; only the TLS and CONNECT doors relay pushes. */
+export type DoorKind = 'mirror' | 'tls' | 'proxy';
+
+/** Relays a push (or other write) to the real upstream with the client's own credentials. */
+export type PushRelay = (ctx: Context, target: Target) => Promise<void>;
+
+export interface V2Deps {
+  readonly cache: PullThroughCache;
+  readonly index: RegistryIndex;
+  readonly door: DoorKind;
+  readonly push?: PushRelay;
+}
+
+const NAME = '(.+?)';
+const MANIFEST = new RegExp(`^/v2/${NAME}/manifests/([^/]+)$`);
+const BLOB = new RegExp(`^/v2/${NAME}/blobs/([^/]+)$`);
+const UPLOAD = new RegExp(`^/v2/${NAME}/blobs/uploads(?:/[^/]*)?$`);
+const TAGS = new RegExp(`^/v2/${NAME}/tags/list$`);
+const REFERRERS = new RegExp(`^/v2/${NAME}/referrers/([^/]+)$`);
+
+function st(ctx: Context): RequestState {
+  return ctx.state as RequestState;
+}
+
+function target(ctx: Context, deps: V2Deps, name: string): Target {
+  const ns = typeof ctx.query.ns === 'string' ? ctx.query.ns : undefined;
+  const t = resolveTarget(deps.index, ctx.get('host') || undefined, ns, name);
+  st(ctx).registry = t.registry.name;
+  st(ctx).repo = t.repo;
+  return t;
+}
+
+function readOnly(ctx: Context): boolean {
+  return ctx.method === 'GET' || ctx.method === 'HEAD';
+}
+
+/** Sends a stream as the body; a failing stream aborts the connection rather than ending it cleanly. */
+function streamBody(ctx: Context, stream: NodeJS.ReadableStream & { destroy(err?: Error): void }): void {
+  stream.on('data', (c: Buffer) => (st(ctx).bytes += c.length));
+  stream.on('error', () => ctx.res.destroy());
+  ctx.res.on('close', () => stream.destroy());
+  ctx.body = stream;
+}
+
+/** The /v2 pull API (OCI distribution spec), answered from the pull-through cache. */
+export function v2Router(deps: V2Deps): Router {
+  const router = new Router();
+  const { cache } = deps;
+
+  router.all(/^\/v2\/?$/, (ctx) => {
+    st(ctx).kind = 'base';
+    if (!readOnly(ctx)) throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
+    ctx.set('docker-distribution-api-version', 'registry/2.0');
+    ctx.type = 'application/json';
+    ctx.body = '{}';
+  });
+
+  router.all(UPLOAD, async (ctx) => {
+    st(ctx).kind = 'push';
+    const t = target(ctx, deps, ctx.captures![0]!);
+    if (deps.door === 'mirror' || !deps.push) throw new OciError('UNSUPPORTED', 'pushing is not supported through the mirror endpoint; push to the registry directly or through the TLS/proxy door');
+    await deps.push(ctx, t);
+  });
+
+  router.all(MANIFEST, async (ctx) => {
+    st(ctx).kind = 'manifest';
+    const t = target(ctx, deps, ctx.captures![0]!);
+    const ref = parseManifestReference(ctx.captures![1]!);
+    if (!readOnly(ctx)) {
+      st(ctx).kind = 'push';
+      if (deps.door === 'mirror' || !deps.push) throw new OciError('UNSUPPORTED', `${ctx.method} of manifests is not supported through the mirror endpoint`);
+      return deps.push(ctx, t);
+    }
+    const head = ctx.method === 'HEAD';
+    const m = await cache.manifest(t, ref, acceptedTypes(ctx.get('accept') || undefined), head);
+    st(ctx).cache = m.cache;
+    st(ctx).staleReason = m.staleReason;
+    ctx.status = 200;
+    ctx.set('docker-content-digest', m.digest);
+    ctx.set('etag', `"${m.digest}"`);
+    ctx.type = m.mediaType;
+    if (m.cache === 'stale') ctx.set('warning', '110 pullthrough "Response is Stale"');
+    if (head || !m.body) {
+      ctx.length = m.size;
+      return;
+    }
+    st(ctx).bytes = m.body.length;
+    ctx.body = m.body;
+  });
+
+  router.all(BLOB, async (ctx) => {
+    st(ctx).kind = 'blob';
+    const t = target(ctx, deps, ctx.captures![0]!);
+    const digest = parseDigest(ctx.captures![1]!).value;
+    if (!readOnly(ctx)) {
+      st(ctx).kind = 'push';
+      if (deps.door === 'mirror' || !deps.push) throw new OciError('UNSUPPORTED', `${ctx.method} of blobs is not supported through the mirror endpoint`);
+      return deps.push(ctx, t);
+    }
+    const head = ctx.method === 'HEAD';
+    const blob = await cache.blob(t, digest, head);
+    st(ctx).cache = blob.cache;
+    ctx.set('docker-content-digest', digest);
+    ctx.set('etag', `"${digest}"`);
+    ctx.set('accept-ranges', 'bytes');
+    ctx.set('cache-control', 'max-age=31536000');
+    ctx.type = 'application/octet-stream';
+    const range = head ? undefined : parseRange(ctx.get('range') || undefined, blob.size);
+    if (head) {
+      ctx.status = 200;
+      if (blob.size !== undefined) ctx.length = blob.size;
+      return;
+    }
+    const stream = await blob.open(range);
+    if (range) {
+      ctx.status = 206;
+      ctx.set('content-range', `bytes ${range.start}-${range.end}/${blob.size}`);
+      ctx.length = range.end - range.start + 1;
+    } else {
+      ctx.status = 200;
+      if (blob.size !== undefined) ctx.length = blob.size;
+    }
+    streamBody(ctx, stream);
+  });
+
+  router.all(TAGS, async (ctx) => {
+    st(ctx).kind = 'tags';
+    const clientName = ctx.captures![0]!;
+    const t = target(ctx, deps, clientName);
+    if (!readOnly(ctx)) throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on tags/list`);
+    const nRaw = ctx.query.n;
+    let n: number | undefined;
+    if (nRaw !== undefined) {
+      if (typeof nRaw !== 'string' || !/^\d{1,7}$/.test(nRaw)) throw new OciError('PAGINATION_NUMBER_INVALID', 'n must be a non-negative integer');
+      n = Number(nRaw);
+    }
+    const last = typeof ctx.query.last === 'string' ? ctx.query.last : undefined;
+    const r = await cache.tags(t, { n, last }, clientName);
+    st(ctx).cache = r.cache;
+    st(ctx).staleReason = r.staleReason;
+    if (r.cache === 'stale') ctx.set('warning', '110 pullthrough "Response is Stale"');
+    if (r.next) {
+      // The upstream's next link names its own path; the client must come back here, by its own name.
+      const q = r.next.includes('?') ? new URLSearchParams(r.next.slice(r.next.indexOf('?') + 1)) : new URLSearchParams();
+      if (typeof ctx.query.ns === 'string') q.set('ns', ctx.query.ns);
+      ctx.set('link', `</v2/${clientName}/tags/list?${q}>; rel="next"`);
+    }
+    ctx.type = 'application/json';
+    st(ctx).bytes = r.body.length;
+    ctx.status = 200;
+    ctx.length = r.body.length;
+    if (ctx.method !== 'HEAD') ctx.body = r.body;
+  });
+
+  router.all(REFERRERS, async (ctx) => {
+    st(ctx).kind = 'referrers';
+    const t = target(ctx, deps, ctx.captures![0]!);
+    const digest = parseDigest(ctx.captures![1]!).value;
+    if (!readOnly(ctx)) throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on referrers`);
+    const artifactType = typeof ctx.query.artifactType === 'string' ? ctx.query.artifactType : undefined;
+    const r = await cache.referrers(t, digest, artifactType);
+    st(ctx).cache = 'pass';
+    for (const [k, v] of Object.entries(r.headers)) ctx.set(k, v);
+    st(ctx).bytes = r.body.length;
+    ctx.status = 200;
+    ctx.length = r.body.length;
+    if (ctx.method !== 'HEAD') ctx.body = r.body;
+  });
+
+  router.all(/^\/v2\/.*/, (ctx) => {
+    st(ctx).kind = 'other';
+    if (ctx.path === '/v2/_catalog') throw new OciError('UNSUPPORTED', 'a pull-through mirror offers no catalog');
+    throw new OciError('NAME_UNKNOWN', 'unknown endpoint');
+  });
+
+  return router;
+}

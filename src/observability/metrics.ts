@@ -1,0 +1,91 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Every Prometheus metric pullthrough exports; one instance per process. */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly requests = new Counter({
+    name: 'pullthrough_requests_total',
+    help: 'Client requests by kind (manifest, blob, tags, referrers, base, push, other), cache result and status',
+    labelNames: ['kind', 'cache', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly requestDuration = new Histogram({
+    name: 'pullthrough_request_duration_seconds',
+    help: 'Time to complete a client request, by kind and cache result',
+    labelNames: ['kind', 'cache'] as const,
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
+    registers: [this.registry],
+  });
+
+  readonly bytesServed = new Counter({
+    name: 'pullthrough_served_bytes_total',
+    help: 'Bytes sent to clients, by where they came from (cache, upstream)',
+    labelNames: ['source'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamRequests = new Counter({
+    name: 'pullthrough_upstream_requests_total',
+    help: 'Requests pullthrough made upstream, by registry, method, kind and status (0 = no answer)',
+    labelNames: ['registry', 'method', 'kind', 'status'] as const,
+    registers: [this.registry],
+  });
+
+  readonly upstreamBytes = new Counter({
+    name: 'pullthrough_upstream_bytes_total',
+    help: 'Blob bytes received from upstreams',
+    labelNames: ['registry'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rateLimitRemaining = new Gauge({
+    name: 'pullthrough_upstream_ratelimit_remaining',
+    help: "Docker Hub's ratelimit-remaining as last reported by the upstream",
+    labelNames: ['registry'] as const,
+    registers: [this.registry],
+  });
+
+  readonly staleServed = new Counter({
+    name: 'pullthrough_stale_served_total',
+    help: 'Manifests or tag lists served stale because the upstream failed',
+    labelNames: ['registry'] as const,
+    registers: [this.registry],
+  });
+
+  readonly fillsInFlight = new Gauge({
+    name: 'pullthrough_blob_fills_in_flight',
+    help: 'Blob downloads from upstream in progress on this replica',
+    registers: [this.registry],
+  });
+
+  readonly fillFailures = new Counter({
+    name: 'pullthrough_blob_fill_failures_total',
+    help: 'Blob downloads that failed (upstream error, digest or size mismatch, timeout)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
+  readonly cacheSizeBytes = new Gauge({
+    name: 'pullthrough_cache_size_bytes',
+    help: 'Bytes of blobs in the cache (as recorded in metadata)',
+    registers: [this.registry],
+  });
+
+  readonly evictions = new Counter({
+    name: 'pullthrough_evictions_total',
+    help: 'Blobs evicted to stay under cache.maxSize',
+    registers: [this.registry],
+  });
+
+  readonly evictedBytes = new Counter({
+    name: 'pullthrough_evicted_bytes_total',
+    help: 'Bytes evicted to stay under cache.maxSize',
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'pullthrough_process_' });
+  }
+}

@@ -1,0 +1,104 @@
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { mkdir, rm } from 'node:fs/promises';
+import type { Config } from './config/index.js';
+import { openBlobStore, openMetadataStore } from './storage/factory.js';
+import type { BlobStore } from './storage/blob-store.js';
+import type { MetadataStore } from './storage/metadata-store.js';
+import { UpstreamPool } from './upstream/registry-upstream.js';
+import { PullThroughCache } from './cache/pull-through.js';
+import { Metrics } from './observability/metrics.js';
+import type { Logger } from './observability/logger.js';
+import { createApp } from './http/app.js';
+import { RegistryIndex } from './http/target.js';
+
+/** How long SIGTERM waits for responses and blob downloads in progress before cutting them. */
+const DRAIN_GRACE_MS = 30_000;
+/** Node's default header limit (16 KiB) made explicit: larger requests get 431, never a crash. */
+const MAX_HEADER_BYTES = 16 * 1024;
+
+/** A started pullthrough: its listeners' addresses and a way to stop it. */
+export interface RunningServer {
+  readonly addresses: Readonly<Record<string, AddressInfo>>;
+  readonly metrics: Metrics;
+  /** Stops accepting, drains in-flight responses and downloads (bounded), closes storage. */
+  close(): Promise<void>;
+}
+
+function listen(server: HttpServer, host: string, port: number): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+/** Readiness: both stores answer a cheap request within 2 s. */
+async function probeStores(blobs: BlobStore, meta: MetadataStore): Promise<void> {
+  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('storage did not answer within 2 s')), 2000).unref());
+  await Promise.race([Promise.all([meta.getBlob('sha256:' + '0'.repeat(64)), blobs.stat('blobs/readiness-probe')]), timeout]);
+}
+
+/**
+ * Builds pullthrough from a validated config and starts its listeners.
+ * @throws when storage cannot be opened or a listener cannot bind (the error names the address).
+ */
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  await mkdir(config.paths.dataDir, { recursive: true, mode: 0o750 });
+  // Spool files are downloads that were in progress when the process died: never valid content.
+  await rm(config.paths.spool, { recursive: true, force: true });
+  await mkdir(config.paths.spool, { recursive: true, mode: 0o700 });
+  const blobs = await openBlobStore(config);
+  const meta = await openMetadataStore(config);
+  const metrics = new Metrics();
+  const upstreams = new UpstreamPool(config, metrics, log);
+  const cache = new PullThroughCache({ config, blobs, meta, upstreams, metrics, log });
+  const index = new RegistryIndex(config);
+  let accepting = true;
+  const common = { config, cache, index, metrics, log, ready: () => probeStores(blobs, meta), accepting: () => accepting };
+
+  const servers: Array<{ name: string; server: HttpServer }> = [];
+  const addresses: Record<string, AddressInfo> = {};
+  let active = 0;
+  const track = (server: HttpServer): void => {
+    server.on('request', (_req, res) => {
+      active++;
+      res.once('close', () => active--);
+    });
+  };
+
+  try {
+    if (config.listen.mirror) {
+      const app = createApp({ ...common, door: 'mirror' });
+      const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: 65_000 }, app.callback());
+      track(server);
+      addresses.mirror = await listen(server, config.listen.mirror.host, config.listen.mirror.port).catch((err: Error) => {
+        throw new Error(`listen.mirror: cannot listen on ${config.listen.mirror!.host}:${config.listen.mirror!.port}: ${err.message}`);
+      });
+      servers.push({ name: 'mirror', server });
+    }
+  } catch (err) {
+    for (const s of servers) s.server.close();
+    await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
+    throw err;
+  }
+  for (const [door, a] of Object.entries(addresses)) log.info('listening', { door, address: a.address, port: a.port });
+
+  return {
+    addresses,
+    metrics,
+    async close() {
+      accepting = false;
+      for (const { server } of servers) {
+        server.close();
+        server.closeIdleConnections();
+      }
+      const deadline = Date.now() + DRAIN_GRACE_MS;
+      while ((active > 0 || cache.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      for (const { server } of servers) server.closeAllConnections();
+      await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
+    },
+  };
+}

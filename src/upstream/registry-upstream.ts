@@ -1,0 +1,307 @@
+import { rootCertificates } from 'node:tls';
+import { readFileSync } from 'node:fs';
+import type { LookupFunction } from 'node:net';
+import type { Readable } from 'node:stream';
+import { createHash } from 'node:crypto';
+import { Agent, errors as undiciErrors } from 'undici';
+import type { Config, RegistryConfig } from '../config/index.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import { UpstreamStatusError, UpstreamUnavailableError } from './errors.js';
+import { parseChallenge, type Challenge } from './www-authenticate.js';
+import { TokenCache } from './token-cache.js';
+
+/** Username/password for an upstream registry or its token service. */
+export interface Credentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+export type UpstreamKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'base' | 'token';
+
+/** One request to an upstream registry's /v2 API. */
+export interface UpstreamRequest {
+  readonly method: 'GET' | 'HEAD';
+  /** Absolute path on the registry, e.g. `/v2/library/alpine/manifests/3`. */
+  readonly path: string;
+  /** The repository the request is for (token scope); undefined for `/v2/`. */
+  readonly repo?: string;
+  readonly kind: UpstreamKind;
+  readonly headers?: Readonly<Record<string, string>>;
+  /** Credentials to use instead of the configured ones (null: anonymous). */
+  readonly credentials?: Credentials | null;
+  readonly signal?: AbortSignal;
+}
+
+/** An upstream answer. The body must be consumed or destroyed by the caller. */
+export interface UpstreamResponse {
+  readonly status: number;
+  /** Lower-cased header names; the first value of repeated headers. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: Readable;
+  /** The URL that finally answered (after redirects). */
+  readonly url: string;
+}
+
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
+const MAX_TOKEN_BODY = 1 << 20;
+
+/** pullthrough's User-Agent upstream. */
+export const USER_AGENT = 'pullthrough/0.1';
+
+function firstHeaders(h: Record<string, string | string[] | undefined>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(h)) if (v !== undefined) out[k.toLowerCase()] = Array.isArray(v) ? v[0]! : v;
+  return out;
+}
+
+/** Collects a small body, rejecting past `limit` bytes (upstream bodies are never trusted to be small). */
+export async function readLimited(body: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      body.destroy();
+      throw new Error(`response larger than ${limit} bytes`);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/**
+ * Turns a non-2xx upstream response into an UpstreamStatusError carrying the upstream's own
+ * message, consuming (a bounded part of) the body.
+ */
+export async function upstreamStatusError(registry: string, res: UpstreamResponse): Promise<UpstreamStatusError> {
+  let code: string | undefined;
+  let message: string | undefined;
+  try {
+    const text = (await readLimited(res.body, 64 * 1024)).toString('utf8');
+    const doc = JSON.parse(text) as { errors?: Array<{ code?: unknown; message?: unknown }>; details?: unknown; message?: unknown };
+    const e = doc.errors?.[0];
+    if (e) {
+      code = typeof e.code === 'string' ? e.code : undefined;
+      message = typeof e.message === 'string' ? e.message : undefined;
+    } else if (typeof doc.message === 'string') {
+      message = doc.message;
+    }
+  } catch {
+    res.body.destroy();
+  }
+  return new UpstreamStatusError(registry, res.status, code, message?.slice(0, 1000), res.headers['retry-after']);
+}
+
+/**
+ * The client for one upstream registry: Bearer/Basic auth with a token cache, redirects to blob
+ * CDNs (dropping Authorization across hosts), keep-alive connection reuse, timeouts, a private CA,
+ * and a Via header so a loop back into pullthrough is detected.
+ */
+export class RegistryUpstream {
+  private readonly agent: Agent;
+  private readonly base: URL;
+  private readonly tokens = new TokenCache();
+  /** The last challenge the registry sent, so later requests can authenticate pre-emptively. */
+  private challenge: Challenge | null = null;
+  private readonly pendingTokens = new Map<string, Promise<string | null>>();
+
+  constructor(
+    readonly registry: RegistryConfig,
+    private readonly config: Config,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    lookup?: LookupFunction,
+  ) {
+    this.base = new URL(registry.upstream);
+    // A private CA is added to the public roots, not instead of them: blob redirects usually go
+    // to public CDNs.
+    const ca = registry.ca ? [...rootCertificates, readFileSync(registry.ca, 'utf8')] : undefined;
+    this.agent = new Agent({
+      connect: { timeout: config.upstream.connectTimeout, ...(ca ? { ca } : {}), ...(lookup ? { lookup } : {}) },
+      headersTimeout: config.upstream.headersTimeout,
+      bodyTimeout: config.upstream.bodyTimeout,
+      keepAliveTimeout: 30_000,
+      connections: 64,
+    });
+  }
+
+  private credentialsFor(override: Credentials | null | undefined, host: string): Credentials | null {
+    if (override !== undefined) return override;
+    if (this.registry.username !== undefined) return { username: this.registry.username, password: this.registry.password ?? '' };
+    const h = this.config.authHosts[host];
+    return h ? { username: h.username, password: h.password } : null;
+  }
+
+  private static credentialId(c: Credentials | null): string {
+    // Never the password itself in a map key that might be dumped: a hash of both.
+    return c ? createHash('sha256').update(`${c.username}\0${c.password}`).digest('hex').slice(0, 16) : 'anonymous';
+  }
+
+  /**
+   * Sends a request upstream, authenticating and following redirects.
+   * @throws UpstreamUnavailableError when the upstream (or its token service) cannot be reached;
+   *   UpstreamStatusError when the token service refuses the credentials.
+   */
+  async request(req: UpstreamRequest): Promise<UpstreamResponse> {
+    const scope = req.repo ? `repository:${req.repo}:pull` : undefined;
+    let auth = await this.authorization(req, scope, false);
+    let res = await this.send(req, new URL(req.path, this.base), auth);
+    if (res.status === 401) {
+      const challenge = parseChallenge(res.headers['www-authenticate']);
+      if (challenge) {
+        this.challenge = challenge;
+        const retryAuth = await this.authorization(req, challenge.params.scope ?? scope, true);
+        if (retryAuth !== undefined && retryAuth !== auth) {
+          res.body.destroy();
+          auth = retryAuth;
+          res = await this.send(req, new URL(req.path, this.base), auth);
+        }
+      }
+    }
+    return res;
+  }
+
+  /** The Authorization header for a request, fetching a token if the registry wants one. */
+  private async authorization(req: UpstreamRequest, scope: string | undefined, fresh: boolean): Promise<string | undefined> {
+    const ch = this.challenge;
+    if (!ch) return undefined;
+    if (ch.scheme === 'basic') {
+      const c = this.credentialsFor(req.credentials, this.base.host);
+      return c ? 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64') : undefined;
+    }
+    if (ch.scheme !== 'bearer' || !ch.params.realm) return undefined;
+    let realm: URL;
+    try {
+      realm = new URL(ch.params.realm);
+    } catch {
+      return undefined;
+    }
+    const creds = this.credentialsFor(req.credentials, realm.host);
+    const key = `${RegistryUpstream.credentialId(creds)}|${ch.params.service ?? ''}|${scope ?? ''}`;
+    if (fresh) this.tokens.delete(key);
+    const cached = this.tokens.get(key);
+    if (cached) return `Bearer ${cached}`;
+    // Concurrent requests for one scope share one token request.
+    let pending = this.pendingTokens.get(key);
+    if (!pending) {
+      pending = this.fetchToken(realm, ch.params.service, scope, creds, key, req.signal).finally(() => this.pendingTokens.delete(key));
+      this.pendingTokens.set(key, pending);
+    }
+    const token = await pending;
+    return token ? `Bearer ${token}` : undefined;
+  }
+
+  private async fetchToken(realm: URL, service: string | undefined, scope: string | undefined, creds: Credentials | null, key: string, signal?: AbortSignal): Promise<string | null> {
+    const url = new URL(realm);
+    if (service) url.searchParams.set('service', service);
+    if (scope) url.searchParams.set('scope', scope);
+    const headers: Record<string, string> = {};
+    if (creds) headers.authorization = 'Basic ' + Buffer.from(`${creds.username}:${creds.password}`).toString('base64');
+    const res = await this.send({ method: 'GET', path: url.pathname, kind: 'token', signal }, url, headers.authorization, true);
+    if (res.status !== 200) {
+      const err = await upstreamStatusError(this.registry.name, res);
+      this.log.warn('upstream token request refused', { registry: this.registry.name, status: res.status, user: creds?.username, scope });
+      throw err;
+    }
+    let doc: { token?: unknown; access_token?: unknown; expires_in?: unknown };
+    try {
+      doc = JSON.parse((await readLimited(res.body, MAX_TOKEN_BODY)).toString('utf8')) as typeof doc;
+    } catch (err) {
+      throw new UpstreamUnavailableError(this.registry.name, `token service sent an unreadable answer: ${(err as Error).message}`);
+    }
+    const token = typeof doc.token === 'string' ? doc.token : typeof doc.access_token === 'string' ? doc.access_token : null;
+    if (!token) return null;
+    const expiresIn = typeof doc.expires_in === 'number' && doc.expires_in > 0 ? doc.expires_in : 60;
+    this.tokens.set(key, token, expiresIn);
+    return token;
+  }
+
+  /** One HTTP exchange plus redirects. */
+  private async send(req: UpstreamRequest, url: URL, authorization: string | undefined, isToken = false): Promise<UpstreamResponse> {
+    let current = url;
+    let auth = authorization;
+    for (let hop = 0; ; hop++) {
+      const headers: Record<string, string> = {
+        'user-agent': USER_AGENT,
+        via: `1.1 ${this.config.instanceName}`,
+        ...(isToken ? {} : req.headers),
+      };
+      if (auth) headers.authorization = auth;
+      let r;
+      try {
+        r = await this.agent.request({
+          origin: current.origin,
+          path: current.pathname + current.search,
+          method: req.method,
+          headers,
+          signal: req.signal,
+        });
+      } catch (err) {
+        this.metrics.upstreamRequests.inc({ registry: this.registry.name, method: req.method, kind: req.kind, status: '0' });
+        if (req.signal?.aborted) throw err;
+        throw new UpstreamUnavailableError(this.registry.name, describeNetworkError(err), { cause: err });
+      }
+      this.metrics.upstreamRequests.inc({ registry: this.registry.name, method: req.method, kind: req.kind, status: String(r.statusCode) });
+      const h = firstHeaders(r.headers);
+      const remaining = h['ratelimit-remaining'];
+      if (remaining) {
+        const n = parseInt(remaining, 10);
+        if (Number.isFinite(n)) this.metrics.rateLimitRemaining.set({ registry: this.registry.name }, n);
+      }
+      if (REDIRECTS.has(r.statusCode) && h.location && hop < MAX_REDIRECTS) {
+        r.body.destroy();
+        const next = new URL(h.location, current);
+        if (next.protocol !== 'https:' && next.protocol !== 'http:') {
+          throw new UpstreamUnavailableError(this.registry.name, `redirect to unsupported URL scheme ${next.protocol}`);
+        }
+        // Credentials meant for the registry must not travel to a CDN or object store.
+        if (next.origin !== current.origin) auth = undefined;
+        current = next;
+        continue;
+      }
+      return { status: r.statusCode, headers: h, body: r.body, url: current.toString() };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+}
+
+function describeNetworkError(err: unknown): string {
+  if (err instanceof undiciErrors.ConnectTimeoutError) return 'connect timeout';
+  if (err instanceof undiciErrors.HeadersTimeoutError) return 'timed out waiting for response headers';
+  if (err instanceof undiciErrors.BodyTimeoutError) return 'timed out waiting for the response body';
+  const e = err as { code?: string; message?: string; cause?: { code?: string; message?: string } };
+  const code = e.code ?? e.cause?.code;
+  const msg = e.cause?.message ?? e.message ?? String(err);
+  return code && !msg.includes(code) ? `${code}: ${msg}` : msg;
+}
+
+/** One RegistryUpstream per configured registry, created on first use. */
+export class UpstreamPool {
+  private readonly clients = new Map<string, RegistryUpstream>();
+
+  constructor(
+    private readonly config: Config,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+    private readonly lookup?: LookupFunction,
+  ) {}
+
+  /** The client for a configured registry name. */
+  for(registry: RegistryConfig): RegistryUpstream {
+    let c = this.clients.get(registry.name);
+    if (!c) {
+      c = new RegistryUpstream(registry, this.config, this.metrics, this.log, this.lookup);
+      this.clients.set(registry.name, c);
+    }
+    return c;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.clients.values()].map((c) => c.close()));
+  }
+}
