@@ -63,6 +63,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const addresses: Record<string, AddressInfo> = {};
   let active = 0;
   const track = (server: HttpServer): void => {
+    // Malformed requests, oversized headers, resets: Node answers or drops them; note why.
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      log.debug('client connection error', { code: err.code, error: err.message });
+      if (socket.writable && err.code !== 'ECONNRESET') {
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      } else {
+        socket.destroy();
+      }
+    });
     server.on('request', (_req, res) => {
       active++;
       res.once('close', () => active--);

@@ -243,6 +243,9 @@ export class RegistryUpstream {
         if (req.signal?.aborted) throw err;
         throw new UpstreamUnavailableError(this.registry.name, describeNetworkError(err), { cause: err });
       }
+      // Discarding a body (destroy) makes undici emit an error; consumers that care attach their
+      // own listeners, this one only keeps an unobserved discard from crashing the process.
+      r.body.on('error', () => {});
       this.metrics.upstreamRequests.inc({ registry: this.registry.name, method: req.method, kind: req.kind, status: String(r.statusCode) });
       const h = firstHeaders(r.headers);
       const remaining = h['ratelimit-remaining'];
