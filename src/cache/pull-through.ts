@@ -164,10 +164,11 @@ export class PullThroughCache {
     }
     const flightKey = `${t.registry.name}/${t.repo}:${key}|${head}|${accepted ? [...accepted].sort().join(',') : '*'}`;
     return this.manifestFlights.run(flightKey, async () => {
+      const staleUsable = rec !== null && age <= timing.revalidateMs + timing.staleIfErrorMs && isAccepted(accepted, rec.mediaType);
       try {
-        return await this.revalidateTag(t, tag, key, accepted, head, rec);
+        return await this.revalidateTag(t, tag, key, accepted, head, rec, staleUsable);
       } catch (err) {
-        if (!isTransient(err) || !rec || age > timing.revalidateMs + timing.staleIfErrorMs || !isAccepted(accepted, rec.mediaType)) throw err;
+        if (!isTransient(err) || !rec || !staleUsable) throw err;
         const m = await this.d.meta.getManifest(rec.digest);
         if (!m) throw err;
         const reason = err instanceof UpstreamStatusError ? `upstream answered ${err.status}` : (err as Error).message;
@@ -178,7 +179,7 @@ export class PullThroughCache {
     });
   }
 
-  private async revalidateTag(t: Target, tag: string, key: string, accepted: Set<string> | null, head: boolean, rec: TagRecord | null): Promise<ManifestResult> {
+  private async revalidateTag(t: Target, tag: string, key: string, accepted: Set<string> | null, head: boolean, rec: TagRecord | null, staleUsable: boolean): Promise<ManifestResult> {
     const up = this.up(t);
     const path = `/v2/${t.repo}/manifests/${tag}`;
     const accept = upstreamAccept(accepted);
@@ -195,10 +196,13 @@ export class PullThroughCache {
         }
         if (head) return { digest, mediaType: mediaTypeOf(h), size: Number(h.headers['content-length'] ?? 0), cache: 'pass' };
       }
-    } else if (h.status !== 405 && h.status !== 501) {
-      // 405/501: an upstream that does not do HEAD on manifests; a GET tells instead.
+    } else if (staleUsable && (h.status === 429 || h.status >= 500)) {
+      // A cached copy will be served; no need to ask a failing upstream again.
       throw await upstreamStatusError(t.registry.name, h);
     }
+    // Otherwise a GET: it fetches what changed, or (after a HEAD error, which has no body)
+    // fetches the upstream's own error message for the client.
+
     const res = await up.request({ method: 'GET', path, repo: t.repo, kind: 'manifest', credentials: t.credentials, headers: { accept } });
     if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
     const body = await this.readManifest(t, res);

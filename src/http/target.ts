@@ -2,6 +2,8 @@ import type { Config, RegistryConfig } from '../config/index.js';
 import { OciError } from '../oci/errors.js';
 import { assertRepositoryName } from '../oci/reference.js';
 
+const HOST = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/;
+
 /** Registry names and aliases → registry, built once per config. */
 export class RegistryIndex {
   private readonly byHost = new Map<string, RegistryConfig>();
@@ -50,7 +52,9 @@ export function resolveTarget(index: RegistryIndex, host: string | undefined, ns
   if (!registry) {
     const slash = name.indexOf('/');
     const first = slash > 0 ? name.slice(0, slash) : '';
-    if (first && (first.includes('.') || first.includes(':') || first === 'localhost')) {
+    // Only something shaped like a host name is a registry prefix; anything else is part of the
+    // repository name and gets the name check (so `..%2f` is NAME_INVALID, not a registry).
+    if (HOST.test(first) && (first.includes('.') || first.includes(':') || first === 'localhost')) {
       registry = index.lookup(first);
       if (!registry) throw notConfigured(first);
       repo = name.slice(slash + 1);

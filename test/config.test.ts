@@ -1,0 +1,116 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadConfig, ConfigError } from '../src/config/index.js';
+import { tempDir, run } from './helpers/process.js';
+import { MAIN } from './helpers/pullthrough.js';
+
+function problems(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${err}`);
+    return err.message;
+  }
+  assert.fail('expected a ConfigError');
+}
+
+test('embedded defaults: mirror on 127.0.0.1:5000, docker.io default, fs + file stores, other doors off', () => {
+  const c = loadConfig({ env: {} });
+  assert.deepEqual(c.listen.mirror, { host: '127.0.0.1', port: 5000 });
+  assert.equal(c.listen.tls, null);
+  assert.equal(c.listen.proxy, null);
+  assert.equal(c.listen.dns, null);
+  assert.equal(c.defaultRegistry, 'docker.io');
+  assert.equal(c.registries['docker.io']!.upstream, 'https://registry-1.docker.io');
+  assert.deepEqual(c.registries['docker.io']!.aliases, ['registry-1.docker.io', 'index.docker.io']);
+  assert.equal(c.storage.driver, 'fs');
+  assert.equal(c.metadata.driver, 'file');
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.registries['docker.io']), 'config is frozen');
+});
+
+test('YAML file: registries merge over built-ins, null removes one, relative paths resolve against the file', async () => {
+  const dir = await tempDir();
+  try {
+    await writeFile(join(dir.path, 'ca.pem'), 'not checked here beyond readability');
+    await writeFile(
+      join(dir.path, 'c.yml'),
+      ['dataDir: ./d', 'registries:', '  quay.io: { upstream: "https://127.0.0.1:5443", ca: ./ca.pem }', '  ghcr.io: null', 'cache:', '  maxSize: 512m', '  tags: [ { match: "v.*", revalidate: 10m } ]'].join('\n'),
+    );
+    const c = loadConfig({ file: join(dir.path, 'c.yml'), env: {} });
+    assert.equal(c.paths.dataDir, join(dir.path, 'd'));
+    assert.equal(c.registries['quay.io']!.ca, join(dir.path, 'ca.pem'));
+    assert.equal(c.registries['ghcr.io'], undefined);
+    assert.ok(c.registries['registry.k8s.io'], 'built-ins stay');
+    assert.equal(c.cache.maxSize, 512 * 1024 * 1024);
+    assert.equal(c.cache.tags[0]!.revalidate, 600_000);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('errors name the key and the reason, all at once', async () => {
+  const dir = await tempDir();
+  try {
+    const f = join(dir.path, 'bad.yml');
+    await writeFile(f, ['listen: { mirror: "nope" }', 'registries:', '  quay.io: { upstream: "ftp://x" }', 'storage: { driver: tape }', 'cache: { maxSize: lots }', 'surprise: 1'].join('\n'));
+    const msg = problems(() => loadConfig({ file: f, env: {} }));
+    assert.match(msg, /listen\.mirror: not a listen address/);
+    assert.match(msg, /registries\."quay\.io"\.upstream: must be an http\(s\) URL/);
+    assert.match(msg, /storage/);
+    assert.match(msg, /cache\.maxSize: not a size/);
+    assert.match(msg, /unknown key\(s\): surprise/);
+    await writeFile(f, 'listen: [unclosed');
+    assert.match(problems(() => loadConfig({ file: f, env: {} })), /bad\.yml \(line \d+\): not valid YAML/);
+    assert.match(problems(() => loadConfig({ env: { PULLTHROUGH_DEFAULT_REGISTRY: 'nowhere.example' } })), /defaultRegistry: nowhere\.example is not a configured registry/);
+    assert.match(problems(() => loadConfig({ env: { PULLTHROUGH_LISTEN_DNS: '127.0.0.1:0' } })), /dns\.answer: required when listen\.dns is set/);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('PULLTHROUGH_* variables override the file and are named in errors', () => {
+  const c = loadConfig({ env: { PULLTHROUGH_LISTEN_MIRROR: '0.0.0.0:5555', PULLTHROUGH_REDIS_URL: 'redis://127.0.0.1:6379', PULLTHROUGH_LISTEN_TLS: 'off' } });
+  assert.deepEqual(c.listen.mirror, { host: '0.0.0.0', port: 5555 });
+  assert.equal(c.metadata.driver, 'redis');
+  assert.match(problems(() => loadConfig({ env: { PULLTHROUGH_LISTEN_MIRROR: 'x:y' } })), /listen\.mirror \(from PULLTHROUGH_LISTEN_MIRROR\)/);
+});
+
+test("rpardini/docker-registry-proxy variables: REGISTRIES, AUTH_REGISTRIES with delimiters, manifest cache tiers, CACHE_MAX_SIZE", () => {
+  const c = loadConfig({
+    env: {
+      REGISTRIES: 'reg.example.com git.example.com quay.io',
+      AUTH_REGISTRIES_DELIMITER: ';;;',
+      AUTH_REGISTRY_DELIMITER: ':::',
+      AUTH_REGISTRIES: 'auth.docker.io:::hubuser:::hub:pass;;;reg.example.com:::bob:::s3cr:et;;;gitlab.example.com:::ci:::tok',
+      ENABLE_MANIFEST_CACHE: 'true',
+      MANIFEST_CACHE_PRIMARY_TIME: '5m',
+      CACHE_MAX_SIZE: '32g',
+    },
+  });
+  assert.equal(c.registries['reg.example.com']!.upstream, 'https://reg.example.com');
+  assert.equal(c.registries['reg.example.com']!.username, 'bob');
+  assert.equal(c.registries['reg.example.com']!.password, 's3cr:et');
+  assert.equal(c.registries['quay.io']!.upstream, 'https://quay.io', 'an already configured registry is kept');
+  assert.deepEqual(c.authHosts['auth.docker.io'], { username: 'hubuser', password: 'hub:pass' });
+  assert.deepEqual(c.authHosts['gitlab.example.com'], { username: 'ci', password: 'tok' });
+  assert.equal(c.cache.maxSize, 32 * 1024 ** 3);
+  assert.deepEqual(
+    c.cache.tags.map((t) => t.revalidate),
+    [5 * 60_000, 60 * 86_400_000, 3_600_000],
+  );
+  const primary = new RegExp(`^(?:${c.cache.tags[0]!.match})$`);
+  assert.ok(primary.test('stable') && primary.test('production-2') && !primary.test('latest'));
+  const secondary = new RegExp(`^(?:${c.cache.tags[1]!.match})$`);
+  assert.ok(secondary.test('1.2.3') && !secondary.test('latest'));
+  const bad = problems(() => loadConfig({ env: { AUTH_REGISTRIES: 'quay.io:onlyuser' } }));
+  assert.match(bad, /AUTH_REGISTRIES entry 1: expected hostname:username:password/);
+  assert.doesNotMatch(bad, /onlyuser/, 'the entry (which may hold a password) is not echoed');
+});
+
+test('the CLI prints a config error naming the key and exits 2', async () => {
+  const r = await run(process.execPath, [MAIN, 'serve'], { env: { PATH: process.env.PATH, PULLTHROUGH_LISTEN_MIRROR: 'bogus' }, allowFail: true });
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /listen\.mirror \(from PULLTHROUGH_LISTEN_MIRROR\): not a listen address/);
+});

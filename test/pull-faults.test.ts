@@ -1,0 +1,158 @@
+/**
+ * Failures the real upstream cannot produce, served by a fault upstream on a real socket:
+ * wrong bytes for a digest, a connection dying mid-blob, stalls (ranges on in-flight blobs,
+ * clients that leave), and 429/503 answers (stale-if-error).
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { access } from 'node:fs/promises';
+import { join } from 'node:path';
+import { startFaultUpstream, randomBlob, type FaultUpstream } from './helpers/fault-upstream.js';
+import { startPullthrough, type Pullthrough } from './helpers/pullthrough.js';
+import { errorCode } from './helpers/http.js';
+
+let up: FaultUpstream;
+let pt: Pullthrough;
+
+before(async () => {
+  up = await startFaultUpstream();
+  pt = await startPullthrough({ registries: { 'fault.test': { upstream: up.url } }, defaultRegistry: 'fault.test' });
+});
+after(async () => {
+  await pt?.cleanup();
+  await up?.close();
+});
+
+const sha = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex');
+const blobUrl = (digest: string, repo = 'team/app'): string => `${pt.url}/v2/${repo}/blobs/${digest}`;
+
+async function exists(path: string): Promise<boolean> {
+  return access(path).then(
+    () => true,
+    () => false,
+  );
+}
+/** The client gets its last byte once verified; the commit to storage follows a moment later. */
+async function eventuallyExists(path: string): Promise<boolean> {
+  for (let i = 0; i < 100; i++) {
+    if (await exists(path)) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
+const blobFile = (digest: string): string => join(pt.dataDir, 'blobs', 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
+
+/** Reads a whole response body; rejects if the transfer is cut. */
+async function readAll(res: Response): Promise<Buffer> {
+  return Buffer.from(await res.arrayBuffer());
+}
+
+test('wrong bytes for a digest: the client transfer is aborted, nothing is cached, a later good fetch works', async () => {
+  const data = randomBlob(2 << 20);
+  const digest = up.addBlob(data, { kind: 'corrupt' });
+  const res = await fetch(blobUrl(digest));
+  assert.equal(res.status, 200);
+  await assert.rejects(readAll(res), 'the body must not end cleanly');
+  assert.equal(await exists(blobFile(digest)), false, 'nothing kept');
+  const again = await fetch(blobUrl(digest));
+  await assert.rejects(readAll(again));
+  assert.equal(up.count(`GET /v2/team/app/blobs/${digest}`), 2, 'not served from cache the second time either');
+  up.setBlobBehaviour(digest, { kind: 'ok' });
+  const good = await readAll(await fetch(blobUrl(digest)));
+  assert.equal(sha(good), digest);
+  assert.equal(await eventuallyExists(blobFile(digest)), true);
+});
+
+test('upstream dies mid-blob: client aborted, nothing cached, a retry succeeds', async () => {
+  const data = randomBlob(3 << 20);
+  const digest = up.addBlob(data, { kind: 'truncate', after: 1 << 20 });
+  const res = await fetch(blobUrl(digest));
+  await assert.rejects(readAll(res));
+  assert.equal(await exists(blobFile(digest)), false);
+  up.setBlobBehaviour(digest, { kind: 'ok' });
+  assert.equal(sha(await readAll(await fetch(blobUrl(digest)))), digest);
+});
+
+test('range reads on a blob still being fetched, and on the cached blob; one upstream GET', async () => {
+  const data = randomBlob(4 << 20);
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const digest = up.addBlob(data, { kind: 'stall', after: 1 << 20, release: released });
+  const full = fetch(blobUrl(digest)).then(readAll);
+  // The first megabyte is in flight; a range inside it is answered before the upstream resumes.
+  let ranged: Response | undefined;
+  for (let i = 0; i < 50 && !ranged; i++) {
+    const r = await fetch(blobUrl(digest), { headers: { range: 'bytes=1000-1999' } });
+    if (r.status === 206) ranged = r;
+    else await new Promise((res) => setTimeout(res, 20));
+  }
+  assert.ok(ranged, 'got a 206');
+  assert.equal(ranged.headers.get('content-range'), `bytes 1000-1999/${data.length}`);
+  assert.deepEqual(await readAll(ranged), data.subarray(1000, 2000));
+  // A range at the end must wait for the rest and for verification.
+  const tail = fetch(blobUrl(digest), { headers: { range: 'bytes=-10' } }).then(async (r) => ({ status: r.status, body: await readAll(r) }));
+  let tailDone = false;
+  void tail.then(() => (tailDone = true));
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(tailDone, false, 'the end is not served before the download completes');
+  release();
+  assert.equal(sha(await full), digest);
+  const t = await tail;
+  assert.equal(t.status, 206);
+  assert.deepEqual(t.body, data.subarray(data.length - 10));
+  const cachedRange = await fetch(blobUrl(digest), { headers: { range: 'bytes=0-0' } });
+  assert.equal(cachedRange.status, 206);
+  assert.deepEqual(await readAll(cachedRange), data.subarray(0, 1));
+  assert.equal(up.count(`GET /v2/team/app/blobs/${digest}`), 1);
+});
+
+test('a client that disconnects does not cancel the download', async () => {
+  const data = randomBlob(3 << 20);
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const digest = up.addBlob(data, { kind: 'stall', after: 512 << 10, release: released });
+  const ac = new AbortController();
+  const res = await fetch(blobUrl(digest), { signal: ac.signal });
+  const reader = res.body!.getReader();
+  await reader.read();
+  ac.abort();
+  release();
+  assert.equal(await eventuallyExists(blobFile(digest)), true, 'the download finished and was committed');
+  assert.equal(sha(await readAll(await fetch(blobUrl(digest)))), digest);
+  assert.equal(up.count(`GET /v2/team/app/blobs/${digest}`), 1);
+});
+
+test('stale-if-error: 503 and 429 upstream serve the cached manifest with a Warning; uncached tags get the upstream error', async () => {
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: sha(Buffer.from('{}')), size: 2 }, layers: [] }));
+  const digest = up.addManifest('team/stale', 'v1', manifest, 'application/vnd.oci.image.manifest.v1+json');
+  const url = `${pt.url}/v2/team/stale/manifests/v1`;
+  const first = await fetch(url);
+  assert.equal(first.status, 200);
+  assert.equal(first.headers.get('docker-content-digest'), digest);
+  for (const status of [503, 429]) {
+    up.manifestStatus = status;
+    const r = await fetch(url);
+    assert.equal(r.status, 200, `stale on ${status}`);
+    assert.match(r.headers.get('warning') ?? '', /110/);
+    assert.deepEqual(await readAll(r), manifest);
+    const h = await fetch(url, { method: 'HEAD' });
+    assert.equal(h.status, 200);
+    assert.equal(h.headers.get('docker-content-digest'), digest);
+  }
+  const log = pt.requests().filter((l) => l.path === '/v2/team/stale/manifests/v1' && l.cache === 'stale');
+  assert.ok(log.length >= 2 && log.every((l) => typeof l.stale === 'string'), 'the log says stale and why');
+  assert.ok(pt.logs().some((l) => l.msg === 'serving stale manifest'));
+  up.manifestStatus = 429;
+  const fresh = await fetch(`${pt.url}/v2/team/other/manifests/v1`);
+  assert.equal(fresh.status, 429);
+  assert.equal(fresh.headers.get('retry-after'), '30');
+  const body = await readAll(fresh);
+  assert.equal(errorCode(body), 'TOOMANYREQUESTS');
+  assert.match(body.toString(), /fault upstream says TOOMANYREQUESTS/, "upstream's message is passed on");
+  up.manifestStatus = 503;
+  const down = await fetch(`${pt.url}/v2/team/other/manifests/v1`);
+  assert.equal(down.status, 502);
+  assert.equal(errorCode(await readAll(down)), 'UPSTREAM_ERROR');
+  up.manifestStatus = undefined;
+});
