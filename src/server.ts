@@ -7,6 +7,7 @@ import type { BlobStore } from './storage/blob-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import { UpstreamPool } from './upstream/registry-upstream.js';
 import { PullThroughCache } from './cache/pull-through.js';
+import { Evictor } from './cache/evictor.js';
 import { Metrics } from './observability/metrics.js';
 import type { Logger } from './observability/logger.js';
 import { createApp } from './http/app.js';
@@ -54,7 +55,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const meta = await openMetadataStore(config);
   const metrics = new Metrics();
   const upstreams = new UpstreamPool(config, metrics, log);
-  const cache = new PullThroughCache({ config, blobs, meta, upstreams, metrics, log });
+  const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log) : undefined;
+  const cache = new PullThroughCache({ config, blobs, meta, upstreams, metrics, log, evictor });
+  metrics.cacheSizeBytes.set(await meta.totalBlobSize());
+  // A smaller maxSize than last run takes effect at start, not at the next download.
+  void evictor?.trigger();
   const index = new RegistryIndex(config);
   let accepting = true;
   const common = { config, cache, index, metrics, log, ready: () => probeStores(blobs, meta), accepting: () => accepting };

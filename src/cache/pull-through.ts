@@ -17,6 +17,7 @@ import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { BlobFill } from './blob-fill.js';
 import { TagPolicy } from './tag-policy.js';
+import type { Evictor } from './evictor.js';
 import type { BlobHandle, ManifestResult, PassThroughResult, TagListResult, Target } from './results.js';
 
 /** distribution's limit for manifests; also what keeps a hostile upstream from filling memory. */
@@ -34,9 +35,12 @@ export interface PullThroughDeps {
   readonly upstreams: UpstreamPool;
   readonly metrics: Metrics;
   readonly log: Logger;
-  /** Called after each blob is committed (eviction hooks in here). */
-  readonly afterCommit?: (digest: string, size: number) => void;
+  /** Size-capped LRU eviction, when `cache.maxSize` is set. */
+  readonly evictor?: Evictor;
 }
+
+/** While a cached blob streams, its last-access time is refreshed so no replica evicts it. */
+const TOUCH_WHILE_READING_MS = 30_000;
 
 /** Whether an upstream failure allows serving cached content instead. */
 function isTransient(err: unknown): err is UpstreamUnavailableError | UpstreamStatusError {
@@ -239,7 +243,7 @@ export class PullThroughCache {
         cache: 'hit',
         open: async (range) => {
           try {
-            return await this.d.blobs.read(blobKey(digest), range);
+            return this.held(digest, await this.d.blobs.read(blobKey(digest), range));
           } catch (err) {
             if (!(err instanceof BlobNotFoundError)) throw err;
             // Metadata outlived the bytes (evicted elsewhere, lost volume): forget and refetch.
@@ -262,6 +266,18 @@ export class PullThroughCache {
       return { digest, size: len && /^\d+$/.test(len) ? Number(len) : undefined, cache: 'pass', open: () => Promise.reject(new Error('HEAD has no body')) };
     }
     return this.fromUpstream(t, digest);
+  }
+
+  /** Marks a cached blob as in use (not evictable) for as long as `stream` is open. */
+  private held(digest: string, stream: Readable): Readable {
+    const release = this.d.evictor?.hold(digest);
+    const timer = setInterval(() => void this.d.meta.touchBlob(digest, Date.now()).catch(() => {}), TOUCH_WHILE_READING_MS);
+    timer.unref();
+    stream.once('close', () => {
+      clearInterval(timer);
+      release?.();
+    });
+    return stream;
   }
 
   private async fromUpstream(t: Target, digest: string): Promise<BlobHandle> {
@@ -287,7 +303,7 @@ export class PullThroughCache {
         if (this.fills.get(digest) === f) return f.reader(range);
         // The fill finished between answering and reading: the bytes are in storage now.
         await f.done;
-        return this.d.blobs.read(blobKey(digest), range);
+        return this.held(digest, await this.d.blobs.read(blobKey(digest), range));
       },
     };
   }
@@ -343,11 +359,12 @@ export class PullThroughCache {
       throw err;
     }
     await this.d.meta.putBlob(digest, { size, lastAccess: Date.now() });
+    this.d.metrics.cacheSizeBytes.inc(size);
     for (const r of repos) {
       const i = r.indexOf('/');
       await this.d.meta.link(r.slice(0, i), r.slice(i + 1), digest);
     }
-    this.d.afterCommit?.(digest, size);
+    void this.d.evictor?.trigger();
   }
 
   /** Another replica is downloading: wait (bounded) for it to land, or take over if it died. */
