@@ -7,6 +7,8 @@ import type { Hash } from 'node:crypto';
 import type { ByteRange } from '../storage/blob-store.js';
 
 const READ_CHUNK = 1 << 20;
+/** Recent chunks kept in memory, so readers keeping pace with the download never touch the disk. */
+const RECENT_BYTES = 4 << 20;
 
 /**
  * A blob being downloaded into a local temp file that readers tail while it grows. Readers never
@@ -18,6 +20,8 @@ export class Spool extends EventEmitter {
   private state: 'writing' | 'verified' | 'failed' = 'writing';
   private failure: Error | undefined;
   private refs = 1; // the owner's (the fill's) reference
+  private readonly recent: Array<{ start: number; buf: Buffer }> = [];
+  private recentBytes = 0;
   private closed = false;
 
   private constructor(readonly path: string, private readonly fh: FileHandle) {
@@ -47,6 +51,7 @@ export class Spool extends EventEmitter {
         hash.update(chunk);
         this.fh.write(chunk, 0, chunk.length, this.written).then(
           ({ bytesWritten }) => {
+            this.remember(this.written, bytesWritten === chunk.length ? chunk : chunk.subarray(0, bytesWritten));
             this.written += bytesWritten;
             this.emit('progress');
             cb();
@@ -55,6 +60,22 @@ export class Spool extends EventEmitter {
         );
       },
     });
+  }
+
+  private remember(start: number, buf: Buffer): void {
+    this.recent.push({ start, buf });
+    this.recentBytes += buf.length;
+    while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_BYTES) this.recentBytes -= this.recent.shift()!.buf.length;
+  }
+
+  /** Bytes [pos, stop) from memory when they are among the recent chunks (up to one chunk's worth). */
+  private fromMemory(pos: number, stop: number): Buffer | undefined {
+    const first = this.recent[0];
+    if (!first || pos < first.start) return undefined;
+    for (const c of this.recent) {
+      if (pos >= c.start && pos < c.start + c.buf.length) return c.buf.subarray(pos - c.start, Math.min(c.buf.length, stop - c.start));
+    }
+    return undefined;
   }
 
   /** Lets readers deliver the last byte. */
@@ -97,6 +118,12 @@ export class Spool extends EventEmitter {
           const limit = self.state === 'verified' ? self.written : Math.max(0, self.written - 1);
           const stop = end === undefined ? limit : Math.min(limit, end + 1);
           if (pos < stop) {
+            const mem = self.fromMemory(pos, stop);
+            if (mem) {
+              pos += mem.length;
+              yield mem;
+              continue;
+            }
             const n = Math.min(READ_CHUNK, stop - pos);
             const buf = Buffer.allocUnsafe(n);
             const { bytesRead } = await self.fh.read(buf, 0, n, pos);
