@@ -171,25 +171,70 @@ export class S3BlobStore implements BlobStore {
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
     const Key = this.objectKey(key);
-    let body: Readable;
+    let out;
     try {
-      const out = await this.client.send(
+      out = await this.client.send(
         new GetObjectCommand({ Bucket: this.bucket, Key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
       );
-      body = out.Body as Readable;
     } catch (err) {
       if (S3BlobStore.isNotFound(err)) throw new BlobNotFoundError(key);
       throw this.fail(err, `GET ${Key}`);
     }
-    // A pass-through so that a connection lost mid-body surfaces as StorageUnavailableError, and
-    // so that a consumer destroying the stream (client went away) destroys the response too,
-    // giving the socket back instead of leaving it half-read.
+    const body = out.Body as Readable;
+    const length = out.ContentLength ?? 0;
+    if (!range) return this.relay(body, Key, 0, length);
+    // Not every S3-compatible honours ranges exactly (s3rver answers `bytes=0-0`, the usual
+    // probe, with the whole object): cut the body to what was asked, from where it really starts.
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(out.ContentRange ?? '');
+    const from = m ? Number(m[1]) : 0;
+    const total = m && m[3] !== '*' ? Number(m[3]) : m ? Infinity : length;
+    const end = Math.min(range.end, total - 1);
+    return this.relay(body, Key, range.start - from, Math.max(0, end - range.start + 1));
+  }
+
+  /**
+   * The response body, less its first `skip` bytes and cut after `take`, as a stream whose
+   * errors are StorageUnavailableError (a body that ends short is one too). Destroying the
+   * returned stream (the client went away) destroys the response, so its socket is not left
+   * half-read.
+   */
+  private relay(body: Readable, Key: string, skip: number, take: number): Readable {
     const out = new PassThrough({ highWaterMark: 1 << 20 });
-    body.on('error', (err) => out.destroy(this.fail(err, `GET ${Key} (body)`)));
-    out.on('close', () => {
-      if (!body.readableEnded) body.destroy();
+    let left = take;
+    body.on('data', (chunk: Buffer) => {
+      if (left === 0) return;
+      if (skip > 0) {
+        if (chunk.length <= skip) {
+          skip -= chunk.length;
+          return;
+        }
+        chunk = chunk.subarray(skip);
+        skip = 0;
+      }
+      if (chunk.length >= left) {
+        out.end(chunk.subarray(0, left));
+        left = 0;
+        body.destroy();
+        return;
+      }
+      left -= chunk.length;
+      if (!out.write(chunk)) body.pause();
     });
-    body.pipe(out);
+    out.on('drain', () => body.resume());
+    body.on('end', () => {
+      if (left === 0) return;
+      out.destroy(new StorageUnavailableError('s3', `GET ${Key}: body ended ${left} bytes short`));
+    });
+    body.on('error', (err) => {
+      if (left > 0) out.destroy(this.fail(err, `GET ${Key} (body)`));
+    });
+    out.on('close', () => {
+      if (!body.destroyed) body.destroy();
+    });
+    if (take === 0) {
+      out.end();
+      body.destroy();
+    }
     return out;
   }
 
@@ -297,15 +342,14 @@ export class S3BlobStore implements BlobStore {
 
   /** Objects under `<prefix>blobs/`, as FsBlobStore lists: a bucket or prefix may hold other things. */
   async *list(): AsyncIterable<BlobEntry> {
+    const Prefix = `${this.prefix}blobs/`;
     let ContinuationToken: string | undefined;
     do {
       let page;
       try {
-        page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: `${this.prefix}blobs/`, ContinuationToken, MaxKeys: this.listPageSize }),
-        );
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, ContinuationToken, MaxKeys: this.listPageSize }));
       } catch (err) {
-        throw this.fail(err, `LIST ${this.prefix}blobs/`);
+        throw this.fail(err, `LIST ${Prefix}`);
       }
       for (const o of page.Contents ?? []) {
         if (!o.Key) continue;
