@@ -335,6 +335,8 @@ export class RedisMetadataStore implements MetadataStore {
 
   async oldestBlobs(limit: number): Promise<Array<{ digest: string } & BlobRecord>> {
     if (!(limit > 0)) return [];
+    // Our own touches first, so a blob this replica just served is not offered for eviction.
+    await this.flush();
     const stop = Number.isFinite(limit) ? Math.trunc(limit) - 1 : -1;
     const flat = await this.run('oldestBlobs', () => this.redis.ptOldest(K_LRU, K_SIZE, stop));
     const out: Array<{ digest: string } & BlobRecord> = [];
