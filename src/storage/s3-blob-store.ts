@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -178,10 +178,13 @@ export class S3BlobStore implements BlobStore {
       );
     } catch (err) {
       if (S3BlobStore.isNotFound(err)) throw new BlobNotFoundError(key);
+      // A range starting past the end: nothing to send, as a file read past its end (FsBlobStore).
+      if (range && (err as SdkError).$metadata?.httpStatusCode === 416) return Readable.from([]);
       throw this.fail(err, `GET ${Key}`);
     }
     const body = out.Body as Readable;
-    const length = out.ContentLength ?? 0;
+    // Unknown length (a gateway streaming chunked): relay until the body ends.
+    const length = out.ContentLength ?? Infinity;
     if (!range) return this.relay(body, Key, 0, length);
     // Not every S3-compatible honours ranges exactly (s3rver answers `bytes=0-0`, the usual
     // probe, with the whole object): cut the body to what was asked, from where it really starts.
@@ -189,6 +192,10 @@ export class S3BlobStore implements BlobStore {
     const from = m ? Number(m[1]) : 0;
     const total = m && m[3] !== '*' ? Number(m[3]) : m ? Infinity : length;
     const end = Math.min(range.end, total - 1);
+    if (from > range.start) {
+      body.destroy();
+      throw new StorageUnavailableError('s3', `GET ${Key}: asked for bytes from ${range.start}, got ${out.ContentRange}`);
+    }
     return this.relay(body, Key, range.start - from, Math.max(0, end - range.start + 1));
   }
 
@@ -223,6 +230,7 @@ export class S3BlobStore implements BlobStore {
     out.on('drain', () => body.resume());
     body.on('end', () => {
       if (left === 0) return;
+      if (left === Infinity) return void out.end();
       out.destroy(new StorageUnavailableError('s3', `GET ${Key}: body ended ${left} bytes short`));
     });
     body.on('error', (err) => {
@@ -290,6 +298,8 @@ export class S3BlobStore implements BlobStore {
         await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body, ContentLength: size }));
         return;
       } catch (err) {
+        // Our own spool file could not be read: not S3's fault, and no retry will fix it.
+        if ((err as NodeJS.ErrnoException).path === path) throw err;
         const status = (err as SdkError).$metadata?.httpStatusCode;
         const retryable = status === undefined || status >= 500 || status === 429;
         if (!retryable || attempt >= this.maxAttempts) throw this.fail(err, `PUT ${Key}`);
@@ -362,9 +372,13 @@ export class S3BlobStore implements BlobStore {
 
   async redirectUrl(key: string): Promise<string | null> {
     if (!this.redirect) return null;
-    return getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: this.objectKey(key) }), {
-      expiresIn: this.redirectExpiresSec,
-    });
+    const Key = this.objectKey(key);
+    try {
+      // Signing is local, but resolving credentials from the default chain may need the network.
+      return await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key }), { expiresIn: this.redirectExpiresSec });
+    } catch (err) {
+      throw this.fail(err, `presign GET ${Key}`);
+    }
   }
 
   /**

@@ -123,6 +123,8 @@ export function blobStoreSuite(name: string, h: BlobStoreHarness): void {
       assert.ok((await range(1000, 2999)).equals(data.subarray(1000, 3000)), 'middle');
       assert.ok((await range(4095, 4095)).equals(data.subarray(4095)), 'last byte');
       assert.ok((await range(0, 4095)).equals(data), 'whole');
+      assert.ok((await range(4000, 9999)).equals(data.subarray(4000)), 'an end past the object stops at its end');
+      assert.equal((await range(5000, 5999)).length, 0, 'a start past the object reads nothing');
       await store.delete(key);
     });
 
