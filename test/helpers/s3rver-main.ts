@@ -25,8 +25,8 @@ const server = new S3rver({
   port: Number(port),
   directory,
   silent: true,
-  // Path-style only: the store is configured with forcePathStyle, and vhost parsing of
-  // "127.0.0.1" would misread the first octet as a bucket name.
+  // Path-style only, as the stores under test are configured (forcePathStyle): no Host header
+  // is ever taken for a bucket name.
   vhostBuckets: false,
   resetOnClose: false,
   configureBuckets: [{ name: bucket }],
