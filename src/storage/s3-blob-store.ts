@@ -77,6 +77,9 @@ const silent: StoreLogger = { warn() {} };
  * not an object at all (it only costs storage until aborted: see {@link cleanup}). Nothing is
  * ever written under a final key except by one of those two calls.
  *
+ * (s3rver, the test double, is weaker: it writes a PutObject body in place as it arrives; real
+ * S3, MinIO, Ceph RGW and R2 do not.)
+ *
  * Memory stays flat: small files stream from disk in one PutObject; large ones go through
  * lib-storage, which holds at most (queueSize + 1) parts; reads are streamed straight from the
  * response socket.
@@ -121,10 +124,12 @@ export class S3BlobStore implements BlobStore {
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
       maxAttempts: this.maxAttempts,
-      // Options for the SDK's own NodeHttpHandler (requestTimeout is socket inactivity).
+      // Options for the SDK's own NodeHttpHandler. socketTimeout is inactivity, which is what a
+      // stalled endpoint looks like; its requestTimeout would only warn, and would also count the
+      // upload time of a large part.
       requestHandler: {
         connectionTimeout: opts.connectTimeoutMs ?? 5_000,
-        requestTimeout: opts.idleTimeoutMs ?? 60_000,
+        socketTimeout: opts.idleTimeoutMs ?? 60_000,
       },
       // The SDK warns on console when a streamed request fails (it cannot retry those); we retry
       // them ourselves, so route its chatter to our logger.

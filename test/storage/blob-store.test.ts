@@ -228,6 +228,25 @@ describe('S3BlobStore on s3rver: specifics', () => {
     }
   });
 
+  it('fails with StorageUnavailableError when s3rver stalls (SIGSTOP), within the idle timeout × attempts', async () => {
+    const store = new S3BlobStore(s3Options(s3, { idleTimeoutMs: 300, maxAttempts: 2 }));
+    try {
+      await store.stat(randomKey()); // connection warmed up
+      process.kill(s3.pid(), 'SIGSTOP');
+      try {
+        const t0 = Date.now();
+        await assert.rejects(store.stat(randomKey()), StorageUnavailableError);
+        const took = Date.now() - t0;
+        assert.ok(took >= 250 && took < 3_000, `took ${took} ms`);
+      } finally {
+        process.kill(s3.pid(), 'SIGCONT');
+      }
+      assert.equal(await store.stat(randomKey()), null, 'serving again');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('keeps the real error when a failed multipart upload cannot be aborted (s3rver: MethodNotAllowed)', async () => {
     const warnings: string[] = [];
     const store = new S3BlobStore(s3Options(s3, { logger: { warn: (m, f) => warnings.push(`${m} ${JSON.stringify(f)}`) } }));
