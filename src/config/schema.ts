@@ -60,6 +60,11 @@ const cidr = z.string().refine((s) => {
   return Number.isInteger(n) && n >= 0 && n <= (v === 4 ? 32 : 128);
 }, 'must be an IP address or CIDR range, e.g. 10.0.0.0/8');
 
+const redisUrl = z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL');
+
+/** `host:port`, `[v6]:port`. */
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'must be host:port');
+
 const credentials = {
   username: z.string().min(1).optional(),
   password: z.string().optional(),
@@ -158,11 +163,34 @@ export const configSchema = z.strictObject({
   metadata: z
     .discriminatedUnion('driver', [
       z.strictObject({ driver: z.literal('file'), dir: z.string().min(1).optional() }),
-      z.strictObject({
-        driver: z.literal('redis'),
-        url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL'),
-        keyPrefix: z.string().default('pullthrough:'),
-      }),
+      z
+        .strictObject({
+          driver: z.literal('redis'),
+          /**
+           * One Redis: `redis://[user:password@]host:port[/db]`, `rediss://` for TLS. With
+           * `sentinels`, only its credentials, db and scheme are used (the host is ignored).
+           */
+          url: redisUrl.optional(),
+          keyPrefix: z.string().default('pullthrough:'),
+          /** Redis Sentinel: `host:port` of each sentinel; the master group is `name`. */
+          sentinels: z.array(hostPort).min(1).optional(),
+          /** Sentinel master group name (required with `sentinels`). */
+          name: z.string().min(1).optional(),
+          /** Password of the sentinels themselves, when they require one. */
+          sentinelPassword: z.string().optional(),
+          /** Redis Cluster: redis:// or rediss:// URLs of some nodes (the rest are discovered). */
+          cluster: z.array(redisUrl).min(1).optional(),
+          /** Longest wait for one reply; past it the call fails with StorageUnavailableError. */
+          commandTimeout: duration.prefault('2s'),
+        })
+        .superRefine((m, ctx) => {
+          if (m.cluster && (m.url !== undefined || m.sentinels)) {
+            ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'cluster goes alone: no url or sentinels with it' });
+          }
+          if (m.sentinels && m.name === undefined) ctx.addIssue({ code: 'custom', path: ['name'], message: 'required with sentinels (the master group name)' });
+          if (!m.sentinels && m.name !== undefined) ctx.addIssue({ code: 'custom', path: ['name'], message: 'only used with sentinels' });
+          if (!m.cluster && !m.sentinels && m.url === undefined) ctx.addIssue({ code: 'custom', path: ['url'], message: 'required (or sentinels, or cluster)' });
+        }),
     ])
     .default({ driver: 'file' }),
   cache: z

@@ -3,9 +3,19 @@ import type { BlobStore } from './blob-store.js';
 import type { MetadataStore } from './metadata-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { FileMetadataStore } from './file-metadata-store.js';
+import { S3BlobStore, type StoreLogger } from './s3-blob-store.js';
+import { RedisMetadataStore } from './redis-metadata-store.js';
 
-/** The configured BlobStore, with leftovers of interrupted writes cleaned up. */
-export async function openBlobStore(config: Config): Promise<BlobStore> {
+export interface StoreOptions {
+  /** Connection warnings (lost/restored, failed aborts); the app's Logger fits. */
+  logger?: StoreLogger;
+}
+
+/**
+ * The configured BlobStore, with leftovers of interrupted writes cleaned up.
+ * @throws StorageUnavailableError when S3 cannot be reached at start.
+ */
+export async function openBlobStore(config: Config, opts: StoreOptions = {}): Promise<BlobStore> {
   const s = config.storage;
   switch (s.driver) {
     case 'fs': {
@@ -13,18 +23,48 @@ export async function openBlobStore(config: Config): Promise<BlobStore> {
       await store.cleanup();
       return store;
     }
-    case 's3':
-      throw new Error('storage.driver: s3 is not implemented yet');
+    case 's3': {
+      const store = new S3BlobStore({
+        bucket: s.bucket,
+        endpoint: s.endpoint,
+        region: s.region,
+        prefix: s.prefix,
+        forcePathStyle: s.forcePathStyle,
+        accessKeyId: s.accessKeyId,
+        secretAccessKey: s.secretAccessKey,
+        redirect: s.redirect,
+        logger: opts.logger,
+      });
+      try {
+        await store.cleanup();
+      } catch (err) {
+        await store.close();
+        throw err;
+      }
+      return store;
+    }
   }
 }
 
-/** The configured MetadataStore. */
-export async function openMetadataStore(config: Config): Promise<MetadataStore> {
+/**
+ * The configured MetadataStore.
+ * @throws StorageUnavailableError when Redis cannot be reached at start.
+ */
+export async function openMetadataStore(config: Config, opts: StoreOptions = {}): Promise<MetadataStore> {
   const m = config.metadata;
   switch (m.driver) {
     case 'file':
       return FileMetadataStore.open(m.dir ?? config.paths.metadata);
     case 'redis':
-      throw new Error('metadata.driver: redis is not implemented yet');
+      return RedisMetadataStore.open({
+        url: m.url,
+        keyPrefix: m.keyPrefix,
+        sentinels: m.sentinels,
+        name: m.name,
+        sentinelPassword: m.sentinelPassword,
+        cluster: m.cluster,
+        commandTimeoutMs: m.commandTimeout,
+        logger: opts.logger,
+      });
   }
 }

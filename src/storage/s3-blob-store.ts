@@ -1,0 +1,437 @@
+import { createReadStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { PassThrough, Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import type { BlobEntry, BlobStore, ByteRange } from './blob-store.js';
+import { BlobNotFoundError, StorageUnavailableError } from './errors.js';
+
+const KEY = /^[a-z0-9][a-z0-9_.-]*(\/[a-z0-9][a-z0-9_.-]*)*$/;
+
+/** Where warnings go; the app's Logger fits. */
+export interface StoreLogger {
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface S3BlobStoreOptions {
+  bucket: string;
+  /** Custom endpoint (MinIO, Ceph, R2, s3rver); default: AWS for `region`. */
+  endpoint?: string;
+  region?: string;
+  /** Key prefix inside the bucket; a trailing `/` is added when missing. */
+  prefix?: string;
+  /** `http://endpoint/bucket/key` instead of `http://bucket.endpoint/key`. */
+  forcePathStyle?: boolean;
+  /** Static credentials; both unset = the default AWS chain (env, profile, IMDS, IRSA…). */
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /** Offer presigned GET URLs from redirectUrl(). */
+  redirect?: boolean;
+  /** Lifetime of presigned URLs (S3 checks it when the GET starts). Default 20 min. */
+  redirectExpiresSec?: number;
+  /**
+   * Files above this go multipart (lib-storage), in parts of this size; smaller ones are one
+   * streamed PutObject. Memory per multipart upload is about partSize × (queueSize + 1), since
+   * lib-storage buffers each part. Default 8 MiB (S3 minimum: 5 MiB).
+   */
+  partSize?: number;
+  /** Parts in flight per multipart upload. Default 4. */
+  queueSize?: number;
+  /** cleanup() aborts multipart uploads under the prefix initiated longer ago than this. Default 24 h. */
+  staleUploadAgeMs?: number;
+  /** Keys per ListObjectsV2 page (S3 caps it at 1000, the default). */
+  listPageSize?: number;
+  /** TCP connect timeout. Default 5 s. */
+  connectTimeoutMs?: number;
+  /** Longest socket inactivity during a request (not the whole transfer). Default 60 s. */
+  idleTimeoutMs?: number;
+  /** SDK attempts for non-streaming requests, and our own attempts for streamed PutObject. Default 3. */
+  maxAttempts?: number;
+  logger?: StoreLogger;
+}
+
+/** What the SDK attaches to its errors. */
+interface SdkError {
+  name?: string;
+  code?: string;
+  $fault?: 'client' | 'server';
+  $metadata?: { httpStatusCode?: number };
+}
+
+const silent: StoreLogger = { warn() {} };
+
+/**
+ * Blobs as S3 objects under `prefix`. Atomicity comes from S3 itself: a PutObject or a completed
+ * multipart upload becomes visible whole, never in part, and an incomplete multipart upload is
+ * not an object at all (it only costs storage until aborted: see {@link cleanup}). Nothing is
+ * ever written under a final key except by one of those two calls.
+ *
+ * (s3rver, the test double, is weaker: it writes a PutObject body in place as it arrives; real
+ * S3, MinIO, Ceph RGW and R2 do not.)
+ *
+ * Memory stays flat: small files stream from disk in one PutObject; large ones go through
+ * lib-storage, which holds at most (queueSize + 1) parts; reads are streamed straight from the
+ * response socket.
+ */
+export class S3BlobStore implements BlobStore {
+  readonly kind = 's3';
+  readonly client: S3Client;
+  private readonly bucket: string;
+  private readonly prefix: string;
+  private readonly redirect: boolean;
+  private readonly redirectExpiresSec: number;
+  private readonly partSize: number;
+  private readonly queueSize: number;
+  private readonly staleUploadAgeMs: number;
+  private readonly maxAttempts: number;
+  private readonly listPageSize: number | undefined;
+  private readonly log: StoreLogger;
+  /** putFile calls in flight, by key: a concurrent call for the same key joins the first. */
+  private readonly inflight = new Map<string, Promise<void>>();
+
+  constructor(opts: S3BlobStoreOptions) {
+    this.bucket = opts.bucket;
+    const p = (opts.prefix ?? '').replace(/^\/+/, '');
+    this.prefix = p === '' || p.endsWith('/') ? p : `${p}/`;
+    this.redirect = opts.redirect ?? false;
+    this.redirectExpiresSec = opts.redirectExpiresSec ?? 20 * 60;
+    this.partSize = Math.max(opts.partSize ?? 8 << 20, 5 << 20);
+    this.queueSize = opts.queueSize ?? 4;
+    this.staleUploadAgeMs = opts.staleUploadAgeMs ?? 24 * 3600_000;
+    this.maxAttempts = opts.maxAttempts ?? 3;
+    this.listPageSize = opts.listPageSize;
+    this.log = opts.logger ?? silent;
+    const config: S3ClientConfig = {
+      region: opts.region ?? 'us-east-1',
+      endpoint: opts.endpoint,
+      forcePathStyle: opts.forcePathStyle ?? false,
+      // The SDK default (WHEN_SUPPORTED) sends streamed bodies as aws-chunked with a trailing
+      // CRC32. Stores that do not decode aws-chunked (s3rver, some older S3-compatibles) then keep
+      // the chunk framing inside the object: silent corruption. Only checksum when an operation
+      // requires it; integrity is checked by the size check in putFile and, upstream of us, by
+      // the cache layer's digest verification.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      maxAttempts: this.maxAttempts,
+      // Options for the SDK's own NodeHttpHandler. socketTimeout is inactivity, which is what a
+      // stalled endpoint looks like; its requestTimeout would only warn, and would also count the
+      // upload time of a large part.
+      requestHandler: {
+        connectionTimeout: opts.connectTimeoutMs ?? 5_000,
+        socketTimeout: opts.idleTimeoutMs ?? 60_000,
+      },
+      // The SDK warns on console when a streamed request fails (it cannot retry those); we retry
+      // them ourselves, so route its chatter to our logger.
+      logger: { trace() {}, debug() {}, info() {}, warn: (...a: unknown[]) => this.log.warn('s3 sdk: ' + a.map(String).join(' ')), error: (...a: unknown[]) => this.log.warn('s3 sdk: ' + a.map(String).join(' ')) },
+    };
+    if (opts.accessKeyId !== undefined || opts.secretAccessKey !== undefined) {
+      config.credentials = { accessKeyId: opts.accessKeyId ?? '', secretAccessKey: opts.secretAccessKey ?? '' };
+    }
+    this.client = new S3Client(config);
+  }
+
+  /** The S3 key of a store key. */
+  objectKey(key: string): string {
+    // Keys come from blobKey(); the guard keeps any other caller inside the prefix.
+    if (!KEY.test(key) || key.split('/').includes('..')) throw new Error(`invalid blob key: ${key.slice(0, 100)}`);
+    return this.prefix + key;
+  }
+
+  /** Turns an SDK failure into the store's typed errors; 404 → null for the caller to decide. */
+  private fail(err: unknown, what: string): StorageUnavailableError {
+    const e = err as SdkError;
+    const status = e.$metadata?.httpStatusCode;
+    const why = status ? `${e.name ?? 'error'} (HTTP ${status})` : (e.code ?? e.name ?? String(err));
+    // Network errors, timeouts, 5xx, throttling, and also 4xx such as AccessDenied or NoSuchBucket:
+    // none of them can be fixed by the client of the registry, so all say "storage unavailable".
+    return new StorageUnavailableError('s3', `${what}: ${why}`, { cause: err });
+  }
+
+  private static isNotFound(err: unknown): boolean {
+    const e = err as SdkError;
+    return e?.name === 'NoSuchKey' || e?.name === 'NotFound' || e?.$metadata?.httpStatusCode === 404;
+  }
+
+  async stat(key: string): Promise<{ size: number } | null> {
+    const Key = this.objectKey(key);
+    try {
+      const h = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      return { size: h.ContentLength ?? 0 };
+    } catch (err) {
+      if (S3BlobStore.isNotFound(err)) return null;
+      throw this.fail(err, `HEAD ${Key}`);
+    }
+  }
+
+  async read(key: string, range?: ByteRange): Promise<Readable> {
+    const Key = this.objectKey(key);
+    let out;
+    try {
+      out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
+      );
+    } catch (err) {
+      if (S3BlobStore.isNotFound(err)) throw new BlobNotFoundError(key);
+      // A range starting past the end: nothing to send, as a file read past its end (FsBlobStore).
+      if (range && (err as SdkError).$metadata?.httpStatusCode === 416) return Readable.from([]);
+      throw this.fail(err, `GET ${Key}`);
+    }
+    const body = out.Body as Readable;
+    // Unknown length (a gateway streaming chunked): relay until the body ends.
+    const length = out.ContentLength ?? Infinity;
+    if (!range) return this.relay(body, Key, 0, length);
+    // Not every S3-compatible honours ranges exactly (s3rver answers `bytes=0-0`, the usual
+    // probe, with the whole object): cut the body to what was asked, from where it really starts.
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(out.ContentRange ?? '');
+    const from = m ? Number(m[1]) : 0;
+    const total = m && m[3] !== '*' ? Number(m[3]) : m ? Infinity : length;
+    const end = Math.min(range.end, total - 1);
+    if (from > range.start) {
+      body.destroy();
+      throw new StorageUnavailableError('s3', `GET ${Key}: asked for bytes from ${range.start}, got ${out.ContentRange}`);
+    }
+    return this.relay(body, Key, range.start - from, Math.max(0, end - range.start + 1));
+  }
+
+  /**
+   * The response body, less its first `skip` bytes and cut after `take`, as a stream whose
+   * errors are StorageUnavailableError (a body that ends short is one too). Destroying the
+   * returned stream (the client went away) destroys the response, so its socket is not left
+   * half-read.
+   */
+  private relay(body: Readable, Key: string, skip: number, take: number): Readable {
+    const out = new PassThrough({ highWaterMark: 1 << 20 });
+    let left = take;
+    body.on('data', (chunk: Buffer) => {
+      if (left === 0) return;
+      if (skip > 0) {
+        if (chunk.length <= skip) {
+          skip -= chunk.length;
+          return;
+        }
+        chunk = chunk.subarray(skip);
+        skip = 0;
+      }
+      if (chunk.length >= left) {
+        out.end(chunk.subarray(0, left));
+        left = 0;
+        body.destroy();
+        return;
+      }
+      left -= chunk.length;
+      if (!out.write(chunk)) body.pause();
+    });
+    out.on('drain', () => body.resume());
+    body.on('end', () => {
+      if (left === 0) return;
+      if (left === Infinity) return void out.end();
+      out.destroy(new StorageUnavailableError('s3', `GET ${Key}: body ended ${left} bytes short`));
+    });
+    body.on('error', (err) => {
+      if (left > 0) out.destroy(this.fail(err, `GET ${Key} (body)`));
+    });
+    out.on('close', () => {
+      if (!body.destroyed) body.destroy();
+    });
+    if (take === 0) {
+      out.end();
+      body.destroy();
+    }
+    return out;
+  }
+
+  async putFile(key: string, path: string, size: number): Promise<void> {
+    const Key = this.objectKey(key);
+    const running = this.inflight.get(Key);
+    if (running) {
+      // Same key means same bytes (the contract): one upload serves both. Only if it fails do we
+      // try with our own copy. Either way our file is ours to delete.
+      const ok = await running.then(
+        () => true,
+        () => false,
+      );
+      if (ok) {
+        await rm(path, { force: true });
+        return;
+      }
+      return this.putFile(key, path, size);
+    }
+    const p = this.upload(Key, path, size).finally(() => {
+      if (this.inflight.get(Key) === p) this.inflight.delete(Key);
+    });
+    this.inflight.set(Key, p);
+    try {
+      await p;
+    } finally {
+      await rm(path, { force: true });
+    }
+  }
+
+  private async upload(Key: string, path: string, size: number): Promise<void> {
+    if (size > this.partSize) await this.uploadMultipart(Key, path, size);
+    else await this.uploadSingle(Key, path, size);
+    // Trust, but verify: a store that kept transfer framing or lost bytes would otherwise serve a
+    // corrupt object forever. A wrong object is deleted so nobody reads it.
+    let stored: number | undefined;
+    try {
+      stored = (await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key }))).ContentLength;
+    } catch (err) {
+      throw this.fail(err, `HEAD ${Key} after upload`);
+    }
+    if (stored !== size) {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key })).catch(() => {});
+      throw new StorageUnavailableError('s3', `stored ${Key} has ${stored} bytes, expected ${size}; deleted it`);
+    }
+  }
+
+  /** One streamed PutObject; retried here with a fresh file stream, since the SDK cannot rewind one. */
+  private async uploadSingle(Key: string, path: string, size: number): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const Body = createReadStream(path);
+      try {
+        await this.client.send(new PutObjectCommand({ Bucket: this.bucket, Key, Body, ContentLength: size }));
+        return;
+      } catch (err) {
+        // Our own spool file could not be read: not S3's fault, and no retry will fix it.
+        if ((err as NodeJS.ErrnoException).path === path) throw err;
+        const status = (err as SdkError).$metadata?.httpStatusCode;
+        const retryable = status === undefined || status >= 500 || status === 429;
+        if (!retryable || attempt >= this.maxAttempts) throw this.fail(err, `PUT ${Key}`);
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+      } finally {
+        Body.destroy();
+      }
+    }
+  }
+
+  private async uploadMultipart(Key: string, path: string, size: number): Promise<void> {
+    const upload = new Upload({
+      client: this.client,
+      params: { Bucket: this.bucket, Key, Body: createReadStream(path, { highWaterMark: 1 << 20 }), ContentLength: size },
+      partSize: this.partSize,
+      queueSize: this.queueSize,
+      // lib-storage would abort on error itself, but when the abort fails (s3rver answers
+      // MethodNotAllowed; a network that just failed fails again) its error replaces the real one.
+      // We abort ourselves and keep the original error.
+      leavePartsOnError: true,
+    });
+    try {
+      await upload.done();
+    } catch (err) {
+      if (upload.uploadId) await this.abortUpload(Key, upload.uploadId);
+      throw this.fail(err, `multipart PUT ${Key}`);
+    }
+  }
+
+  /** Best effort: unsupported (s3rver) or unreachable just leaves the parts for cleanup() or a lifecycle rule. */
+  private async abortUpload(Key: string, UploadId: string): Promise<boolean> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key, UploadId }));
+      return true;
+    } catch (err) {
+      this.log.warn('s3: could not abort multipart upload', { key: Key, uploadId: UploadId, error: String((err as SdkError).name ?? err) });
+      return false;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const Key = this.objectKey(key);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
+    } catch (err) {
+      if (S3BlobStore.isNotFound(err)) return;
+      throw this.fail(err, `DELETE ${Key}`);
+    }
+  }
+
+  /** Objects under `<prefix>blobs/`, as FsBlobStore lists: a bucket or prefix may hold other things. */
+  async *list(): AsyncIterable<BlobEntry> {
+    const Prefix = `${this.prefix}blobs/`;
+    let ContinuationToken: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix, ContinuationToken, MaxKeys: this.listPageSize }));
+      } catch (err) {
+        throw this.fail(err, `LIST ${Prefix}`);
+      }
+      for (const o of page.Contents ?? []) {
+        if (!o.Key) continue;
+        const key = o.Key.slice(this.prefix.length);
+        if (KEY.test(key)) yield { key, size: o.Size ?? 0 };
+      }
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (ContinuationToken);
+  }
+
+  async redirectUrl(key: string): Promise<string | null> {
+    if (!this.redirect) return null;
+    const Key = this.objectKey(key);
+    try {
+      // Signing is local, but resolving credentials from the default chain may need the network.
+      return await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key }), { expiresIn: this.redirectExpiresSec });
+    } catch (err) {
+      throw this.fail(err, `presign GET ${Key}`);
+    }
+  }
+
+  /**
+   * Aborts multipart uploads that a crashed writer left behind: those under our prefix, for keys
+   * of our layout, initiated more than `staleUploadAgeMs` ago (younger ones may belong to another
+   * replica still uploading). Endpoints without ListMultipartUploads (s3rver) are tolerated: there
+   * a bucket lifecycle rule (AbortIncompleteMultipartUpload) is the only remedy.
+   */
+  async cleanup(): Promise<void> {
+    await this.abortStaleUploads();
+  }
+
+  /**
+   * {@link cleanup} with a chosen age.
+   * @returns how many uploads were aborted, or null when the endpoint cannot list them.
+   */
+  async abortStaleUploads(olderThanMs = this.staleUploadAgeMs): Promise<number | null> {
+    const cutoff = Date.now() - olderThanMs;
+    let aborted = 0;
+    let KeyMarker: string | undefined;
+    let UploadIdMarker: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: this.prefix || undefined, KeyMarker, UploadIdMarker }),
+        );
+      } catch (err) {
+        const e = err as SdkError;
+        if (e.name === 'NotImplemented' || e.name === 'MethodNotAllowed' || e.$metadata?.httpStatusCode === 501) {
+          this.log.warn('s3: endpoint cannot list multipart uploads; incomplete uploads are left to a lifecycle rule');
+          return null;
+        }
+        throw this.fail(err, 'LIST multipart uploads');
+      }
+      for (const u of page.Uploads ?? []) {
+        if (!u.Key || !u.UploadId || !u.Key.startsWith(this.prefix)) continue;
+        if (!KEY.test(u.Key.slice(this.prefix.length))) continue;
+        if (u.Initiated && u.Initiated.getTime() > cutoff) continue;
+        if (await this.abortUpload(u.Key, u.UploadId)) aborted++;
+      }
+      KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
+      UploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
+    } while (KeyMarker);
+    return aborted;
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+}

@@ -1,0 +1,238 @@
+/**
+ * The MetadataStore contract, as tests any implementation must pass. metadata-store.test.ts
+ * registers it once per implementation, each against its real backend.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import type { MetadataStore, TagRecord } from '../../src/storage/metadata-store.js';
+
+export interface MetadataStoreHarness {
+  /**
+   * A fresh, empty namespace (its own directory or key prefix). `open()` may be called again on
+   * it: after close() to reopen, and, when `shared` is set, while another instance is open.
+   */
+  namespace(): Promise<{ open(): Promise<MetadataStore> }>;
+  /** Whether several instances on one namespace share state (replicas); false for the file store. */
+  shared: boolean;
+  teardown?(): Promise<void>;
+}
+
+export const randomDigest = (): string => `sha256:${randomBytes(32).toString('hex')}`;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function metadataStoreSuite(name: string, h: MetadataStoreHarness): void {
+  describe(`MetadataStore contract: ${name}`, () => {
+    let ns: { open(): Promise<MetadataStore> };
+    let store: MetadataStore;
+    const open: MetadataStore[] = [];
+    /** A store on a fresh namespace, closed after the suite. */
+    const fresh = async (): Promise<{ ns: { open(): Promise<MetadataStore> }; store: MetadataStore }> => {
+      const n = await h.namespace();
+      const s = await n.open();
+      open.push(s);
+      return { ns: n, store: s };
+    };
+
+    before(async () => {
+      ({ ns, store } = await fresh());
+    });
+    after(async () => {
+      for (const s of open) await s.close().catch(() => {});
+      await h.teardown?.();
+    });
+
+    it('answers absent for everything in an empty store', async () => {
+      const { store: s } = await fresh();
+      const d = randomDigest();
+      assert.equal(await s.getTag('docker.io', 'library/none', 'latest'), null);
+      assert.deepEqual(await s.listTags('docker.io', 'library/none'), []);
+      assert.equal(await s.getManifest(d), null);
+      assert.equal(await s.isLinked('docker.io', 'library/none', d), false);
+      assert.equal(await s.getBlob(d), null);
+      assert.deepEqual(await s.oldestBlobs(10), []);
+      assert.equal(await s.totalBlobSize(), 0);
+      await s.deleteManifest(d);
+      await s.deleteBlob(d);
+      await s.touchBlob(d, Date.now()); // touching an unknown blob does not create it
+      assert.equal(await s.getBlob(d), null);
+    });
+
+    it('round-trips tags, overwrites them, lists them sorted, per registry and repository', async () => {
+      const rec = (n: number): TagRecord => ({ digest: randomDigest(), mediaType: 'application/vnd.oci.image.index.v1+json', size: 1000 + n, checkedAt: 1_700_000_000_000 + n });
+      const a = rec(1);
+      await store.putTag('docker.io', 'library/alpine', 'latest', a);
+      assert.deepEqual(await store.getTag('docker.io', 'library/alpine', 'latest'), a);
+      const b = rec(2);
+      await store.putTag('docker.io', 'library/alpine', 'latest', b);
+      assert.deepEqual(await store.getTag('docker.io', 'library/alpine', 'latest'), b);
+      for (const t of ['3.19', 'edge', '3.20.1', 'A-upper', '_under', 'z9']) await store.putTag('docker.io', 'library/alpine', t, rec(3));
+      const want = ['3.19', '3.20.1', 'A-upper', '_under', 'edge', 'latest', 'z9'];
+      assert.deepEqual(await store.listTags('docker.io', 'library/alpine'), want);
+      // Same repository name, other registry; and a repository whose name extends this one.
+      assert.deepEqual(await store.listTags('ghcr.io', 'library/alpine'), []);
+      assert.equal(await store.getTag('ghcr.io', 'library/alpine', 'latest'), null);
+      await store.putTag('registry.local:5000', 'library/alpine/sub', 'latest', a);
+      assert.deepEqual(await store.listTags('registry.local:5000', 'library/alpine/sub'), ['latest']);
+      assert.deepEqual(await store.listTags('docker.io', 'library/alpine'), want);
+    });
+
+    it('keeps manifests binary-exact and deletes them', async () => {
+      const d = randomDigest();
+      // Every byte value, invalid UTF-8, NULs, CR/LF: the store must not treat bodies as text.
+      const body = Buffer.concat([Buffer.from(Array.from({ length: 256 }, (_, i) => i)), Buffer.from([0xff, 0xfe, 0x00, 0xc3, 0x28, 0x0d, 0x0a]), randomBytes(1 << 20)]);
+      await store.putManifest(d, { mediaType: 'application/vnd.docker.distribution.manifest.v2+json', body });
+      const got = await store.getManifest(d);
+      assert.ok(got);
+      assert.equal(got.mediaType, 'application/vnd.docker.distribution.manifest.v2+json');
+      assert.ok(Buffer.isBuffer(got.body));
+      assert.ok(got.body.equals(body));
+      const empty = randomDigest();
+      await store.putManifest(empty, { mediaType: 'application/json', body: Buffer.alloc(0) });
+      assert.equal((await store.getManifest(empty))?.body.length, 0);
+      await store.deleteManifest(d);
+      assert.equal(await store.getManifest(d), null);
+    });
+
+    it('links digests per registry and repository', async () => {
+      const d = randomDigest();
+      await store.link('docker.io', 'library/redis', d);
+      await store.link('docker.io', 'library/redis', d); // idempotent
+      assert.equal(await store.isLinked('docker.io', 'library/redis', d), true);
+      assert.equal(await store.isLinked('docker.io', 'library/nginx', d), false);
+      assert.equal(await store.isLinked('quay.io', 'library/redis', d), false);
+      assert.equal(await store.isLinked('docker.io', 'library/redis', randomDigest()), false);
+    });
+
+    it('keeps blob records, touches (forward only), LRU order and the total size', async () => {
+      const { store: s } = await fresh();
+      const t0 = 1_700_000_000_000;
+      const [a, b, c] = [randomDigest(), randomDigest(), randomDigest()];
+      await s.putBlob(a, { size: 100, lastAccess: t0 + 10 });
+      await s.putBlob(b, { size: 2000, lastAccess: t0 + 20 });
+      await s.putBlob(c, { size: 30_000_000_000, lastAccess: t0 + 30 }); // > 2^32: sizes are not 32-bit
+      assert.deepEqual(await s.getBlob(c), { size: 30_000_000_000, lastAccess: t0 + 30 });
+      assert.equal(await s.totalBlobSize(), 100 + 2000 + 30_000_000_000);
+      assert.deepEqual((await s.oldestBlobs(10)).map((r) => r.digest), [a, b, c]);
+      assert.deepEqual(await s.oldestBlobs(2), [
+        { digest: a, size: 100, lastAccess: t0 + 10 },
+        { digest: b, size: 2000, lastAccess: t0 + 20 },
+      ]);
+      assert.deepEqual(await s.oldestBlobs(0), []);
+
+      await s.touchBlob(a, t0 + 40);
+      await s.touchBlob(b, t0 + 5); // older than what is recorded: no effect
+      assert.equal((await s.getBlob(a))?.lastAccess, t0 + 40);
+      assert.equal((await s.getBlob(b))?.lastAccess, t0 + 20);
+      assert.deepEqual((await s.oldestBlobs(10)).map((r) => r.digest), [b, c, a]);
+
+      // Re-putting replaces the size (the total follows) and the time.
+      await s.putBlob(b, { size: 500, lastAccess: t0 + 50 });
+      assert.equal(await s.totalBlobSize(), 100 + 500 + 30_000_000_000);
+      assert.deepEqual((await s.oldestBlobs(10)).map((r) => r.digest), [c, a, b]);
+
+      await s.deleteBlob(c);
+      await s.deleteBlob(c);
+      assert.equal(await s.getBlob(c), null);
+      assert.equal(await s.totalBlobSize(), 600);
+      await s.touchBlob(c, t0 + 99); // a touch after delete does not resurrect it
+      assert.equal(await s.getBlob(c), null);
+      assert.deepEqual((await s.oldestBlobs(10)).map((r) => r.digest), [a, b]);
+    });
+
+    it('keeps totalBlobSize equal to the sum of records under concurrent put/delete', async () => {
+      const { ns: n, store: s1 } = await fresh();
+      let s2 = s1;
+      if (h.shared) {
+        s2 = await n.open();
+        open.push(s2);
+      }
+      const digests = Array.from({ length: 40 }, randomDigest);
+      const ops: Array<Promise<void>> = [];
+      for (let round = 0; round < 6; round++) {
+        for (const [i, d] of digests.entries()) {
+          const s = (i + round) % 2 ? s1 : s2;
+          if ((i * 7 + round) % 3 === 0) ops.push(s.deleteBlob(d));
+          else ops.push(s.putBlob(d, { size: 1 + ((i * 131 + round * 17) % 5000), lastAccess: 1_700_000_000_000 + i + round }));
+          if (round % 2) ops.push(s.touchBlob(d, 1_800_000_000_000 + i));
+        }
+      }
+      await Promise.all(ops);
+      for (const s of new Set([s1, s2])) {
+        const all = await s.oldestBlobs(Infinity);
+        const sum = all.reduce((acc, r) => acc + r.size, 0);
+        assert.equal(await s.totalBlobSize(), sum, 'total equals the sum of the records');
+        for (const r of all) assert.deepEqual(await s.getBlob(r.digest), { size: r.size, lastAccess: r.lastAccess });
+        // Sorted oldest first.
+        for (let i = 1; i < all.length; i++) assert.ok(all[i - 1]!.lastAccess <= all[i]!.lastAccess);
+      }
+      for (const d of digests) await s1.deleteBlob(d);
+      assert.equal(await s1.totalBlobSize(), 0);
+      assert.deepEqual(await s2.oldestBlobs(100), []);
+    });
+
+    it('grants a lock to one holder at a time; extend and release work by token only', async () => {
+      const l1 = await store.tryLock('evict', 5_000);
+      assert.ok(l1);
+      assert.equal(await store.tryLock('evict', 5_000), null, 'held');
+      const other = await store.tryLock('fill:other', 5_000);
+      assert.ok(other, 'names are independent');
+      assert.equal(await l1.extend(5_000), true);
+      await l1.release();
+      const l2 = await store.tryLock('evict', 5_000);
+      assert.ok(l2, 'free after release');
+      await l1.release(); // a stale holder's release must not free l2's lease
+      assert.equal(await store.tryLock('evict', 5_000), null);
+      assert.equal(await l1.extend(5_000), false, 'a stale holder cannot extend');
+      await l2.release();
+      await other.release();
+    });
+
+    it('lets a lease expire, after which its old holder can neither extend nor release it', async () => {
+      const l1 = await store.tryLock('expiring', 150);
+      assert.ok(l1);
+      // An extension keeps it past its first expiry.
+      await sleep(80);
+      assert.equal(await l1.extend(600), true);
+      await sleep(120);
+      assert.equal(await store.tryLock('expiring', 150), null, 'still held thanks to extend');
+      await sleep(550);
+      const l2 = await store.tryLock('expiring', 5_000);
+      assert.ok(l2, 'expired, so free');
+      assert.equal(await l1.extend(5_000), false);
+      await l1.release();
+      assert.equal(await store.tryLock('expiring', 5_000), null, 'l2 still holds it');
+      await l2.release();
+    });
+
+    if (h.shared) {
+      it('shares locks between instances (replicas)', async () => {
+        const peer = await ns.open();
+        open.push(peer);
+        const l = await store.tryLock('shared', 5_000);
+        assert.ok(l);
+        assert.equal(await peer.tryLock('shared', 5_000), null);
+        await l.release();
+        const p = await peer.tryLock('shared', 5_000);
+        assert.ok(p);
+        await p.release();
+      });
+    }
+
+    it('flushes batched touches on close(): a reopened store sees them', async () => {
+      const n = await h.namespace();
+      const s = await n.open();
+      const t0 = 1_700_000_000_000;
+      const [a, b] = [randomDigest(), randomDigest()];
+      await s.putBlob(a, { size: 1, lastAccess: t0 });
+      await s.putBlob(b, { size: 2, lastAccess: t0 + 1 });
+      await s.touchBlob(a, t0 + 1000);
+      await s.close();
+      const again = await n.open();
+      open.push(again);
+      assert.deepEqual(await again.getBlob(a), { size: 1, lastAccess: t0 + 1000 });
+      assert.deepEqual((await again.oldestBlobs(10)).map((r) => r.digest), [b, a]);
+      assert.equal(await again.totalBlobSize(), 3);
+    });
+  });
+}
