@@ -51,8 +51,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // Spool files are downloads that were in progress when the process died: never valid content.
   await rm(config.paths.spool, { recursive: true, force: true });
   await mkdir(config.paths.spool, { recursive: true, mode: 0o700 });
-  const blobs = await openBlobStore(config);
-  const meta = await openMetadataStore(config);
+  const blobs = await openBlobStore(config, { logger: log });
+  const meta = await openMetadataStore(config, { logger: log });
   const metrics = new Metrics();
   const upstreams = new UpstreamPool(config, metrics, log);
   const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log) : undefined;
