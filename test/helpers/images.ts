@@ -42,7 +42,10 @@ export interface Platform {
 /** Describes a test image; equal specs give byte-identical images. */
 export interface ImageSpec {
   format: ImageFormat;
-  /** Distinguishes unrelated images; default `'pullthrough'`. */
+  /**
+   * Distinguishes unrelated images; default `pullthrough-<format>`, so images of different
+   * formats never share a layer unless a test gives them the same seed.
+   */
   seed?: string;
   /**
    * Version of the image under the same seed (default 1). Versions share the base layer and
@@ -215,7 +218,7 @@ const cache = new Map<string, Promise<TestImage>>();
 export function makeImage(spec: ImageSpec): Promise<TestImage> {
   const full = {
     format: spec.format,
-    seed: spec.seed ?? 'pullthrough',
+    seed: spec.seed ?? `pullthrough-${spec.format}`,
     version: spec.version ?? 1,
     layers: spec.layers ?? (Array.isArray(spec.layerSize) ? spec.layerSize.length : 2),
     layerSize: spec.layerSize ?? 2048,
@@ -251,6 +254,11 @@ async function build(spec: ImageSpec, full: Required<Omit<ImageSpec, 'platforms'
   };
   const data = Buffer.from(JSON.stringify(index, null, 2));
   return { spec, mediaType, manifest: data, manifestDigest: sha256(data), platforms: pms, blobs: [...seen.values()] };
+}
+
+/** Forgets cached images, so the next {@link makeImage} builds from scratch (for memory, or to prove determinism). */
+export function clearImageCache(): void {
+  cache.clear();
 }
 
 /** The next version of the same image (same seed, `version + 1`): what a moved tag points to. */

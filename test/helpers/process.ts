@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -44,6 +44,7 @@ export interface Proc {
 }
 
 const running = new Set<Proc>();
+const exitDirs = new Set<string>();
 let hooked = false;
 function hookExit(): void {
   if (hooked) return;
@@ -57,7 +58,28 @@ function hookExit(): void {
         /* already gone */
       }
     }
+    for (const d of exitDirs) {
+      try {
+        rmSync(d, { recursive: true, force: true });
+      } catch {
+        /* best effort */
+      }
+    }
   });
+}
+
+/**
+ * Removes `path` when the test process exits, for temp dirs a helper hands to the test
+ * (e.g. a copied image) that the test may forget to clean up. Returns a function that removes
+ * it now and forgets it.
+ */
+export function removeOnExit(path: string): () => Promise<void> {
+  hookExit();
+  exitDirs.add(path);
+  return async () => {
+    exitDirs.delete(path);
+    await rm(path, { recursive: true, force: true });
+  };
 }
 
 /** Spawns `cmd args`, capturing its output; it is killed when the test process exits. */

@@ -61,7 +61,7 @@ export interface UpstreamRequest {
   /** `path` without the query string. */
   readonly pathname: string;
   readonly status: number;
-  /** Response bytes written (0 for HEAD). */
+  /** Response size as the access log gives it (for HEAD: the Content-Length announced). */
   readonly bytes: number;
   /** Milliseconds since the epoch. The registry logs whole seconds; token requests are exact. */
   readonly time: number;
