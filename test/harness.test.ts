@@ -6,8 +6,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { startUpstreamRegistry, type Upstream } from './helpers/upstream-registry.js';
-import { clearImageCache, makeImage, makeNextVersion, pushImage, MT, type PushResult } from './helpers/images.js';
+import { clearImageCache, makeImage, makeNextVersion, pushImage, RegistryClient, MT, type PushResult } from './helpers/images.js';
 import {
   podmanPull,
   readDirLayout,
@@ -218,6 +219,7 @@ test('harness: htpasswd upstream', async (t) => {
   // 401s are in the access log (distribution's JSON log leaves them out).
   assert.ok(up.count({ status: 401 }) >= 2);
   assert.equal(up.count({ kind: 'manifest', status: 200 }), 0);
+
 });
 
 test('harness: token upstream (Bearer flow, TLS) records who asked', async (t) => {
@@ -253,6 +255,47 @@ test('harness: token upstream (Bearer flow, TLS) records who asked', async (t) =
   const badPass = await skopeoInspectRaw(`${up.hostPort}/private/app:v1`, { certDir: up.caDir, creds: 'alice:wrong' });
   assert.notEqual(badPass.code, 0);
   assert.ok(ts.requests().some((r) => r.user === 'alice' && !r.authOk && r.status === 401));
+
+  await t.test('rotateTokenKey makes the registry refuse earlier tokens', async () => {
+    const old = ts.issue(undefined, [{ type: 'repository', name: 'public/app', actions: ['pull'] }]);
+    const ca = await readFile(up.caFile!, 'utf8');
+    const probe = async (): Promise<number> => {
+      const c = new RegistryClient({ url: up.url, caPem: ca });
+      try {
+        const r = await c.request('GET', '/v2/public/app/manifests/v1', { auth: false, headers: { authorization: `Bearer ${old}`, accept: MT.OciIndex } });
+        return r.status;
+      } finally {
+        await c.close();
+      }
+    };
+    assert.equal(await probe(), 200);
+    await up.rotateTokenKey();
+    assert.equal(await probe(), 401);
+    await copyAndCheck(up, 'public/app', 'v1', pub, { certDir: up.caDir });
+  });
+
+  await t.test('docker-registry in proxy mode pulls a private repo with its credentials', async () => {
+    // distribution 2.8 proxy credentials only work against Bearer-token upstreams, not Basic.
+    const proxy = await startUpstreamRegistry({ proxyRemoteUrl: up.url, proxyUsername: 'alice', proxyPassword: 'a-pass', proxyCaFile: up.caFile });
+    try {
+      up.resetLog();
+      const r = await skopeoCopy(`${proxy.hostPort}/private/app:v1`, 'dir', { tlsVerify: false });
+      try {
+        assert.equal(r.code, 0, r.stderr);
+        const layout = await readDirLayout(r.path);
+        assert.equal(layout.manifestDigest, priv.manifestDigest);
+        assert.deepEqual(layout.blobs.map((b) => b.digest), expectedSingle(priv));
+      } finally {
+        await r.cleanup();
+      }
+      assert.ok(up.count({ kind: 'manifest', status: 200 }) >= 1);
+      // distribution's proxy fetches every blob twice (once to stream, once to store) and HEADs it too.
+      assert.ok(up.count({ kind: 'blob', method: 'GET', status: 200 }) >= expectedSingle(priv).length);
+      assert.ok(ts.requests().some((q) => q.user === 'alice' && q.granted.length === 1));
+    } finally {
+      await proxy.stop();
+    }
+  });
 
   await t.test('ctr uses the OAuth2 password grant (POST /token)', async () => {
     const ctd = await startContainerd();

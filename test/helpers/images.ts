@@ -110,7 +110,9 @@ export function seededBytes(seed: string, n: number): Buffer {
   return createCipheriv('aes-256-ctr', key, iv).update(Buffer.alloc(n));
 }
 
-interface TarEntry {
+/** One tar member: a file with `data`, or a directory. */
+export interface TarEntry {
+  /** Path inside the archive (directories end with `/`); at most 100 bytes. */
   name: string;
   data?: Buffer;
   dir?: boolean;
@@ -363,12 +365,14 @@ export class RegistryClient {
   /**
    * Sends a request to `path` (or an absolute URL) with auth for `scope`; on a 401 it learns the
    * challenge and retries once. The body must be a Buffer so a retry can resend it.
+   * `auth: false` sends the request exactly as given (own Authorization header, no retry).
    */
-  async request(method: string, path: string, opts: { scope?: string; headers?: Record<string, string>; body?: Buffer } = {}): Promise<{ status: number; headers: Headers; body: Buffer }> {
+  async request(method: string, path: string, opts: { scope?: string; headers?: Record<string, string>; body?: Buffer; auth?: boolean } = {}): Promise<{ status: number; headers: Headers; body: Buffer }> {
     const url = /^https?:/.test(path) ? path : `${this.url}${path}`;
     const scope = opts.scope ?? 'registry:catalog:*';
+    const handleAuth = opts.auth ?? true;
     for (let attempt = 0; ; attempt++) {
-      const auth = await this.authHeader(scope);
+      const auth = handleAuth ? await this.authHeader(scope) : undefined;
       const r = await fetch(url, {
         method,
         headers: { ...(opts.headers ?? {}), ...(auth ? { authorization: auth } : {}) },
@@ -377,7 +381,7 @@ export class RegistryClient {
         redirect: 'follow',
       });
       const body = Buffer.from(await r.arrayBuffer());
-      if (r.status === 401 && attempt === 0 && this.learn(r.headers.get('www-authenticate'))) continue;
+      if (r.status === 401 && handleAuth && attempt === 0 && this.learn(r.headers.get('www-authenticate'))) continue;
       return { status: r.status, headers: r.headers as unknown as Headers, body };
     }
   }

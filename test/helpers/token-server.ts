@@ -87,6 +87,11 @@ export interface TokenServer {
   setExpiresIn(seconds: number): void;
   /** Replaces the policy for tokens issued from now on. */
   setAccess(access: AccessPolicy): void;
+  /**
+   * Signs from now on with `signer` (whose cert must then be the registry's rootcertbundle);
+   * the upstream helper's `rotateTokenKey()` does both.
+   */
+  setSigner(signer: CertFiles): Promise<void>;
   /** Signs a token directly (for tests that need a crafted one). */
   issue(user: string | undefined, access: TokenAccess[], expiresIn?: number): string;
   stop(): Promise<void>;
@@ -131,8 +136,8 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
   let access = opts.access ?? defaultAccess;
   const users = opts.users ?? {};
   const admins = opts.admins ?? {};
-  const key: KeyObject = createPrivateKey(await readFile(opts.signer.keyFile));
-  const x5c = [pemToX5c(opts.signer.certPem)];
+  let key: KeyObject = createPrivateKey(await readFile(opts.signer.keyFile));
+  let x5c = [pemToX5c(opts.signer.certPem)];
   const records: TokenRequestRecord[] = [];
   const refreshTokens = new Map<string, string>();
 
@@ -271,6 +276,10 @@ export async function startTokenServer(opts: TokenServerOptions): Promise<TokenS
     },
     setAccess: (a) => {
       access = a;
+    },
+    setSigner: async (signer) => {
+      key = createPrivateKey(await readFile(signer.keyFile));
+      x5c = [pemToX5c(signer.certPem)];
     },
     issue,
     stop: () =>

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
 import { freePort, run, startProcess, tempDir, waitForPort, type Proc } from './process.js';
-import { createCA, createSigningCert, issueServerCert, type TestCA } from './pki.js';
+import { createCA, createSigningCert, issueServerCert, type CertFiles, type TestCA } from './pki.js';
 import { startTokenServer, type AccessPolicy, type TokenServer } from './token-server.js';
 
 /** Options for {@link startUpstreamRegistry}. */
@@ -115,6 +115,13 @@ export interface Upstream {
   down(): Promise<void>;
   /** Starts the registry again after `down()`. */
   up(): Promise<void>;
+  /**
+   * Token auth only: signs with a new key and restarts the registry trusting only that key, so
+   * every token issued before is rejected (401). distribution accepts a token up to 60 s past its
+   * `exp` (clock-skew leeway), so short `expires_in` alone cannot make it refuse a cached token
+   * quickly; this can.
+   */
+  rotateTokenKey(): Promise<void>;
   /** Stops everything it started and removes its temp dir. */
   stop(): Promise<void>;
 }
@@ -203,6 +210,7 @@ export async function startUpstreamRegistry(opts: UpstreamOptions = {}): Promise
     };
 
     let tokenServer: TokenServer | undefined;
+    let signer: CertFiles | undefined;
     if (auth === 'htpasswd') {
       const lines: string[] = [];
       for (const [u, p] of Object.entries({ ...(opts.users ?? {}), [pushCreds!.username]: pushCreds!.password })) {
@@ -212,9 +220,9 @@ export async function startUpstreamRegistry(opts: UpstreamOptions = {}): Promise
       await writeFile(file, lines.join('\n') + '\n');
       config.auth = { htpasswd: { realm: 'pullthrough-test', path: file } };
     } else if (auth === 'token') {
-      const signer = await createSigningCert(join(dir, 'token'));
+      signer = await createSigningCert(join(dir, 'token'));
       tokenServer = await startTokenServer({
-        signer,
+        signer: signer,
         users: opts.users,
         admins: { [pushCreds!.username]: pushCreds!.password },
         access: opts.tokenAccess,
@@ -222,7 +230,7 @@ export async function startUpstreamRegistry(opts: UpstreamOptions = {}): Promise
         tls: tlsFiles,
       });
       started.push(() => tokenServer!.stop());
-      config.auth = { token: { realm: tokenServer.realm, service: tokenServer.service, issuer: tokenServer.issuer, rootcertbundle: tokenServer.rootCertFile } };
+      config.auth = { token: { realm: tokenServer.realm, service: tokenServer.service, issuer: tokenServer.issuer, rootcertbundle: signer.certFile } };
     }
     if (opts.proxyRemoteUrl) {
       config.proxy = {
@@ -327,6 +335,15 @@ export async function startUpstreamRegistry(opts: UpstreamOptions = {}): Promise
         tokenServer?.reset();
       },
       restart: async () => {
+        await stopRegistry();
+        await startRegistry();
+      },
+      rotateTokenKey: async () => {
+        if (!tokenServer || !signer) throw new Error('rotateTokenKey needs auth: token');
+        const next = await createSigningCert(join(dir, 'token'), `token-signer-${Date.now()}`);
+        // The registry reads rootcertbundle only at start, so it gets the new cert in the same file.
+        await writeFile(signer.certFile, next.certPem);
+        await tokenServer.setSigner(next);
         await stopRegistry();
         await startRegistry();
       },
