@@ -6,8 +6,9 @@
  */
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { removeOnExit, run, startProcess, tempDir, type Proc } from './process.js';
+import { killOnExit, removeOnExit, run, startProcess, tempDir, type Proc } from './process.js';
 import type { Credentials, DigestSize } from './images.js';
 
 /** What a client command did. */
@@ -441,6 +442,15 @@ export async function writeHostsToml(dir: string, registryHost: string, mirrorUr
   return file;
 }
 
+/** True while `pid` is alive and its command line mentions `dir` (so a reused PID is never killed). */
+function isOurs(pid: number, dir: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir);
+  } catch {
+    return false;
+  }
+}
+
 /** Options for {@link startDockerd}. */
 export interface DockerdOptions {
   /** `registry-mirrors` (dockerd uses them for docker.io images only). */
@@ -523,19 +533,46 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     });
     return { code: r.code, stdout: r.stdout, stderr: r.stderr };
   };
+  // dockerd runs its own containerd in a separate process group; track it so that neither a
+  // SIGKILLed dockerd nor a crashed test leaves it running.
+  let containerdPid: number | undefined;
+  let forget: (() => void) | undefined;
+  const trackContainerd = (): void => {
+    if (containerdPid !== undefined) return;
+    try {
+      const pid = Number(readFileSync(join(d, 'x', 'containerd', 'containerd.pid'), 'utf8').trim());
+      if (pid > 0) {
+        containerdPid = pid;
+        forget = killOnExit(pid);
+      }
+    } catch {
+      /* not written yet */
+    }
+  };
   const stop = async (): Promise<void> => {
+    trackContainerd();
     // dockerd stops the containerd it started before exiting; give it time to.
     await proc.stop(20_000);
+    if (containerdPid !== undefined && isOurs(containerdPid, d)) {
+      try {
+        process.kill(containerdPid, 'SIGKILL');
+      } catch {
+        /* gone */
+      }
+    }
+    forget?.();
     await t.cleanup();
   };
   try {
     const deadline = Date.now() + 60_000;
     for (;;) {
+      trackContainerd();
       if (proc.child.exitCode !== null) throw new Error(`dockerd exited:\n${proc.output().slice(-4000)}`);
       if ((await docker(['version', '--format', '{{.Server.Version}}'], { timeoutMs: 10_000 })).code === 0) break;
       if (Date.now() > deadline) throw new Error(`dockerd did not answer on ${host}:\n${proc.output().slice(-4000)}`);
       await new Promise((r) => setTimeout(r, 200));
     }
+    trackContainerd();
   } catch (e) {
     await stop();
     throw e;

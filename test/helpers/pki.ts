@@ -7,7 +7,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
-import { tempDir } from './process.js';
+import { removeOnExit, tempDir } from './process.js';
 
 /** A PEM certificate and its key, written to files. */
 export interface CertFiles {
@@ -76,8 +76,9 @@ function validity(cert: forge.pki.Certificate, days: number): void {
 
 /** Creates a CA (RSA 2048, SHA-256) in `dir` or a fresh temp dir. */
 export async function createCA(opts: { dir?: string; commonName?: string } = {}): Promise<TestCA> {
-  const own = opts.dir ? undefined : await tempDir('pullthrough-pki-');
-  const dir = opts.dir ?? own!.path;
+  const made = opts.dir ? undefined : await tempDir('pullthrough-pki-');
+  const own = made ? { cleanup: removeOnExit(made.path) } : undefined;
+  const dir = opts.dir ?? made!.path;
   await mkdir(dir, { recursive: true });
   const { pub, priv, keyPem } = newKey();
   const cert = forge.pki.createCertificate();

@@ -45,15 +45,24 @@ export interface Proc {
 
 const running = new Set<Proc>();
 const exitDirs = new Set<string>();
+const exitPids = new Set<number>();
 let hooked = false;
 function hookExit(): void {
   if (hooked) return;
   hooked = true;
+  // Node skips 'exit' handlers when a signal kills it (a cancelled or timed-out test file gets
+  // SIGTERM), which would orphan every daemon; turn those signals into an orderly exit. Only when
+  // nobody else listens, so a test's own handler keeps its meaning.
+  for (const [sig, code] of [['SIGTERM', 143], ['SIGINT', 130], ['SIGHUP', 129]] as const) {
+    process.on(sig, () => {
+      if (process.listenerCount(sig) === 1) process.exit(code);
+    });
+  }
   // A test that throws before its cleanup must not leave servers running.
   process.on('exit', () => {
-    for (const p of running) {
+    for (const pid of [...[...running].map((p) => p.pid), ...exitPids]) {
       try {
-        process.kill(p.pid, 'SIGKILL');
+        process.kill(pid, 'SIGKILL');
       } catch {
         /* already gone */
       }
@@ -66,6 +75,19 @@ function hookExit(): void {
       }
     }
   });
+}
+
+/**
+ * Kills `pid` (SIGKILL) when the test process exits: for grandchildren a daemon starts in their
+ * own process group (dockerd's containerd), which dying with their parent would not take along.
+ * Returns a function that forgets it.
+ */
+export function killOnExit(pid: number): () => void {
+  hookExit();
+  exitPids.add(pid);
+  return () => {
+    exitPids.delete(pid);
+  };
 }
 
 /**

@@ -19,7 +19,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
-import { freePort, run, startProcess, tempDir, waitForPort, type Proc } from './process.js';
+import { freePort, removeOnExit, run, startProcess, tempDir, waitForPort, type Proc } from './process.js';
 import { createCA, createSigningCert, issueServerCert, type CertFiles, type TestCA } from './pki.js';
 import { startTokenServer, type AccessPolicy, type TokenServer } from './token-server.js';
 
@@ -174,7 +174,8 @@ export function parseAccessLine(line: string): UpstreamRequest | undefined {
 
 /** Starts a docker-registry on a free loopback port; see {@link UpstreamOptions}. */
 export async function startUpstreamRegistry(opts: UpstreamOptions = {}): Promise<Upstream> {
-  const tmp = await tempDir('pullthrough-upstream-');
+  const made = await tempDir('pullthrough-upstream-');
+  const tmp = { path: made.path, cleanup: removeOnExit(made.path) };
   const dir = tmp.path;
   const started: Array<() => Promise<void>> = [];
   try {
