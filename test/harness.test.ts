@@ -180,6 +180,27 @@ test('harness: plain-HTTP upstream with skopeo, podman, ctr and dockerd', async 
     }
   });
 
+  await t.test('the access log has one line per request: HEADs, 404s, tags and non-API paths too', async () => {
+    const c = new RegistryClient({ url: up.url });
+    try {
+      up.resetLog();
+      const missing = 'sha256:' + '0'.repeat(64);
+      assert.equal((await c.request('HEAD', '/v2/test/oci/manifests/nope')).status, 404);
+      assert.equal((await c.request('GET', `/v2/test/oci/blobs/${missing}`)).status, 404);
+      assert.equal((await c.request('HEAD', `/v2/test/oci/blobs/${pushed.get('oci')!.configDigest}`)).status, 200);
+      assert.equal((await c.request('GET', '/v2/test/oci/tags/list')).status, 200);
+      assert.equal((await c.request('GET', '/not-an-api-path')).status, 404);
+      assert.equal(up.requests().length, 5);
+      assert.equal(up.count({ kind: 'manifest', method: 'HEAD', status: 404 }), 1);
+      assert.equal(up.count({ kind: 'blob', method: 'GET', status: 404 }), 1);
+      assert.equal(up.count({ kind: 'blob', method: 'HEAD', status: 200 }), 1);
+      assert.equal(up.count({ kind: 'tags', repo: 'test/oci' }), 1);
+      assert.equal(up.count({ kind: 'other', pathIncludes: '/not-an-api-path' }), 1);
+    } finally {
+      await c.close();
+    }
+  });
+
   await t.test('restart and down/up keep port and storage', async () => {
     const p = pushed.get('oci')!;
     await up.down();
@@ -294,6 +315,25 @@ test('harness: token upstream (Bearer flow, TLS) records who asked', async (t) =
       assert.ok(ts.requests().some((q) => q.user === 'alice' && q.granted.length === 1));
     } finally {
       await proxy.stop();
+    }
+  });
+
+  await t.test('dockerd: denied anonymously, pulls after docker login (refresh_token grant)', async () => {
+    const dk = await startDockerd({ caFile: up.caFile });
+    try {
+      const anon = await dk.pull(`${up.hostPort}/private/app:v1`);
+      assert.notEqual(anon.code, 0);
+      const login = await dk.login(up.hostPort, { username: 'alice', password: 'a-pass' });
+      assert.equal(login.code, 0, login.stderr);
+      ts.reset();
+      const r = await dk.pull(`${up.hostPort}/private/app:v1`);
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(await dk.repoDigests(`${up.hostPort}/private/app:v1`), [`${up.hostPort}/private/app@${priv.manifestDigest}`]);
+      // docker login asked for an offline token; pulls then trade the refresh token by POST.
+      assert.ok(ts.requests().length >= 1);
+      assert.ok(ts.requests().every((q) => q.method === 'POST' && q.grantType === 'refresh_token' && q.user === 'alice'));
+    } finally {
+      await dk.stop();
     }
   });
 
