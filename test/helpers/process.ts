@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { createServer, connect } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createWriteStream } from 'node:fs';
+import { createWriteStream, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -44,20 +44,64 @@ export interface Proc {
 }
 
 const running = new Set<Proc>();
+const exitDirs = new Set<string>();
+const exitPids = new Set<number>();
 let hooked = false;
 function hookExit(): void {
   if (hooked) return;
   hooked = true;
+  // Node skips 'exit' handlers when a signal kills it (a cancelled or timed-out test file gets
+  // SIGTERM), which would orphan every daemon; turn those signals into an orderly exit. Only when
+  // nobody else listens, so a test's own handler keeps its meaning.
+  for (const [sig, code] of [['SIGTERM', 143], ['SIGINT', 130], ['SIGHUP', 129]] as const) {
+    process.on(sig, () => {
+      if (process.listenerCount(sig) === 1) process.exit(code);
+    });
+  }
   // A test that throws before its cleanup must not leave servers running.
   process.on('exit', () => {
-    for (const p of running) {
+    for (const pid of [...[...running].map((p) => p.pid), ...exitPids]) {
       try {
-        process.kill(p.pid, 'SIGKILL');
+        process.kill(pid, 'SIGKILL');
       } catch {
         /* already gone */
       }
     }
+    for (const d of exitDirs) {
+      try {
+        rmSync(d, { recursive: true, force: true });
+      } catch {
+        /* best effort */
+      }
+    }
   });
+}
+
+/**
+ * Kills `pid` (SIGKILL) when the test process exits: for grandchildren a daemon starts in their
+ * own process group (dockerd's containerd), which dying with their parent would not take along.
+ * Returns a function that forgets it.
+ */
+export function killOnExit(pid: number): () => void {
+  hookExit();
+  exitPids.add(pid);
+  return () => {
+    exitPids.delete(pid);
+  };
+}
+
+/**
+ * Removes `path` when the test process exits, for temp dirs a helper hands to the test
+ * (e.g. a copied image) that the test may forget to clean up. Returns a function that removes
+ * it now and forgets it.
+ */
+export function removeOnExit(path: string): () => Promise<void> {
+  hookExit();
+  exitDirs.add(path);
+  return async () => {
+    exitDirs.delete(path);
+    await rm(path, { recursive: true, force: true });
+  };
 }
 
 /** Spawns `cmd args`, capturing its output; it is killed when the test process exits. */
