@@ -1,0 +1,353 @@
+/**
+ * `npm run bench`: pullthrough side by side with nginx (rpardini-style), distribution's proxy mode
+ * and the static-file limit, all on loopback, all figures from this one run, printed as one table.
+ * Progress goes to stderr, the table to stdout. BENCH_QUICK=1 makes a smaller, faster run.
+ * Not part of `npm test`: it prints numbers, it asserts nothing.
+ */
+import { cpus, loadavg } from 'node:os';
+import { join } from 'node:path';
+import { freePort, startProcess, waitForPort } from '../helpers/process.js';
+import { createCA, issueServerCert } from '../helpers/pki.js';
+import { startBenchUpstream, type BenchUpstream } from './upstream.js';
+import { startNginxStatic } from './nginx.js';
+import {
+  curlDigest,
+  curlThroughput,
+  dnsAnswersPerSecond,
+  handshake,
+  handshakesPerSecond,
+  benchTemp,
+  median,
+  sampleRss,
+  timedPull,
+  type Target,
+} from './measure.js';
+import {
+  FRESH_NAMES,
+  NginxProxySystem,
+  PullthroughSystem,
+  RegistryProxySystem,
+  UPSTREAM_NAME,
+  probeDoors,
+  ptRegistries,
+  startPt,
+  type System,
+  type TlsEndpoint,
+} from './systems.js';
+
+const QUICK = process.env.BENCH_QUICK === '1';
+const BIG = QUICK ? 256 << 20 : 1 << 30;
+/** Repetitions of each throughput figure (the table shows the median). */
+const REPS = 3;
+/** Repetitions of the single cold pull. */
+const COLD_REPS = QUICK ? 1 : 3;
+/** Longest a single throughput transfer runs (curl --max-time), seconds. */
+const CAP = QUICK ? 4 : 8;
+const CONCURRENT_PULLS = 8;
+const HANDSHAKE_SECONDS = QUICK ? 2 : 4;
+const DNS_SECONDS = QUICK ? 2 : 5;
+const DNS_NAMES = [UPSTREAM_NAME, 'registry-1.docker.io', 'quay.io', 'ghcr.io', 'registry.k8s.io', 'gcr.io'];
+
+const log = (s: string): void => void process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${s}\n`);
+
+/** One column of the table. */
+interface Column {
+  label: string;
+  cells: Map<string, string>;
+}
+
+const ROWS: Array<[string, string]> = [
+  ['http1', `warm blob ${BIG >> 20} MiB, HTTP, 1 client (MB/s)`],
+  ['http16', `warm blob ${BIG >> 20} MiB, HTTP, 16 clients (MB/s, total)`],
+  ['tls1', `warm blob ${BIG >> 20} MiB, TLS, 1 client (MB/s)`],
+  ['tls16', `warm blob ${BIG >> 20} MiB, TLS, 16 clients (MB/s, total)`],
+  ['tlsvia', 'TLS terminated by'],
+  ['rss', 'peak RSS during the rows above (MB)'],
+  ['cold', 'cold pull ~120 MB image, skopeo (s)'],
+  ['coldratio', 'cold pull / direct from upstream'],
+  ['pull8', `slowest of ${CONCURRENT_PULLS} concurrent cold pulls (s)`],
+  ['up8', `upstream requests, ${CONCURRENT_PULLS} concurrent cold pulls (blob GET / manifest GET / HEAD)`],
+  ['warmman', 'upstream manifest GETs per warm pull, unchanged tag (HEADs)'],
+  ['hs', 'TLS handshakes/s, cached certificate'],
+  ['firstcert', 'first-certificate handshake (ms)'],
+  ['dns', 'DNS answers/s (dnsperf)'],
+];
+
+const fmt = (x: number, digits = 0): string => (Number.isFinite(x) ? x.toFixed(digits) : '–');
+
+function countUpstream(up: BenchUpstream): { blobGet: number; manGet: number; head: number; other: number } {
+  const rs = up.requests();
+  const blobGet = rs.filter((r) => r.method === 'GET' && r.kind === 'blob').length;
+  const manGet = rs.filter((r) => r.method === 'GET' && r.kind === 'manifest').length;
+  const head = rs.filter((r) => r.method === 'HEAD').length;
+  return { blobGet, manGet, head, other: rs.length - blobGet - manGet - head };
+}
+
+/** A system warmed up and kept running for the throughput, RSS and handshake figures. */
+interface Warm {
+  readonly col: Column;
+  readonly key: string;
+  readonly http: Target;
+  readonly tls: TlsEndpoint | { na: string };
+  pids(): number[];
+  sidePids(): number[];
+  stop(): Promise<void>;
+}
+
+/** Figures (2)–(4) on fresh caches, then the big blob fetched once through it (cold fill, checked). */
+async function coldFigures(sys: System, up: BenchUpstream, direct: number): Promise<Warm> {
+  const col: Column = { label: sys.label, cells: new Map() };
+  const ref = (host: string): string => `${host}/${up.content.app.repo}:${up.content.app.tag}`;
+
+  log(`${sys.label}: cold pulls`);
+  const colds: number[] = [];
+  for (let i = 0; i < COLD_REPS; i++) {
+    const run = await sys.startCold();
+    try {
+      colds.push(await timedPull(ref(run.host)));
+    } finally {
+      await run.stop();
+    }
+  }
+  const cold = median(colds);
+  col.cells.set('cold', fmt(cold, 2));
+  col.cells.set('coldratio', `${fmt(cold / direct, 2)}×`);
+  log(`  cold pull: ${colds.map((s) => s.toFixed(2)).join(', ')} s`);
+
+  const run = await sys.startCold();
+  try {
+    log(`${sys.label}: ${CONCURRENT_PULLS} concurrent cold pulls`);
+    up.resetLog();
+    const results = await Promise.allSettled(Array.from({ length: CONCURRENT_PULLS }, () => timedPull(ref(run.host))));
+    const failed = results.filter((r) => r.status === 'rejected');
+    const c = countUpstream(up);
+    const slowest = Math.max(...results.map((r) => (r.status === 'fulfilled' ? r.value : 0)));
+    col.cells.set('up8', `${c.blobGet} / ${c.manGet} / ${c.head}${failed.length ? ` (${failed.length} pulls failed)` : ''}`);
+    col.cells.set('pull8', fmt(slowest, 2));
+    log(`  upstream: ${JSON.stringify(c)}; slowest pull ${slowest.toFixed(2)} s${failed.length ? `; failed: ${(failed[0] as PromiseRejectedResult).reason}` : ''}`);
+
+    up.resetLog();
+    await timedPull(ref(run.host));
+    const w = countUpstream(up);
+    col.cells.set('warmman', `${w.manGet} (${w.head})`);
+    log(`  warm pull upstream: ${JSON.stringify(w)}`);
+
+    log(`${sys.label}: big blob, cold fill and digest check`);
+    const http: Target = { url: `http://${run.host}/v2/${up.content.big.repo}/blobs/${up.content.big.digest}` };
+    const t0 = Date.now();
+    const got = await curlDigest(http);
+    if (got !== up.content.big.digest) throw new Error(`${sys.label} served ${got} for ${up.content.big.digest}`);
+    log(`  cold fill + digest check: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+    const tls = await run.tls();
+    if ('na' in tls) {
+      col.cells.set('tlsvia', '–');
+    } else {
+      col.cells.set('tlsvia', tls.via);
+    }
+    return {
+      col,
+      key: sys.key,
+      http,
+      tls: 'na' in tls ? tls : { ...tls, target: { url: `${tls.target.url}/v2/${up.content.big.repo}/blobs/${up.content.big.digest}`, resolve: tls.target.resolve } },
+      pids: () => [...run.pids(), ...('na' in tls ? [] : tls.pids())],
+      sidePids: () => run.sidePids(),
+      stop: async () => {
+        if (!('na' in tls)) await tls.stop();
+        await run.stop();
+      },
+    };
+  } catch (err) {
+    await run.stop();
+    throw err;
+  }
+}
+
+/**
+ * Figure (1) for every warm system, interleaved: each repetition measures every system once, in
+ * turn, so a change in background load (this machine may be shared) hits them all alike.
+ */
+async function throughputFigures(warm: Warm[]): Promise<void> {
+  for (const proto of ['http', 'tls'] as const) {
+    for (const clients of [1, 16]) {
+      const key = `${proto}${clients}`;
+      const runs = new Map<Warm, Array<{ mbps: number; failures: number }>>();
+      for (let i = 0; i < REPS; i++) {
+        // Rotate the order so no system is always measured first or last.
+        const order = warm.map((_, j) => warm[(i + j) % warm.length]!);
+        for (const w of order) {
+          const target = proto === 'http' ? w.http : 'na' in w.tls ? undefined : w.tls.target;
+          if (!target) continue;
+          const r = await curlThroughput(target, clients, CAP);
+          runs.set(w, [...(runs.get(w) ?? []), r]);
+        }
+      }
+      for (const w of warm) {
+        const rs = runs.get(w);
+        if (!rs) {
+          w.col.cells.set(key, 'na' in w.tls ? w.tls.na : '–');
+          continue;
+        }
+        const failures = rs.reduce((a, r) => a + r.failures, 0);
+        w.col.cells.set(key, `${fmt(median(rs.map((r) => r.mbps)))}${failures ? ` (${failures} failed)` : ''}`);
+        log(`  ${w.col.label}, ${proto}, ${clients} client(s): ${rs.map((r) => fmt(r.mbps)).join(', ')} MB/s`);
+      }
+    }
+  }
+}
+
+async function handshakeFigures(w: Warm): Promise<void> {
+  if ('na' in w.tls) {
+    w.col.cells.set('hs', w.tls.na);
+    w.col.cells.set('firstcert', w.tls.na);
+    return;
+  }
+  // Warm the certificate (issued on first use by pullthrough's door), then measure.
+  await handshake(w.tls.port, w.tls.servername);
+  const hs = await handshakesPerSecond(w.tls.port, w.tls.servername, HANDSHAKE_SECONDS);
+  w.col.cells.set('hs', `${fmt(hs.perSecond)}${hs.errors ? ` (${hs.errors} errors)` : ''}`);
+  log(`  ${w.col.label}: ${fmt(hs.perSecond)} handshakes/s`);
+  if (w.key.startsWith('pt')) {
+    const firsts: number[] = [];
+    for (const name of FRESH_NAMES.slice(0, 3)) firsts.push(await handshake(w.tls.port, name));
+    w.col.cells.set('firstcert', fmt(median(firsts), 1));
+    log(`  ${w.col.label}: first-certificate handshakes ${firsts.map((x) => x.toFixed(1)).join(', ')} ms`);
+  } else {
+    w.col.cells.set('firstcert', '– (static certificate)');
+  }
+}
+
+async function main(): Promise<void> {
+  const started = Date.now();
+  const load0 = loadavg()[0]!;
+  const work = await benchTemp('pullthrough-bench-');
+  const warm: Warm[] = [];
+  const systems: System[] = [];
+  let up: BenchUpstream | undefined;
+  const columns: Column[] = [];
+  try {
+    log(`${QUICK ? 'quick run' : 'full run'}: blob ${BIG >> 20} MiB, ${REPS} repetitions, transfers capped at ${CAP} s, ${cpus().length} cores, load average ${load0.toFixed(2)}`);
+    up = await startBenchUpstream(BIG, log);
+    const ca = await createCA({ dir: join(work.path, 'pki') });
+    const cert = await issueServerCert(ca, { dnsNames: [UPSTREAM_NAME, ...FRESH_NAMES, 'localhost'], ips: ['127.0.0.1'] });
+    const doors = await probeDoors(up.url);
+    log(`pullthrough doors: tls ${doors.tls ? 'yes' : 'no'}, dns ${doors.dns ? 'yes' : 'no'} (${doors.detail})`);
+
+    log('direct pulls from the upstream');
+    const directs: number[] = [];
+    for (let i = 0; i < COLD_REPS; i++) directs.push(await timedPull(`${up.hostPort}/${up.content.app.repo}:${up.content.app.tag}`));
+    const direct = median(directs);
+    log(`  direct: ${directs.map((s) => s.toFixed(2)).join(', ')} s`);
+
+    systems.push(
+      new PullthroughSystem('pt-fs', 'pullthrough fs + file', 'fs', up.url, doors.tls),
+      new PullthroughSystem('pt-s3', 'pullthrough S3 + Redis', 's3', up.url, doors.tls),
+      new NginxProxySystem(up.url, cert),
+      new RegistryProxySystem(up.url, cert),
+    );
+    for (const sys of systems) warm.push(await coldFigures(sys, up, direct));
+    columns.push(...warm.map((w) => w.col));
+
+    // The reference column: the static-file limit, the upstream itself, dnsmasq.
+    log('nginx static file (the limit)');
+    const st = await startNginxStatic(join(work.path, 'static'), up.bigFile, cert);
+    const ref: Warm = {
+      col: { label: 'reference', cells: new Map() },
+      key: 'static',
+      http: { url: `http://127.0.0.1:${st.httpPort}/big` },
+      tls: {
+        target: { url: `https://${UPSTREAM_NAME}:${st.tlsPort}/big`, resolve: `${UPSTREAM_NAME}:${st.tlsPort}:127.0.0.1` },
+        port: st.tlsPort,
+        servername: UPSTREAM_NAME,
+        via: 'nginx static file',
+        pids: () => [st.proc.pid],
+        stop: async () => {},
+      },
+      pids: () => [st.proc.pid],
+      sidePids: () => [],
+      stop: () => st.stop(),
+    };
+    warm.push(ref);
+    columns.push(ref.col);
+    if ((await curlDigest(ref.http)) !== up.content.big.digest) throw new Error('static nginx served other bytes');
+    ref.col.cells.set('tlsvia', 'nginx static file');
+
+    log('warm throughput, all systems in turn');
+    const rss = warm.map((w) => ({ w, own: sampleRss(() => w.pids()), side: sampleRss(() => w.sidePids()) }));
+    await throughputFigures(warm);
+    for (const { w, own, side } of rss) {
+      const peak = own.stop();
+      const sidePeak = side.stop();
+      w.col.cells.set('rss', `${fmt(peak)}${w.sidePids().length ? ` (+ s3rver & redis ${fmt(sidePeak)})` : ''}`);
+      log(`  ${w.col.label}: peak RSS ${fmt(peak)} MB`);
+    }
+
+    log('TLS handshakes');
+    for (const w of warm) await handshakeFigures(w);
+    ref.col.cells.set('firstcert', '–');
+
+    for (const w of warm.splice(0)) await w.stop();
+
+    ref.col.cells.set('cold', `${fmt(direct, 2)} (upstream direct)`);
+    ref.col.cells.set('coldratio', '1.00×');
+    ref.col.cells.set('up8', `${up.content.app.blobs.length} blobs, 1 tag`);
+    ref.col.cells.set('warmman', '–');
+
+    log('DNS: dnsmasq');
+    const dnsPort = await freePort();
+    const dm = startProcess('dnsmasq', [
+      '--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${dnsPort}`, '--pid-file=',
+      ...DNS_NAMES.map((n) => `--address=/${n}/127.0.0.1`),
+    ]);
+    try {
+      await waitForPort(dnsPort, '127.0.0.1', 10_000, dm);
+      const d = await dnsAnswersPerSecond(work.path, dnsPort, DNS_NAMES, DNS_SECONDS);
+      ref.col.cells.set('dns', `${fmt(d.qps)} (dnsmasq)${d.lost ? `, ${d.lost} lost` : ''}`);
+    } finally {
+      await dm.stop();
+    }
+    const ptCol = columns.find((c) => c.label === 'pullthrough fs + file')!;
+    if (doors.dns) {
+      log('DNS: pullthrough DNS door');
+      const pt = await startPt({ ...ptRegistries(up.url), listen: { mirror: '127.0.0.1:0', dns: '127.0.0.1:0' }, dns: { answer: ['127.0.0.1'] } });
+      try {
+        if (pt.ports.dns === undefined) throw new Error('DNS door did not come up');
+        const d = await dnsAnswersPerSecond(work.path, pt.ports.dns, DNS_NAMES, DNS_SECONDS);
+        ptCol.cells.set('dns', `${fmt(d.qps)}${d.lost ? `, ${d.lost} lost` : ''}`);
+      } finally {
+        await pt.stop();
+      }
+    } else {
+      ptCol.cells.set('dns', 'n/a (door not available)');
+    }
+  } finally {
+    for (const w of warm) await w.stop().catch(() => {});
+    for (const s of systems) await s.close().catch(() => {});
+    await up?.stop();
+    await work.cleanup();
+  }
+
+  printTable(columns, load0);
+  log(`done in ${((Date.now() - started) / 60000).toFixed(1)} min`);
+}
+
+function printTable(columns: Column[], load0: number): void {
+  const header = ['figure', ...columns.map((c) => c.label)];
+  const rows = ROWS.map(([key, label]) => [label, ...columns.map((c) => c.cells.get(key) ?? '–')]);
+  const lines = [
+    `| ${header.join(' | ')} |`,
+    `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ];
+  process.stdout.write(`\n${lines.join('\n')}\n\n`);
+  process.stdout.write(
+    `MB = 10^6 bytes. Machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), load average ${load0.toFixed(2)} at start and ${loadavg()[0]!.toFixed(2)} at end; ` +
+      `everything on 127.0.0.1, the clients (curl, skopeo) share the cores.\n` +
+      `Throughput: median of ${REPS}, systems measured in turn; each client is one HTTP/1.1 connection downloading the blob, capped at ${CAP} s; total bytes / longest transfer.\n` +
+      `Reference column: nginx serving the blob's file (throughput, RSS, handshakes), skopeo straight from the upstream (cold pull), dnsmasq (DNS).\n`,
+  );
+}
+
+main().catch((err) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

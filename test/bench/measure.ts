@@ -1,0 +1,196 @@
+/**
+ * The bench's measuring tools: curl for blob throughput, /proc for RSS, skopeo for pulls, a TLS
+ * handshake loop, dnsperf for DNS. Each returns numbers; the table is built elsewhere.
+ */
+import { readFileSync, readdirSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import { connect as tlsConnect } from 'node:tls';
+import { join } from 'node:path';
+import { removeOnExit, run, tempDir } from '../helpers/process.js';
+import { skopeoCopy } from '../helpers/clients.js';
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+/** A URL to GET and, for names that only exist in the bench (SNI), where curl should connect. */
+export interface Target {
+  readonly url: string;
+  /** curl `--resolve host:port:127.0.0.1`. */
+  readonly resolve?: string;
+}
+
+export interface Throughput {
+  /** 10^6 bytes per second over the whole run (all clients together). */
+  readonly mbps: number;
+  readonly bytes: number;
+  readonly seconds: number;
+  /** Transfers that ended with an HTTP status other than 200 or a curl error other than the time cap. */
+  readonly failures: number;
+}
+
+/**
+ * `clients` concurrent GETs of `t` in one curl process (HTTP/1.1, one connection each), each
+ * stopped after `maxSeconds` if not done. Throughput is all bytes over the longest transfer's
+ * time, so the figure holds whether or not the blob finished within the cap.
+ */
+export async function curlThroughput(t: Target, clients: number, maxSeconds: number): Promise<Throughput> {
+  const args = ['-sS', '--http1.1', '-k', '--max-time', String(maxSeconds), '-w', '%{size_download} %{time_total} %{http_code} %{exitcode}\\n'];
+  if (t.resolve) args.push('--resolve', t.resolve);
+  if (clients > 1) args.push('-Z', '--parallel-immediate', '--parallel-max', String(clients));
+  for (let i = 0; i < clients; i++) args.push('-o', '/dev/null', t.url);
+  const r = await run('curl', args, { allowFail: true, timeoutMs: (maxSeconds + 60) * 1000 });
+  let bytes = 0;
+  let seconds = 0;
+  let failures = 0;
+  let lines = 0;
+  for (const line of r.stdout.split('\n')) {
+    const m = /^(\d+) ([\d.]+) (\d+) (\d+)$/.exec(line.trim());
+    if (!m) continue;
+    lines++;
+    bytes += Number(m[1]);
+    seconds = Math.max(seconds, Number(m[2]));
+    // 28 = the --max-time cap: expected for big blobs and many clients.
+    if (m[3] !== '200' || (m[4] !== '0' && m[4] !== '28')) failures++;
+  }
+  failures += Math.max(0, clients - lines);
+  return { mbps: seconds > 0 ? bytes / seconds / 1e6 : 0, bytes, seconds, failures };
+}
+
+/** sha256 of what `t` serves (the whole body), to check a system serves the right bytes. */
+export async function curlDigest(t: Target, timeoutSeconds = 600): Promise<string> {
+  const resolve = t.resolve ? `--resolve '${t.resolve}'` : '';
+  const r = await run('bash', ['-c', `set -o pipefail; curl -sS --http1.1 -k -f ${resolve} '${t.url}' | sha256sum`], { timeoutMs: timeoutSeconds * 1000 });
+  return `sha256:${r.stdout.split(/\s/)[0]}`;
+}
+
+function rssKb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** `pid` and all its descendants (nginx's workers, cache manager and loader). */
+export function processTree(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
+      // The command may contain spaces and parentheses: the fields start after the last ')'.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      const list = children.get(ppid) ?? [];
+      list.push(Number(e));
+      children.set(ppid, list);
+    } catch {
+      /* exited meanwhile */
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    out.push(p);
+    for (const c of children.get(p) ?? []) walk(c);
+  };
+  walk(pid);
+  return out;
+}
+
+/** Samples the summed RSS of process trees every 100 ms; `stop()` gives the peak in MB (10^6). */
+export function sampleRss(roots: () => number[]): { stop(): number } {
+  let peak = 0;
+  let tree: number[] = [];
+  let tick = 0;
+  const sample = (): void => {
+    // The tree rarely changes; re-read it every second, RSS every tick.
+    if (tick++ % 10 === 0) tree = roots().flatMap(processTree);
+    const kb = tree.reduce((a, p) => a + rssKb(p), 0);
+    peak = Math.max(peak, kb);
+  };
+  sample();
+  const timer = setInterval(sample, 100);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      return (peak * 1024) / 1e6;
+    },
+  };
+}
+
+/** Seconds a `skopeo copy` of `ref` (plain HTTP) into a fresh dir: takes; throws when it fails. */
+export async function timedPull(ref: string): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const r = await skopeoCopy(ref, 'dir', { tlsVerify: false, timeoutMs: 600_000 });
+  const s = Number(process.hrtime.bigint() - t0) / 1e9;
+  await r.cleanup();
+  if (r.code !== 0) throw new Error(`skopeo copy ${ref} failed (${r.code}): ${r.stderr.slice(-2000)}`);
+  return s;
+}
+
+/** One TLS handshake (new session, no resumption); resolves with milliseconds. */
+export function handshake(port: number, servername: string, timeoutMs = 30_000): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const t0 = process.hrtime.bigint();
+    const s = tlsConnect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false, timeout: timeoutMs }, () => {
+      const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+      s.destroy();
+      resolve(ms);
+    });
+    s.on('timeout', () => {
+      s.destroy();
+      reject(new Error(`TLS handshake with ${servername} on port ${port} timed out`));
+    });
+    s.on('error', (err) => {
+      s.destroy();
+      reject(err);
+    });
+  });
+}
+
+/** Full handshakes per second, `concurrency` at a time from this process, for `seconds`. */
+export async function handshakesPerSecond(port: number, servername: string, seconds: number, concurrency = 8): Promise<{ perSecond: number; errors: number }> {
+  const t0 = Date.now();
+  const end = t0 + seconds * 1000;
+  let n = 0;
+  let errors = 0;
+  const worker = async (): Promise<void> => {
+    while (Date.now() < end) {
+      try {
+        await handshake(port, servername, 10_000);
+        n++;
+      } catch {
+        errors++;
+        if (errors > 100) return;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  return { perSecond: n / ((Date.now() - t0) / 1000), errors };
+}
+
+/** dnsperf against 127.0.0.1:port asking A records of `names` round-robin; answers per second. */
+export async function dnsAnswersPerSecond(dir: string, port: number, names: string[], seconds: number): Promise<{ qps: number; lost: number }> {
+  const file = join(dir, `queries-${port}.txt`);
+  await writeFile(file, names.map((n) => `${n} A`).join('\n') + '\n');
+  const r = await run('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-c', '4', '-q', '200', '-t', '2'], {
+    allowFail: true,
+    timeoutMs: (seconds + 30) * 1000,
+  });
+  const out = r.stdout + r.stderr;
+  const qps = /Queries per second:\s+([\d.]+)/.exec(out);
+  const lost = /Queries lost:\s+(\d+)/.exec(out);
+  if (!qps) throw new Error(`dnsperf gave no figure:\n${out.slice(-2000)}`);
+  return { qps: Number(qps[1]), lost: lost ? Number(lost[1]) : 0 };
+}
+
+/** A temp dir that is also removed if the bench dies or is interrupted (Ctrl-C). */
+export async function benchTemp(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const t = await tempDir(prefix);
+  return { path: t.path, cleanup: removeOnExit(t.path) };
+}

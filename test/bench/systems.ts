@@ -1,0 +1,310 @@
+/**
+ * The systems the bench compares, each startable with an empty cache in front of the bench
+ * upstream: pullthrough (embedded fs + file, or S3 + Redis), nginx as an rpardini-style caching
+ * proxy, and distribution (docker-registry) in proxy mode. Every process is ours, started on a
+ * free loopback port and stopped by PID.
+ */
+import { closeSync, openSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { stringify } from 'yaml';
+import { freePort, startProcess, waitForPort, type Proc } from '../helpers/process.js';
+import { benchTemp } from './measure.js';
+import { MAIN } from '../helpers/pullthrough.js';
+import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
+import { startRedis, type RedisHandle } from '../helpers/redis-server.js';
+import type { CertFiles } from '../helpers/pki.js';
+import { startNginxProxy } from './nginx.js';
+import type { Target } from './measure.js';
+
+/** The upstream's name as pullthrough knows it (and the SNI its TLS door is asked for). */
+export const UPSTREAM_NAME = 'upstream.bench';
+/** Aliases never used before the first-certificate measurement, one per try. */
+export const FRESH_NAMES = Array.from({ length: 5 }, (_, i) => `fresh${i + 1}.${UPSTREAM_NAME}`);
+
+/** A TLS endpoint of a running system. */
+export interface TlsEndpoint {
+  readonly target: Target;
+  readonly port: number;
+  readonly servername: string;
+  /** Who terminates TLS, for the table. */
+  readonly via: string;
+  /** Server processes while this endpoint is measured. */
+  pids(): number[];
+  stop(): Promise<void>;
+}
+
+/** A system started with an empty cache. */
+export interface Running {
+  /** `127.0.0.1:PORT` of its plain-HTTP registry endpoint. */
+  readonly host: string;
+  pids(): number[];
+  /** Side servers (s3rver, redis), reported apart from the system's own RSS. */
+  sidePids(): number[];
+  /** Its TLS endpoint, or why there is none. */
+  tls(): Promise<TlsEndpoint | { na: string }>;
+  stop(): Promise<void>;
+}
+
+export interface System {
+  readonly key: string;
+  readonly label: string;
+  startCold(): Promise<Running>;
+  /** Stops what outlives single runs (s3rver, redis). */
+  close(): Promise<void>;
+}
+
+// ------------------------------------------------------------------ pullthrough
+
+export interface PtProcess {
+  readonly proc: Proc;
+  readonly ports: Record<string, number>;
+  readonly output: () => string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts dist/src/main.js with `config`. Waits for the mirror door, then up to `graceMs` for the
+ * other doors in `listen`: a door that does not come up is simply absent from `ports` (that is how
+ * the bench learns whether this build has it).
+ */
+export async function startPt(config: Record<string, unknown>, graceMs = 4000): Promise<PtProcess> {
+  const dir = await benchTemp('pullthrough-bench-pt-');
+  const full: Record<string, unknown> = { dataDir: join(dir.path, 'data'), ...config };
+  const configFile = join(dir.path, 'config.yml');
+  await writeFile(configFile, stringify(full));
+  const proc = startProcess(process.execPath, [MAIN, 'serve', '--config', configFile], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path },
+  });
+  const listen = (full.listen ?? {}) as Record<string, unknown>;
+  const wanted = Object.entries(listen).filter(([, v]) => v !== null).map(([k]) => k);
+  const ports: Record<string, number> = {};
+  const scan = (): void => {
+    for (const l of proc.output().split('\n')) {
+      if (!l.startsWith('{')) continue;
+      try {
+        const j = JSON.parse(l) as { msg?: string; door?: string; port?: number };
+        if (j.msg === 'listening' && j.door && typeof j.port === 'number') ports[j.door] = j.port;
+      } catch {
+        /* not ours */
+      }
+    }
+  };
+  const stop = async (): Promise<void> => {
+    await proc.stop(10_000);
+    await dir.cleanup();
+  };
+  const start = Date.now();
+  let mirrorAt = 0;
+  for (;;) {
+    scan();
+    if (proc.child.exitCode !== null) {
+      await dir.cleanup();
+      throw new Error(`pullthrough exited ${proc.child.exitCode}: ${proc.output().slice(-3000)}`);
+    }
+    if (ports.mirror !== undefined && !mirrorAt) mirrorAt = Date.now();
+    if (mirrorAt && (wanted.every((w) => ports[w] !== undefined) || Date.now() - mirrorAt > graceMs)) break;
+    if (Date.now() - start > 30_000) {
+      await stop();
+      throw new Error(`pullthrough did not listen: ${proc.output().slice(-3000)}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  return { proc, ports, output: () => proc.output(), stop };
+}
+
+/** Registries section every pullthrough of the bench uses. */
+export function ptRegistries(upstreamUrl: string): Record<string, unknown> {
+  return {
+    defaultRegistry: UPSTREAM_NAME,
+    registries: { [UPSTREAM_NAME]: { upstream: upstreamUrl, aliases: FRESH_NAMES } },
+  };
+}
+
+/**
+ * Which of pullthrough's optional doors this build has: starts it once with `listen.tls` and
+ * `listen.dns` and sees which come up. A build without them either refuses the keys or ignores
+ * them; both read as "not available".
+ */
+export async function probeDoors(upstreamUrl: string): Promise<{ tls: boolean; dns: boolean; detail: string }> {
+  try {
+    const pt = await startPt(
+      {
+        ...ptRegistries(upstreamUrl),
+        listen: { mirror: '127.0.0.1:0', tls: '127.0.0.1:0', dns: '127.0.0.1:0' },
+        dns: { answer: ['127.0.0.1'] },
+      },
+      5000,
+    );
+    const r = { tls: pt.ports.tls !== undefined, dns: pt.ports.dns !== undefined, detail: `listening: ${Object.keys(pt.ports).join(', ')}` };
+    await pt.stop();
+    return r;
+  } catch (err) {
+    return { tls: false, dns: false, detail: (err as Error).message.split('\n')[0]! };
+  }
+}
+
+export class PullthroughSystem implements System {
+  private s3?: S3rverHandle;
+  private redis?: RedisHandle;
+  private runs = 0;
+
+  constructor(
+    readonly key: string,
+    readonly label: string,
+    private readonly storage: 'fs' | 's3',
+    private readonly upstreamUrl: string,
+    private readonly tlsDoor: boolean,
+  ) {}
+
+  async startCold(): Promise<Running> {
+    const n = ++this.runs;
+    let stores: Record<string, unknown> = {};
+    if (this.storage === 's3') {
+      this.s3 ??= await startS3rver('bench');
+      this.redis ??= await startRedis();
+      // A fresh prefix and key prefix per run: an empty cache without restarting the servers.
+      stores = {
+        storage: { driver: 's3', bucket: 'bench', endpoint: this.s3.endpoint, forcePathStyle: true, accessKeyId: this.s3.accessKeyId, secretAccessKey: this.s3.secretAccessKey, prefix: `run${n}/` },
+        metadata: { driver: 'redis', url: this.redis.url, keyPrefix: `run${n}:` },
+      };
+    }
+    const pt = await startPt({
+      ...ptRegistries(this.upstreamUrl),
+      ...stores,
+      listen: { mirror: '127.0.0.1:0', ...(this.tlsDoor ? { tls: '127.0.0.1:0' } : {}) },
+    });
+    const side = (): number[] => [this.s3?.pid(), this.redis?.pid()].filter((p): p is number => p !== undefined);
+    return {
+      host: `127.0.0.1:${pt.ports.mirror}`,
+      pids: () => [pt.proc.pid],
+      sidePids: side,
+      tls: async () => {
+        if (pt.ports.tls === undefined) return { na: 'n/a (door not available)' };
+        const port = pt.ports.tls;
+        return {
+          target: { url: `https://${UPSTREAM_NAME}:${port}`, resolve: `${UPSTREAM_NAME}:${port}:127.0.0.1` },
+          port,
+          servername: UPSTREAM_NAME,
+          via: 'own (TLS door)',
+          pids: () => [pt.proc.pid],
+          stop: async () => {},
+        };
+      },
+      stop: () => pt.stop(),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.s3?.stop();
+    await this.redis?.stop();
+  }
+}
+
+// ------------------------------------------------------------------ nginx (rpardini-style)
+
+export class NginxProxySystem implements System {
+  readonly key = 'nginx';
+  readonly label = 'nginx (rpardini-style)';
+
+  constructor(
+    private readonly upstreamUrl: string,
+    private readonly cert: CertFiles,
+  ) {}
+
+  async startCold(): Promise<Running> {
+    const dir = await benchTemp('pullthrough-bench-nginx-');
+    const ng = await startNginxProxy(dir.path, this.upstreamUrl, this.cert);
+    return {
+      host: `127.0.0.1:${ng.httpPort}`,
+      pids: () => [ng.proc.pid],
+      sidePids: () => [],
+      tls: async () => ({
+        target: { url: `https://${UPSTREAM_NAME}:${ng.tlsPort}`, resolve: `${UPSTREAM_NAME}:${ng.tlsPort}:127.0.0.1` },
+        port: ng.tlsPort,
+        servername: UPSTREAM_NAME,
+        via: 'own (nginx ssl)',
+        pids: () => [ng.proc.pid],
+        stop: async () => {},
+      }),
+      stop: async () => {
+        await ng.stop();
+        await dir.cleanup();
+      },
+    };
+  }
+
+  async close(): Promise<void> {}
+}
+
+// ------------------------------------------------------------------ distribution proxy mode
+
+async function startRegistry(dir: string, storage: string, remote: string, cert?: CertFiles): Promise<{ proc: Proc; port: number }> {
+  const port = await freePort();
+  const config = {
+    version: 0.1,
+    log: { level: 'warn', formatter: 'json', accesslog: { disabled: false } },
+    storage: { filesystem: { rootdirectory: storage }, delete: { enabled: true }, maintenance: { uploadpurging: { enabled: false } } },
+    http: { addr: `127.0.0.1:${port}`, secret: randomBytes(16).toString('hex'), ...(cert ? { tls: { certificate: cert.certFile, key: cert.keyFile } } : {}) },
+    health: { storagedriver: { enabled: false } },
+    proxy: { remoteurl: remote },
+  };
+  const name = cert ? 'tls' : 'http';
+  const file = join(dir, `config-${name}.yml`);
+  await writeFile(file, stringify(config));
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const k of Object.keys(env)) if (k.startsWith('REGISTRY_')) delete env[k];
+  const out = openSync(join(dir, `access-${name}.log`), 'a');
+  const err = openSync(join(dir, `registry-${name}.log`), 'a');
+  let proc: Proc;
+  try {
+    proc = startProcess('docker-registry', ['serve', file], { stdio: ['ignore', out, err], env, cwd: dir });
+  } finally {
+    closeSync(out);
+    closeSync(err);
+  }
+  await waitForPort(port, '127.0.0.1', 20_000, proc);
+  return { proc, port };
+}
+
+export class RegistryProxySystem implements System {
+  readonly key = 'registry';
+  readonly label = 'distribution proxy';
+
+  constructor(
+    private readonly upstreamUrl: string,
+    private readonly cert: CertFiles,
+  ) {}
+
+  async startCold(): Promise<Running> {
+    const dir = await benchTemp('pullthrough-bench-registry-');
+    const storage = join(dir.path, 'storage');
+    await mkdir(storage, { recursive: true });
+    const http = await startRegistry(dir.path, storage, this.upstreamUrl);
+    return {
+      host: `127.0.0.1:${http.port}`,
+      pids: () => [http.proc.pid],
+      sidePids: () => [],
+      // One registry process serves either HTTP or HTTPS: a second one on the same (warm)
+      // storage serves TLS with distribution's own TLS.
+      tls: async () => {
+        const t = await startRegistry(dir.path, storage, this.upstreamUrl, this.cert);
+        return {
+          target: { url: `https://${UPSTREAM_NAME}:${t.port}`, resolve: `${UPSTREAM_NAME}:${t.port}:127.0.0.1` },
+          port: t.port,
+          servername: UPSTREAM_NAME,
+          via: 'own (Go crypto/tls)',
+          pids: () => [t.proc.pid],
+          stop: () => t.proc.stop(),
+        };
+      },
+      stop: async () => {
+        await http.proc.stop();
+        await dir.cleanup();
+      },
+    };
+  }
+
+  async close(): Promise<void> {}
+}
