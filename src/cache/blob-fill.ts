@@ -73,11 +73,10 @@ export class BlobFill {
     this.spool = spool;
     onStarted({ size });
     const hash = hasherFor(d);
-    const counted = res.body as Readable;
-    counted.on('data', (c: Buffer) => this.ctx.onBytes(c.length));
     try {
       try {
-        await pipeline(counted, spool.writer(hash));
+        // Bytes are counted per spool write (batches), not per 64 KiB socket read.
+        await pipeline(res.body as Readable, spool.writer(hash, (n) => this.ctx.onBytes(n)));
       } catch (err) {
         if (signal.aborted) throw new UpstreamUnavailableError(this.upstream.registry.name, `blob download exceeded ${this.ctx.fillTimeoutMs} ms`);
         throw err instanceof UpstreamUnavailableError ? err : new UpstreamUnavailableError(this.upstream.registry.name, `blob download broke off: ${(err as Error).message}`, { cause: err });
