@@ -1,4 +1,5 @@
 import type { Context } from 'koa';
+import type { Readable } from 'node:stream';
 import Router from '@koa/router';
 import { OciError } from '../oci/errors.js';
 import { parseDigest } from '../oci/digest.js';
@@ -46,12 +47,44 @@ function readOnly(ctx: Context): boolean {
   return ctx.method === 'GET' || ctx.method === 'HEAD';
 }
 
-/** Sends a stream as the body; a failing stream aborts the connection rather than ending it cleanly. */
-function streamBody(ctx: Context, stream: NodeJS.ReadableStream & { destroy(err?: Error): void }): void {
-  stream.on('data', (c: Buffer) => (st(ctx).bytes += c.length));
-  stream.on('error', () => ctx.res.destroy());
-  ctx.res.on('close', () => stream.destroy());
-  ctx.body = stream;
+/** A stream whose chunks may be handed back for reuse once written (see FsBlobStore.read). */
+interface Recycling {
+  recycle?(chunk: Buffer): void;
+}
+
+/**
+ * Sends a stream as the body, writing it to the response here rather than through koa's pipe:
+ * each chunk's write callback (the bytes are in the kernel) hands the buffer back to streams that
+ * reuse them, so a big blob is served from a few buffers instead of one fresh 1 MiB allocation per
+ * read (page faults, and garbage the GC only collects after tens of MB). A failing stream aborts
+ * the connection rather than ending it cleanly; a client that goes away destroys the stream.
+ */
+function streamBody(ctx: Context, stream: Readable & Recycling): void {
+  const res = ctx.res;
+  ctx.respond = false;
+  const recycle = typeof stream.recycle === 'function' ? stream.recycle.bind(stream) : undefined;
+  res.once('close', () => stream.destroy());
+  void (async () => {
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        st(ctx).bytes += chunk.length;
+        const more = res.write(chunk, recycle ? () => recycle(chunk) : undefined);
+        if (!more && !res.destroyed) await new Promise<void>((resolve) => {
+          const done = (): void => {
+            res.off('drain', done);
+            res.off('close', done);
+            resolve();
+          };
+          res.on('drain', done);
+          res.on('close', done);
+        });
+        if (res.destroyed) return;
+      }
+      res.end();
+    } catch {
+      res.destroy();
+    }
+  })();
 }
 
 /** The /v2 pull API (OCI distribution spec), answered from the pull-through cache. */
