@@ -3,8 +3,10 @@ import type { BlobStore } from './blob-store.js';
 import type { MetadataStore } from './metadata-store.js';
 import { FsBlobStore } from './fs-blob-store.js';
 import { FileMetadataStore } from './file-metadata-store.js';
-import { S3BlobStore, type StoreLogger } from './s3-blob-store.js';
-import { RedisMetadataStore } from './redis-metadata-store.js';
+import type { StoreLogger } from './s3-blob-store.js';
+
+// The S3 and Redis drivers are imported when configured, not at start: the AWS SDK and ioredis
+// add ~25 MB of resident memory and start-up time to a process that uses neither.
 
 export interface StoreOptions {
   /** Connection warnings (lost/restored, failed aborts); the app's Logger fits. */
@@ -24,6 +26,7 @@ export async function openBlobStore(config: Config, opts: StoreOptions = {}): Pr
       return store;
     }
     case 's3': {
+      const { S3BlobStore } = await import('./s3-blob-store.js');
       const store = new S3BlobStore({
         bucket: s.bucket,
         endpoint: s.endpoint,
@@ -55,7 +58,8 @@ export async function openMetadataStore(config: Config, opts: StoreOptions = {})
   switch (m.driver) {
     case 'file':
       return FileMetadataStore.open(m.dir ?? config.paths.metadata);
-    case 'redis':
+    case 'redis': {
+      const { RedisMetadataStore } = await import('./redis-metadata-store.js');
       return RedisMetadataStore.open({
         url: m.url,
         keyPrefix: m.keyPrefix,
@@ -66,5 +70,6 @@ export async function openMetadataStore(config: Config, opts: StoreOptions = {})
         commandTimeoutMs: m.commandTimeout,
         logger: opts.logger,
       });
+    }
   }
 }
