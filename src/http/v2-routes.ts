@@ -63,28 +63,16 @@ function streamBody(ctx: Context, stream: Readable & Recycling): void {
   const res = ctx.res;
   ctx.respond = false;
   const recycle = typeof stream.recycle === 'function' ? stream.recycle.bind(stream) : undefined;
+  // 'data' events rather than read() or async iteration: read() concatenates whatever chunks are
+  // buffered into a new buffer (a copy of every byte, and an unrecyclable buffer).
+  stream.on('data', (chunk: Buffer) => {
+    st(ctx).bytes += chunk.length;
+    if (!res.write(chunk, recycle ? () => recycle(chunk) : undefined)) stream.pause();
+  });
+  res.on('drain', () => stream.resume());
+  stream.once('end', () => res.end());
+  stream.once('error', () => res.destroy());
   res.once('close', () => stream.destroy());
-  void (async () => {
-    try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
-        st(ctx).bytes += chunk.length;
-        const more = res.write(chunk, recycle ? () => recycle(chunk) : undefined);
-        if (!more && !res.destroyed) await new Promise<void>((resolve) => {
-          const done = (): void => {
-            res.off('drain', done);
-            res.off('close', done);
-            resolve();
-          };
-          res.on('drain', done);
-          res.on('close', done);
-        });
-        if (res.destroyed) return;
-      }
-      res.end();
-    } catch {
-      res.destroy();
-    }
-  })();
 }
 
 /** The /v2 pull API (OCI distribution spec), answered from the pull-through cache. */
