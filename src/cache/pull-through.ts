@@ -398,8 +398,21 @@ export class PullThroughCache {
       const body = await readLimited(res.body, MAX_LIST_BYTES).catch((err: Error) => {
         throw new UpstreamIntegrityError(t.registry.name, `tag list unreadable: ${err.message}`);
       });
-      const next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.link ?? '')?.[1];
-      return { body, next, cache: 'pass' };
+      let next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.link ?? '')?.[1];
+      let doc: { name?: unknown; tags?: unknown };
+      try {
+        doc = JSON.parse(body.toString('utf8')) as typeof doc;
+      } catch {
+        throw new UpstreamIntegrityError(t.registry.name, 'tag list is not JSON');
+      }
+      let tags = Array.isArray(doc.tags) ? doc.tags.filter((x): x is string => typeof x === 'string') : [];
+      // Upstreams that ignore n/last (distribution 2.8 does) still give clients the spec's paging.
+      if (query.last !== undefined) tags = tags.filter((x) => x > query.last!);
+      if (query.n !== undefined && tags.length > query.n) {
+        tags = tags.slice(0, query.n);
+        if (query.n > 0) next = `/v2/${t.repo}/tags/list?${new URLSearchParams({ n: String(query.n), last: tags[tags.length - 1] ?? '' })}`;
+      }
+      return { body: Buffer.from(JSON.stringify({ name: clientName, tags })), next, cache: 'pass' };
     } catch (err) {
       if (!isTransient(err)) throw err;
       let tags = (await this.d.meta.listTags(t.registry.name, t.repo)).filter((x) => !x.includes('~'));
