@@ -1,4 +1,3 @@
-import { createReadStream } from 'node:fs';
 import { copyFile, mkdir, open, readdir, rename, rm, stat, unlink } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { dirname, join, relative, sep } from 'node:path';
@@ -42,9 +41,10 @@ export class FsBlobStore implements BlobStore {
       if (isErrno(err, 'ENOENT')) throw new BlobNotFoundError(key);
       throw err;
     }
+    // The stream owns the handle and closes it exactly once. (Closing the raw fd and the handle
+    // both would close a number another socket may already have been given.)
     // 1 MiB reads: far fewer syscalls and event-loop turns than the 64 KiB default on big layers.
-    return createReadStream('', { fd: fh.fd, start: range?.start, end: range?.end, highWaterMark: 1 << 20, autoClose: true })
-      .on('close', () => void fh.close().catch(() => {}));
+    return fh.createReadStream({ start: range?.start, end: range?.end, highWaterMark: 1 << 20 });
   }
 
   async putFile(key: string, path: string, _size: number): Promise<void> {

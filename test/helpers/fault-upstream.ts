@@ -54,7 +54,8 @@ export async function startFaultUpstream(): Promise<FaultUpstream> {
       if (state.manifestStatus) return error(res, state.manifestStatus, state.manifestStatus === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE');
       const man = manifests.get(`${repo}:${ref}`) ?? manifests.get(`${repo}@${ref}`);
       if (!man) return error(res, 404, 'MANIFEST_UNKNOWN');
-      res.writeHead(200, { 'content-type': man.mediaType, 'docker-content-digest': man.digest, 'content-length': man.body.length });
+      // Docker Hub's rate-limit headers, so the gauge has something to report.
+      res.writeHead(200, { 'content-type': man.mediaType, 'docker-content-digest': man.digest, 'content-length': man.body.length, 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '76;w=21600' });
       res.end(req.method === 'HEAD' ? undefined : man.body);
       return;
     }
