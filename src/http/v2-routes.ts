@@ -179,8 +179,15 @@ export function v2Router(deps: V2Deps): Router {
     if (ctx.method !== 'HEAD') ctx.body = r.body;
   });
 
-  router.all(/^\/v2\/.*/, (ctx) => {
+  router.all(/^\/v2\/.*/, async (ctx) => {
     st(ctx).kind = 'other';
+    // On the TLS and CONNECT doors the client believes it talks to the registry itself: paths
+    // that are not the pull API (e.g. quay.io's token endpoint /v2/auth) go to it unchanged.
+    const registry = deps.door !== 'mirror' && deps.push ? deps.index.lookup(ctx.get('host') || undefined) : undefined;
+    if (registry) {
+      st(ctx).registry = registry.name;
+      return deps.push!(ctx, { registry, repo: '' });
+    }
     if (ctx.path === '/v2/_catalog') throw new OciError('UNSUPPORTED', 'a pull-through mirror offers no catalog');
     throw new OciError('NAME_UNKNOWN', 'unknown endpoint');
   });

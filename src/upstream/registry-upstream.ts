@@ -17,7 +17,7 @@ export interface Credentials {
   readonly password: string;
 }
 
-export type UpstreamKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'base' | 'token';
+export type UpstreamKind = 'manifest' | 'blob' | 'tags' | 'referrers' | 'base' | 'token' | 'push' | 'other';
 
 /** One request to an upstream registry's /v2 API. */
 export interface UpstreamRequest {
@@ -266,6 +266,38 @@ export class RegistryUpstream {
       }
       return { status: r.statusCode, headers: h, body: r.body, url: current.toString() };
     }
+  }
+
+  /**
+   * Sends a client's request to the upstream as it is (pushes and other writes): the client's own
+   * headers and credentials, the body streamed, no authentication or redirect handling of ours.
+   * @throws UpstreamUnavailableError when the upstream cannot be reached.
+   */
+  async relay(method: string, pathAndQuery: string, headers: Record<string, string>, body: Readable | null, kind: UpstreamKind): Promise<UpstreamResponse> {
+    const url = new URL(pathAndQuery, this.base);
+    let r;
+    try {
+      r = await this.agent.request({
+        origin: url.origin,
+        path: url.pathname + url.search,
+        method: method as 'POST',
+        headers: { ...headers, via: `1.1 ${this.config.instanceName}` },
+        body,
+        // An upload is as slow as the client sending it.
+        headersTimeout: this.config.upstream.fillTimeout,
+      });
+    } catch (err) {
+      this.metrics.upstreamRequests.inc({ registry: this.registry.name, method, kind, status: '0' });
+      throw new UpstreamUnavailableError(this.registry.name, describeNetworkError(err), { cause: err });
+    }
+    r.body.on('error', () => {});
+    this.metrics.upstreamRequests.inc({ registry: this.registry.name, method, kind, status: String(r.statusCode) });
+    return { status: r.statusCode, headers: firstHeaders(r.headers), body: r.body, url: url.toString() };
+  }
+
+  /** The upstream's origin (`https://host:port`). */
+  get origin(): string {
+    return this.base.origin;
   }
 
   async close(): Promise<void> {
