@@ -43,6 +43,8 @@ export function parseDnsEndpoint(s: string): DnsEndpoint {
   }
   const family = isIP(address);
   if (!family || port < 1 || port > 65535) throw new DnsEndpointError(`dns.forwarders: not an IP address with an optional port: ${JSON.stringify(s)}`);
+  // The canonical IPv6 form, as sockets report peers, so answers can be matched to the resolver.
+  if (family === 6) address = new URL(`http://[${address}]/`).hostname.slice(1, -1);
   return { address, port, family: family as 4 | 6 };
 }
 
@@ -79,13 +81,14 @@ function localAddresses(): Set<string> {
 
 /**
  * Whether a resolver at `e` would be pullthrough's own DNS door: the door's address and port (any
- * local address when it listens on a wildcard), or an address from dns.answer, which is where
- * clients reach pullthrough.
+ * local address when it listens on a wildcard), or an address from dns.answer (where clients
+ * reach pullthrough) on port 53 or the door's port.
  */
 export function isOwnDnsDoor(config: Config, e: DnsEndpoint, locals: Set<string> = localAddresses()): boolean {
   const addr = unmapIPv4(e.address) ?? e.address;
-  if (config.dns.answer.includes(addr)) return true;
   const listen = config.listen.dns;
+  // Clients reach the door at an answer address on port 53 (or the door's port, without NAT).
+  if (config.dns.answer.includes(addr) && (e.port === 53 || e.port === listen?.port)) return true;
   if (!listen || e.port !== listen.port) return false;
   const host = listen.host === 'localhost' ? '127.0.0.1' : listen.host;
   if (host === '0.0.0.0' || host === '::') return locals.has(addr) || addr.startsWith('127.');
