@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
+import { createSecureContext } from 'node:tls';
 import type { Config } from '../config/index.js';
 import type { CertificateAuthority } from '../pki/index.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
@@ -45,6 +46,8 @@ export async function startTlsDoor(config: Config, handler: RequestHandler, ca: 
   const log = opts.log ?? silentLog;
   // One set of ticket keys for the server's lifetime, kept across setSecureContext, so sessions resume.
   const ticketKeys = randomBytes(48);
+  const noCertificate = createSecureContext({});
+  const defaultName = ca.defaultName();
   const server = createServer(
     {
       ticketKeys,
@@ -56,9 +59,13 @@ export async function startTlsDoor(config: Config, handler: RequestHandler, ca: 
         if (hit) return cb(null, hit);
         ca.secureContextFor(servername).then(
           (ctx) => {
-            // No context: the default one has no certificate, so the client gets handshake_failure.
-            if (!ctx) log.debug('TLS handshake for a name pullthrough does not serve', { servername: servername.slice(0, 253) });
-            cb(null, ctx ?? undefined);
+            if (ctx) return cb(null, ctx);
+            log.debug('TLS handshake for a name pullthrough does not serve', { servername: servername.slice(0, 253) });
+            // A context without a certificate makes OpenSSL send handshake_failure, but only while
+            // the default context has none either: Node keeps the default certificate otherwise.
+            // With a default certificate (for clients dialling an IP) the connection is dropped instead.
+            if (defaultName) cb(new Error(`pullthrough does not serve ${servername.slice(0, 253)}`));
+            else cb(null, noCertificate);
           },
           (err: Error) => {
             log.error('cannot issue a certificate', { servername, error: err.message });
@@ -80,7 +87,6 @@ export async function startTlsDoor(config: Config, handler: RequestHandler, ca: 
 
   // Clients that dial an IP send no SNI: serve the first IP name's certificate to them, renewed daily.
   let renewTimer: NodeJS.Timeout | undefined;
-  const defaultName = ca.defaultName();
   if (defaultName) {
     const setDefault = async (): Promise<void> => {
       const leaf = await ca.certificateFor(defaultName);
