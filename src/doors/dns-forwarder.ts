@@ -25,6 +25,17 @@ interface PoolSocket {
 }
 
 const SOCKETS_PER_FAMILY = 4;
+
+/** Byte-equal but for ASCII letter case (some resolvers do not keep a query's 0x20 mixed case). */
+function sameQuestion(a: Buffer, b: Buffer): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (x !== y && !((x | 0x20) === (y | 0x20) && (x | 0x20) >= 0x61 && (x | 0x20) <= 0x7a)) return false;
+  }
+  return true;
+}
 const MAX_PENDING_PER_SOCKET = 8192;
 
 export class DnsForwarder {
@@ -122,7 +133,7 @@ export class DnsForwarder {
     if (port !== p.endpoint.port || (unmapIPv4(address) ?? address) !== p.endpoint.address) return;
     const qd = answer.readUInt16BE(4);
     // Error answers (FORMERR, NOTIMP) may come without the question; anything else must echo ours.
-    const echoes = qd === 1 && answer.length >= 12 + p.question.length && answer.subarray(12, 12 + p.question.length).equals(p.question);
+    const echoes = qd === 1 && answer.length >= 12 + p.question.length && sameQuestion(answer.subarray(12, 12 + p.question.length), p.question);
     if (!echoes && !(qd === 0 && (answer[3]! & 0x0f) !== 0)) return;
     const relayed = Buffer.from(answer);
     relayed.writeUInt16BE(p.originalId, 0);
