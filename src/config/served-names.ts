@@ -33,3 +33,13 @@ export function servedNames(config: Config): Map<string, ServedName> {
   if (config.publicUrl) add(normalizeHost(new URL(config.publicUrl).hostname), null);
   return out;
 }
+
+/**
+ * The DNS names a hijack (DNS door, CoreDNS, /etc/hosts) covers: registry names, aliases and extra
+ * names that clients reach on 443, where the TLS door stands in for them. Never IPs, and never a
+ * `host:port` registry (clients would dial that port, where nothing of pullthrough's listens; the
+ * CONNECT door and mirror configuration serve those). Sorted for stable output.
+ */
+export function hijackedNames(config: Config): string[] {
+  return [...servedNames(config).values()].filter((n) => !isIP(n.host) && n.port === 443).map((n) => n.host).sort();
+}

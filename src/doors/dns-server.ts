@@ -13,7 +13,7 @@
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIP, type Server, type Socket } from 'node:net';
 import type { Config } from '../config/index.js';
-import { servedNames } from '../config/served-names.js';
+import { hijackedNames } from '../config/served-names.js';
 import { CidrList } from '../net/cidr-list.js';
 import { doorForwarders, formatDnsEndpoint } from '../net/dns-endpoints.js';
 import { ipToBytes } from '../net/ip-bytes.js';
@@ -75,8 +75,7 @@ function answerTable(config: Config): Map<string, Answers> {
     aaaaCount: v6.length,
   };
   const table = new Map<string, Answers>();
-  // IP "names" (a registry reached by address) are not DNS names.
-  for (const host of servedNames(config).keys()) if (!isIP(host)) table.set(host, answers);
+  for (const host of hijackedNames(config)) table.set(host, answers);
   return table;
 }
 
