@@ -30,12 +30,13 @@ before(async () => {
 
 after(async () => tmp?.cleanup());
 
-/** Writes the script, checks its syntax, runs it under a fresh root; returns the root and output. */
+/** Writes the script, checks it (sh -n, shellcheck), runs it under a fresh root; returns the root and output. */
 async function runScript(client: SetupClient, opts: { root?: string; path?: string; context?: SetupContext } = {}): Promise<{ root: string; stdout: string; stderr: string }> {
   const script = setupScript(client, opts.context ?? ctx);
   const file = join(tmp.path, `setup-${client}-${n++}.sh`);
   writeFileSync(file, script);
   await run('sh', ['-n', file]);
+  await run('shellcheck', ['-s', 'sh', file]);
   const root = opts.root ?? join(tmp.path, `root-${n++}`);
   mkdirSync(root, { recursive: true });
   const r = await run('sh', [file], { env: { PATH: opts.path ?? process.env.PATH ?? '/usr/bin:/bin', PULLTHROUGH_ROOT: root, PULLTHROUGH_NO_RESTART: '1' } });
