@@ -220,3 +220,18 @@ test('CONNECT door: malformed requests get 400 and the door keeps serving', asyn
   const r = await curl(['-x', `http://127.0.0.1:${port}`, '--cacert', caFile, 'https://quay.io/v2/']);
   assert.equal(JSON.parse(r.stdout).host, 'quay.io');
 });
+
+test('CONNECT door with the TLS door not listening itself (listen.tls off): interception still works in-process', async () => {
+  const port = await freePort();
+  const cfg = testConfig(tmp.path, { listen: { proxy: `127.0.0.1:${port}` } }, 'proxy-only.yaml');
+  const inner = await startTlsDoor(cfg, handler, ca);
+  assert.equal(inner.address, null);
+  const door = await startProxyDoor(cfg, handler, inner);
+  try {
+    const r = await curl(['-x', `http://127.0.0.1:${port}`, '--cacert', caFile, 'https://ghcr.io/v2/']);
+    assert.deepEqual(JSON.parse(r.stdout), { host: 'ghcr.io', url: '/v2/', tls: true, proxyAuth: null });
+  } finally {
+    await door.close();
+    await inner.close();
+  }
+});
