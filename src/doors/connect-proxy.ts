@@ -153,7 +153,8 @@ export async function startProxyDoor(config: Config, handler: RequestHandler, tl
           upstream.pipe(socket);
         });
         socket.once('close', () => upstream.destroy());
-        upstream.once('close', () => socket.destroy());
+        // Before the tunnel is up, the client is waiting for the 502/504 written above: let it flush.
+        upstream.once('close', () => connected && socket.destroy());
       },
       (err: Error) => {
         log.error('CONNECT failed', { error: err.message });

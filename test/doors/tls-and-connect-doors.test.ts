@@ -174,8 +174,9 @@ test('CONNECT door: other hosts are refused (403) unless proxy.tunnel allows the
   assert.equal(reply, 'HTTP/1.1 200 Connection Established\r\n\r\nping');
   // Still no glob, still no tunnel.
   assert.match(await connectStatus(privatePort, `other.example:${echoPort}`), /^HTTP\/1\.1 403/);
-  // A name that does not resolve: 502.
+  // A name that does not resolve, and a port where nothing listens: 502.
   assert.match(await connectStatus(privatePort, `missing.tunnel.test:${echoPort}`), /^HTTP\/1\.1 502/);
+  assert.match(await connectStatus(privatePort, `127.0.0.1:${await freePort()}`), /^HTTP\/1\.1 502/);
   // curl agrees.
   const refused = await curl(['-x', `http://127.0.0.1:${port}`, 'https://example.com/'], true);
   assert.equal(refused.code, 56);
