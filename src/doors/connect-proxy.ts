@@ -118,7 +118,7 @@ export async function startProxyDoor(config: Config, handler: RequestHandler, tl
     socket.on('error', (err) => log.debug('proxy client socket error', { error: err.message }));
     const target = parseHostPort(req.url ?? '');
     if (!target || !/^[^/?#@\s]+$/.test(req.url ?? '')) return refuseSocket(socket, 400, 'CONNECT needs host:port');
-    void policy.decide(target.host, target.port).then(
+    policy.decide(target.host, target.port).then(
       (decision) => {
         if (socket.destroyed) return;
         if (decision.action === 'refuse') {
@@ -160,7 +160,11 @@ export async function startProxyDoor(config: Config, handler: RequestHandler, tl
         log.error('CONNECT failed', { error: err.message });
         refuseSocket(socket, 502, 'internal error');
       },
-    );
+    ).catch((err: Error) => {
+      // Whatever went wrong setting up this one connection ends it, not the process.
+      log.error('CONNECT handling failed', { error: err.message });
+      socket.destroy();
+    });
   });
 
   address = await listenOn(server, config.listen.proxy);

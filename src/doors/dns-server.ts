@@ -158,8 +158,16 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
       return;
     }
     if (r === null) return;
-    if (r instanceof Promise) r.then((b) => b && udp.send(b, rinfo.port, rinfo.address), () => {});
-    else udp.send(r, rinfo.port, rinfo.address);
+    const send = (b: Buffer | null): void => {
+      if (!b) return;
+      try {
+        udp.send(b, rinfo.port, rinfo.address);
+      } catch {
+        // The socket closed while the answer was being forwarded (shutdown): nothing to send on.
+      }
+    };
+    if (r instanceof Promise) r.then(send, () => {});
+    else send(r);
   });
   udp.on('error', (err) => log.error('DNS UDP socket error', { error: err.message }));
 

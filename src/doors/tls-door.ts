@@ -54,9 +54,17 @@ export async function startTlsDoor(config: Config, handler: RequestHandler, ca: 
       minVersion: 'TLSv1.2',
       ALPNProtocols: ['http/1.1'],
       keepAlive: true,
-      SNICallback: (servername, cb) => {
+      SNICallback: (servername, done) => {
         const hit = ca.cachedContext(servername);
-        if (hit) return cb(null, hit);
+        if (hit) return done(null, hit);
+        // Called from a promise: a throw here must not become an unhandled rejection (a crash).
+        const cb: typeof done = (err, ctx) => {
+          try {
+            done(err, ctx);
+          } catch (e) {
+            log.debug('TLS handshake ended during SNI', { error: (e as Error).message });
+          }
+        };
         ca.secureContextFor(servername).then(
           (ctx) => {
             if (ctx) return cb(null, ctx);
