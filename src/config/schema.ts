@@ -133,6 +133,14 @@ export const configSchema = z.strictObject({
       caCert: z.string().optional(),
       caKey: z.string().optional(),
       leafValidityDays: z.number().int().min(1).max(397).default(397),
+      /**
+       * More names (or IPs) the TLS door holds certificates for and the DNS door answers, beyond the
+       * registries and their aliases: the names clients use to reach pullthrough itself. The host
+       * of publicUrl is added automatically.
+       */
+      extraNames: z
+        .array(z.string().refine((s) => isIP(s) !== 0 || /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(s), 'must be a lowercase host name or an IP address'))
+        .default([]),
     })
     .prefault({}),
   proxy: z
