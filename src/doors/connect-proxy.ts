@@ -168,6 +168,5 @@ export async function startProxyDoor(config: Config, handler: RequestHandler, tl
   });
 
   address = await listenOn(server, config.listen.proxy);
-  log.info('CONNECT door listening', { address: address.address, port: address.port });
   return { server, address, close: () => closeServer(server, sockets) };
 }

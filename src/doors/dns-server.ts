@@ -181,7 +181,7 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
   tcp.on('error', (err) => log.error('DNS TCP server error', { error: err.message }));
 
   const addr = udp.address();
-  log.info('DNS door listening', { address: addr.address, port: addr.port, forwarders: endpoints.map(formatDnsEndpoint) });
+  log.info('DNS door forwarding', { forwarders: endpoints.map(formatDnsEndpoint) });
   return {
     address: { host: addr.address, port: addr.port },
     forwarders: endpoints.map(formatDnsEndpoint),

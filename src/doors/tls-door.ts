@@ -106,7 +106,6 @@ export async function startTlsDoor(config: Config, handler: RequestHandler, ca: 
   }
 
   const address = config.listen.tls ? await listenOn(server, config.listen.tls) : null;
-  if (address) log.info('TLS door listening', { address: address.address, port: address.port });
 
   return {
     server,

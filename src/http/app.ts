@@ -129,7 +129,14 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = deps.caPem();
   });
   ops.get('/setup/:client', opsKind, (ctx) => {
-    const script = deps.setupScript?.(ctx.params.client!, ctx.get('host') || undefined) ?? null;
+    let script: string | null;
+    try {
+      script = deps.setupScript?.(ctx.params.client!, ctx.get('host') || undefined) ?? null;
+    } catch (err) {
+      // A Host header that is no host name: the client's mistake, not ours.
+      if (err instanceof TypeError) throw new OciError('REQUEST_INVALID', err.message);
+      throw err;
+    }
     if (script === null) throw new OciError('NAME_UNKNOWN', 'unknown client; try docker, containerd, podman, hosts or systemd');
     ctx.type = 'text/plain; charset=utf-8';
     ctx.body = script;
