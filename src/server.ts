@@ -13,6 +13,7 @@ import type { Logger } from './observability/logger.js';
 import { createApp } from './http/app.js';
 import { RegistryIndex } from './http/target.js';
 import { createPushRelay } from './http/push-relay.js';
+import { createDoorAuth } from './http/door-auth.js';
 import { CertificateAuthority } from './pki/index.js';
 import { startTlsDoor, startProxyDoor, startDnsDoor, type TlsDoor, type ProxyDoor, type DnsDoor } from './doors/index.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
@@ -99,6 +100,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     setupScript: setup,
   };
   const push = createPushRelay(upstreams);
+  const doorAuth = createDoorAuth(upstreams);
   let tlsDoor: TlsDoor | undefined;
   let proxyDoor: ProxyDoor | undefined;
   let dnsDoor: DnsDoor | undefined;
@@ -136,12 +138,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     if (config.listen.tls || config.listen.proxy) {
       // CONNECT-tunnelled TLS is handed to the TLS door's server in-process, so both doors share
       // one app (door 'tls': pushes relayed); plain HTTP on the proxy port gets its own.
-      const tlsApp = createApp({ ...common, door: 'tls', push });
+      const tlsApp = createApp({ ...common, door: 'tls', push, doorAuth });
       tlsDoor = await startTlsDoor(config, tlsApp.callback(), ca, { log });
       track(tlsDoor.server as unknown as HttpServer);
       if (tlsDoor.address) addresses.tls = tlsDoor.address;
       if (config.listen.proxy) {
-        const proxyApp = createApp({ ...common, door: 'proxy', push });
+        const proxyApp = createApp({ ...common, door: 'proxy', push, doorAuth });
         proxyDoor = await startProxyDoor(config, proxyApp.callback(), tlsDoor, { log, lookup: createUpstreamLookup(config) });
         track(proxyDoor.server);
         addresses.proxy = proxyDoor.address;
