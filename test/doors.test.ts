@@ -69,6 +69,24 @@ test('TLS door: skopeo pulls quay.io and docker.io names unchanged, verifying th
     assert.ok(upstream.count({ kind: 'manifest' }) > 0, `${ref} came from its own upstream`);
   }
   assert.ok(pt.requests().some((l) => l.door === 'tls' && l.registry === 'quay.io' && l.repo === 'test/app'));
+  // quay's upstream wants tokens: the client was challenged and got its token through the relay.
+  assert.ok(pt.requests().some((l) => l.door === 'tls' && l.path === '/v2/_pullthrough/token' && l.status === 200));
+});
+
+test('TLS door: dockerd pulls quay.io (token flow via the relay) and docker.io (certificate verified: Docker Hub names always are)', async () => {
+  const docker = await startDockerd({ env: trusted.env });
+  try {
+    for (const [ref, pushed] of [
+      ['quay.io/test/app:v1', quayImage],
+      ['docker.io/library/app:v1', hubImage],
+    ] as const) {
+      const r = await docker.pull(ref);
+      assert.equal(r.code, 0, r.stderr);
+      assert.ok((await docker.repoDigests(ref)).some((d) => d.endsWith(pushed.manifestDigest)), ref);
+    }
+  } finally {
+    await docker.stop();
+  }
 });
 
 test('TLS door: without pullthrough’s CA in the trust store the pull fails on the certificate', async () => {
