@@ -17,7 +17,7 @@ import { createDoorAuth } from './http/door-auth.js';
 import { CertificateAuthority } from './pki/index.js';
 import { startTlsDoor, startProxyDoor, startDnsDoor, type TlsDoor, type ProxyDoor, type DnsDoor } from './doors/index.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
-import { setupScript, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
+import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
 
 /** How long SIGTERM waits for responses and blob downloads in progress before cutting them. */
 const DRAIN_GRACE_MS = 30_000;
@@ -85,6 +85,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // the TLS or proxy door is switched on.
   const ca = await CertificateAuthority.load(config, { log });
   const setup = (client: string, requestHost: string | undefined): string | null => {
+    if (client === 'coredns') return corednsConfig(config);
     if (!(SETUP_CLIENTS as readonly string[]).includes(client)) return null;
     return setupScript(client as SetupClient, { config, caPem: ca.caPem(), publicHost: publicHostOf(config, requestHost) });
   };

@@ -11,6 +11,8 @@ import { hijackedNames, servedNames } from '../config/served-names.js';
 import { sq, writeFileCommand } from './shell.js';
 
 export { corednsConfig } from './coredns.js';
+export { SetupError } from './errors.js';
+import { SetupError } from './errors.js';
 
 export type SetupClient = 'docker' | 'containerd' | 'podman' | 'hosts' | 'systemd';
 export const SETUP_CLIENTS: readonly SetupClient[] = ['docker', 'containerd', 'podman', 'hosts', 'systemd'];
@@ -24,14 +26,6 @@ export interface SetupContext {
   publicHost: string;
 }
 
-/** This instance lacks what a client's setup needs (a listener, an address); the message says which. */
-export class SetupError extends Error {
-  readonly code = 'ERR_SETUP';
-  constructor(message: string) {
-    super(message);
-    this.name = 'SetupError';
-  }
-}
 
 /** Where clients reach this instance. */
 interface Endpoints {

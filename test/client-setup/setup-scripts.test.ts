@@ -137,7 +137,7 @@ test('the CoreDNS hosts block covers the hijacked names, and the committed examp
   assert.match(block, /^hosts \{\n {4}10\.0\.0\.5 .*\bquay\.io\b/);
   assert.match(block, /\n {4}fd00::5 /);
   assert.match(block, /\n {4}ttl 60\n {4}no_reverse\n {4}fallthrough\n\}\n$/);
-  assert.throws(() => corednsConfig(testConfig(tmp.path, {}, 'noanswer.yaml')), TypeError);
+  assert.throws(() => corednsConfig(testConfig(tmp.path, {}, 'noanswer.yaml')), SetupError);
 
   const repo = fileURLToPath(new URL('../../../', import.meta.url));
   const example = corednsConfig(testConfig(tmp.path, { dns: { answer: ['10.96.0.53'] } }, 'example.yaml'));
