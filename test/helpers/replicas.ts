@@ -7,7 +7,7 @@ import { S3BlobStore } from '../../src/storage/s3-blob-store.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import type { BlobStore } from '../../src/storage/blob-store.js';
 import { digestOfBlobKey } from '../../src/storage/keys.js';
-import { startPullthrough, type Pullthrough, type StartOptions } from './pullthrough.js';
+import { metricValue, startPullthrough, type Pullthrough, type StartOptions } from './pullthrough.js';
 import type { RedisHandle } from './redis-server.js';
 import type { S3rverHandle } from './s3-server.js';
 
@@ -78,6 +78,17 @@ export async function corruptBlobs(store: BlobStore): Promise<string[]> {
     if (`${d.slice(0, d.indexOf(':'))}:${h.digest('hex')}` !== d) bad.push(e.key);
   }
   return bad;
+}
+
+/**
+ * Waits until no replica has a blob download in progress. A client gets a blob's last byte
+ * before the download is committed to storage; a test that breaks storage next waits for this.
+ */
+export async function settled(replicas: Pullthrough[]): Promise<void> {
+  await until('downloads committed', async () => {
+    const texts = await Promise.all(replicas.filter((r) => r.proc.child.exitCode === null && r.proc.child.signalCode === null).map((r) => r.metrics()));
+    return texts.every((m) => metricValue(m, 'pullthrough_blob_fills_in_flight') === 0);
+  });
 }
 
 /** Polls `fn` until it returns true (at most `timeoutMs`). */

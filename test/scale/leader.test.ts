@@ -170,6 +170,7 @@ test('Redis away while leading: the download goes on and its client gets every b
   assert.equal(r.status, 200);
   assert.equal(sha(r.body!), digest);
   // Its record could not be written: after Redis returns the blob is fetched (and kept) again.
+  await until('commit failed', () => pt.logs().some((l) => l.msg === 'blob download failed' && l.reason === 'storage_unavailable'));
   await redis.restart();
   await until('ready again', async () => (await fetch(`${pt.url}/readyz`)).status === 200);
   assert.equal(sha((await getBlob(pt, digest)).body!), digest);
