@@ -2,6 +2,7 @@
  * Several pullthrough processes sharing one redis-server and one s3rver bucket, as replicas behind
  * a load balancer share them; and a check that every object in a blob store is what its key says.
  */
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { S3BlobStore } from '../../src/storage/s3-blob-store.js';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
@@ -10,6 +11,8 @@ import { digestOfBlobKey } from '../../src/storage/keys.js';
 import { metricValue, startPullthrough, type Pullthrough, type StartOptions } from './pullthrough.js';
 import type { RedisHandle } from './redis-server.js';
 import type { S3rverHandle } from './s3-server.js';
+import { readDirLayout, skopeoCopy } from './clients.js';
+import type { PushResult } from './images.js';
 
 /** The `storage:` section for a shared s3rver bucket. */
 export function s3Storage(s3: S3rverHandle, prefix = 'cache'): Record<string, unknown> {
@@ -89,6 +92,19 @@ export async function settled(replicas: Pullthrough[]): Promise<void> {
     const texts = await Promise.all(replicas.filter((r) => r.proc.child.exitCode === null && r.proc.child.signalCode === null).map((r) => r.metrics()));
     return texts.every((m) => metricValue(m, 'pullthrough_blob_fills_in_flight') === 0);
   });
+}
+
+/** skopeo-pulls `repo:v1` through `pt` and checks every digest against what was pushed. */
+export async function pull(pt: Pullthrough, repo: string, pushed: PushResult): Promise<void> {
+  const r = await skopeoCopy(`${pt.host}/${repo}:v1`, 'dir', { tlsVerify: false });
+  try {
+    assert.equal(r.code, 0, `pull of ${repo} via ${pt.host}: ${r.stderr.slice(-2000)}`);
+    const layout = await readDirLayout(r.path);
+    assert.equal(layout.manifestDigest, pushed.manifestDigest);
+    assert.deepEqual(layout.blobs.map((b) => b.digest).sort(), pushed.blobs.map((b) => b.digest).sort());
+  } finally {
+    await r.cleanup();
+  }
 }
 
 /** Polls `fn` until it returns true (at most `timeoutMs`). */

@@ -6,25 +6,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startUpstreamRegistry, type Upstream } from '../helpers/upstream-registry.js';
-import { makeImage, pushImage, type PushResult } from '../helpers/images.js';
-import { readDirLayout, skopeoCopy } from '../helpers/clients.js';
+import { makeImage, pushImage } from '../helpers/images.js';
 import { startRedis } from '../helpers/redis-server.js';
 import { startS3rver } from '../helpers/s3-server.js';
 import { metricValue, type Pullthrough } from '../helpers/pullthrough.js';
-import { corruptBlobs, openS3Store, redisMetadata, s3Storage, settled, startReplicas, until } from '../helpers/replicas.js';
-
-/** skopeo-pulls `repo:v1` through `pt` and checks every digest against what was pushed. */
-async function pull(pt: Pullthrough, repo: string, pushed: PushResult): Promise<void> {
-  const r = await skopeoCopy(`${pt.host}/${repo}:v1`, 'dir', { tlsVerify: false });
-  try {
-    assert.equal(r.code, 0, `pull of ${repo} via ${pt.host}: ${r.stderr.slice(-2000)}`);
-    const layout = await readDirLayout(r.path);
-    assert.equal(layout.manifestDigest, pushed.manifestDigest);
-    assert.deepEqual(layout.blobs.map((b) => b.digest).sort(), pushed.blobs.map((b) => b.digest).sort());
-  } finally {
-    await r.cleanup();
-  }
-}
+import { corruptBlobs, openS3Store, pull, redisMetadata, s3Storage, settled, startReplicas, until } from '../helpers/replicas.js';
 
 async function readyz(pt: Pullthrough): Promise<{ status: number; body: string }> {
   const r = await fetch(`${pt.url}/readyz`);
