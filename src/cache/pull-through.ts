@@ -19,6 +19,7 @@ import { BlobFill } from './blob-fill.js';
 import { TagPolicy } from './tag-policy.js';
 import type { Evictor } from './evictor.js';
 import { mediaTypeOf } from './manifest-response.js';
+import { referencedBlobs } from './manifest-refs.js';
 import { FillLease } from './fill-lease.js';
 import { CacheBypass } from './bypass.js';
 import type { BlobHandle, ManifestResult, PassThroughResult, TagListResult, Target } from './results.js';
@@ -124,10 +125,17 @@ export class PullThroughCache {
    * @throws OciError, UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError
    */
   async manifest(t: Target, ref: ManifestReference, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
-    return this.orBypass(
+    const m = await this.orBypass(
       () => (ref.kind === 'digest' ? this.manifestByDigest(t, ref.digest, head) : this.manifestByTag(t, ref.tag, accepted, head)),
       () => this.bypass.manifest(t, ref, accepted, head),
     );
+    // A client that got an image manifest fetches its blobs next: they count as used now, so an
+    // eviction pass set off by one of its layers landing does not evict another it has yet to ask for.
+    if (m.body && m.cache !== 'pass') {
+      const now = Date.now();
+      for (const d of referencedBlobs(m.body)) void this.d.meta.touchBlob(d, now).catch(() => {});
+    }
+    return m;
   }
 
   private async manifestByDigest(t: Target, digest: string, head: boolean): Promise<ManifestResult> {

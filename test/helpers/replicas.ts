@@ -13,6 +13,7 @@ import type { RedisHandle } from './redis-server.js';
 import type { S3rverHandle } from './s3-server.js';
 import { readDirLayout, skopeoCopy } from './clients.js';
 import type { PushResult } from './images.js';
+import type { Upstream } from './upstream-registry.js';
 
 /** The `storage:` section for a shared s3rver bucket. */
 export function s3Storage(s3: S3rverHandle, prefix = 'cache'): Record<string, unknown> {
@@ -105,6 +106,19 @@ export async function pull(pt: Pullthrough, repo: string, pushed: PushResult): P
   } finally {
     await r.cleanup();
   }
+}
+
+/** The upstream's blob requests and the replicas' warnings, blob requests and evictions, for failure messages. */
+export function explain(up: Upstream, replicas: Pullthrough[]): string {
+  const ups = up.requests().filter((r) => r.kind === 'blob').map((r) => `${r.method} ${r.pathname}`);
+  const logs = replicas.map((r, i) =>
+    r
+      .logs()
+      .filter((l) => l.level !== 'info' || (l.msg === 'request' && l.kind === 'blob') || l.msg === 'evicted blob')
+      .slice(-40)
+      .map((l) => `[${i}] ${JSON.stringify(l)}`),
+  );
+  return `${ups.join('\n')}\n${logs.flat().join('\n')}`;
 }
 
 /** Polls `fn` until it returns true (at most `timeoutMs`). */

@@ -17,7 +17,7 @@ import { makeImage, pushImage, type PushResult } from '../helpers/images.js';
 import { startRedis } from '../helpers/redis-server.js';
 import { startS3rver } from '../helpers/s3-server.js';
 import { metricValue, startPullthrough, type Pullthrough } from '../helpers/pullthrough.js';
-import { corruptBlobs, openFsStore, openS3Store, pull, redisMetadata, s3Storage, settled, startReplicas, until } from '../helpers/replicas.js';
+import { corruptBlobs, explain, openFsStore, openS3Store, pull, redisMetadata, s3Storage, settled, startReplicas, until } from '../helpers/replicas.js';
 import type { BlobStore } from '../../src/storage/blob-store.js';
 import { blobKey } from '../../src/storage/keys.js';
 
@@ -106,7 +106,7 @@ async function lruScenario(t: TestContext, driver: 'fs' | 's3'): Promise<void> {
   await pull(via(0), 'team/a', a);
   await settled(s.replicas);
   const refetched = up.count({ kind: 'blob', method: 'GET' });
-  assert.equal(refetched, evictedFirst, 'exactly the evicted blobs are fetched again');
+  assert.equal(refetched, evictedFirst, `exactly the evicted blobs are fetched again; a: ${a.blobs.map((x) => x.digest).join(' ')}\n${explain(up, s.replicas)}`);
   await until('b evicted', async () => (await present(s.store, layers(b))).every((p) => !p));
   for (const img of [a, c, d]) assert.deepEqual(await present(s.store, img.blobs.map((x) => x.digest)), img.blobs.map(() => true));
 

@@ -10,7 +10,7 @@ import { makeImage, pushImage } from '../helpers/images.js';
 import { startRedis } from '../helpers/redis-server.js';
 import { startS3rver } from '../helpers/s3-server.js';
 import { metricValue, type Pullthrough } from '../helpers/pullthrough.js';
-import { corruptBlobs, openS3Store, pull, redisMetadata, s3Storage, settled, startReplicas, until } from '../helpers/replicas.js';
+import { corruptBlobs, explain, openS3Store, pull, redisMetadata, s3Storage, settled, startReplicas, until } from '../helpers/replicas.js';
 
 async function readyz(pt: Pullthrough): Promise<{ status: number; body: string }> {
   const r = await fetch(`${pt.url}/readyz`);
@@ -19,13 +19,6 @@ async function readyz(pt: Pullthrough): Promise<{ status: number; body: string }
 
 function blobCounts(up: Upstream): { get: number; head: number } {
   return { get: up.count({ kind: 'blob', method: 'GET' }), head: up.count({ kind: 'blob', method: 'HEAD' }) };
-}
-
-/** The upstream's blob requests and the replicas' warnings and blob requests, for failure messages. */
-function explain(up: Upstream, replicas: Pullthrough[]): string {
-  const ups = up.requests().filter((r) => r.kind === 'blob').map((r) => `${r.method} ${r.pathname}`);
-  const logs = replicas.map((r, i) => r.logs().filter((l) => l.level !== 'info' || (l.msg === 'request' && l.kind === 'blob')).slice(-40).map((l) => `[${i}] ${JSON.stringify(l)}`));
-  return `${ups.join('\n')}\n${logs.flat().join('\n')}`;
 }
 
 async function setup(t: import('node:test').TestContext) {
