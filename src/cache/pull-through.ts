@@ -121,7 +121,8 @@ export class PullThroughCache {
 
   /**
    * A manifest by tag or digest. `accepted` is the client's Accept set (null: anything); `head`
-   * avoids fetching a body upstream just to answer a HEAD.
+   * avoids fetching a body upstream just to answer a HEAD. While the metadata store is
+   * unreachable it comes verified from upstream, uncached (CacheBypass).
    * @throws OciError, UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError
    */
   async manifest(t: Target, ref: ManifestReference, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
@@ -257,7 +258,9 @@ export class PullThroughCache {
 
   /**
    * A blob: from storage when cached (after confirming the repository), else from a shared upstream
-   * download. For HEAD, a miss is answered from an upstream HEAD without downloading.
+   * download. For HEAD, a miss is answered from an upstream HEAD without downloading. While the
+   * metadata store is unreachable, or the blob store cannot read a cached blob, it is served
+   * without the cache (CacheBypass): confirmed upstream, verified, nothing written.
    * @throws OciError, UpstreamStatusError, UpstreamUnavailableError
    */
   async blob(t: Target, digest: string, head: boolean): Promise<BlobHandle> {
