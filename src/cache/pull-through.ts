@@ -41,7 +41,6 @@ export interface PullThroughDeps {
   readonly evictor?: Evictor;
 }
 
-
 /** Whether an upstream failure allows serving cached content instead. */
 function isTransient(err: unknown): err is UpstreamUnavailableError | UpstreamStatusError {
   return err instanceof UpstreamUnavailableError || (err instanceof UpstreamStatusError && err.transient);
