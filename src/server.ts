@@ -43,6 +43,7 @@ function listen(server: HttpServer, host: string, port: number): Promise<Address
 }
 
 /**
+/**
  * The host clients reach this instance at, for setup scripts: publicUrl, else the Host the request
  * came in on (setupScript validates it), else the mirror's listen address.
  */
@@ -53,10 +54,29 @@ export function publicHostOf(config: Config, requestHost: string | undefined): s
   return h && h !== '0.0.0.0' && h !== '::' ? h : '127.0.0.1';
 }
 
-/** Readiness: both stores answer a cheap request within 2 s. */
+/**
+ * Readiness: both stores answer a cheap request within 2 s.
+ * @throws Error naming each store that did not, and why (the /readyz body).
+ */
 async function probeStores(blobs: BlobStore, meta: MetadataStore): Promise<void> {
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('storage did not answer within 2 s')), 2000).unref());
-  await Promise.race([Promise.all([meta.getBlob('sha256:' + '0'.repeat(64)), blobs.stat('blobs/readiness-probe')]), timeout]);
+  const probe = async (what: string, call: () => Promise<unknown>): Promise<string | null> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000)));
+    try {
+      await Promise.race([call(), timeout]);
+      return null;
+    } catch (err) {
+      return `${what}: ${(err as Error).message}`;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const problems = await Promise.all([
+    probe(`metadata (${meta.kind})`, () => meta.getBlob('sha256:' + '0'.repeat(64))),
+    probe(`blobs (${blobs.kind})`, () => blobs.stat('blobs/readiness-probe')),
+  ]);
+  const failed = problems.filter((p) => p !== null);
+  if (failed.length) throw new Error(failed.join('; '));
 }
 
 /**
@@ -74,7 +94,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // Upstream names resolve through dns.forwarders when set: a node resolver hijacked to point
   // registries at pullthrough must not send pullthrough back to itself.
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
-  const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log) : undefined;
+  const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace) : undefined;
   const cache = new PullThroughCache({ config, blobs, meta, upstreams, metrics, log, evictor });
   metrics.cacheSizeBytes.set(await meta.totalBlobSize());
   // A smaller maxSize than last run takes effect at start, not at the next download.

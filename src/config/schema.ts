@@ -207,6 +207,17 @@ export const configSchema = z.strictObject({
       maxSize: size.default(null),
       /** First matching rule wins; tags matching none are revalidated on every pull. */
       tags: z.array(tagRule).default([]),
+      /**
+       * Lease a replica holds (in the metadata store) while it downloads a blob, so replicas
+       * sharing Redis fetch it once. Renewed every third of it; when the downloading replica
+       * dies, another takes over after at most this long.
+       */
+      fillLease: duration.prefault('30s').refine((ms) => ms >= 1000, 'must be at least 1s'),
+      /**
+       * A blob read on any replica within this long is never evicted; replicas streaming a blob
+       * refresh its last access every third of it.
+       */
+      evictionGrace: duration.prefault('1m').refine((ms) => ms >= 3000, 'must be at least 3s'),
     })
     .prefault({}),
   upstream: z

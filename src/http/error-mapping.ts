@@ -39,7 +39,10 @@ export function toOciError(err: unknown, kind: RequestKind): OciError {
   }
   if (err instanceof UpstreamUnavailableError) return new OciError('UNAVAILABLE', err.message, { registry: err.registry });
   if (err instanceof UpstreamIntegrityError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry });
-  if (err instanceof StorageUnavailableError) return new OciError('UNAVAILABLE', `cache storage unavailable (${err.backend})`);
+  if (err instanceof StorageUnavailableError) {
+    // Names the store, not its address or the driver's message (those go to the log and /readyz).
+    return new OciError('UNAVAILABLE', `cache storage unavailable (${err.backend}); try again shortly`, { backend: err.backend }, { 'retry-after': '5' });
+  }
   if (err instanceof BlobNotFoundError) return new OciError('BLOB_UNKNOWN');
   if (err instanceof SetupError) return new OciError('UNSUPPORTED', err.message);
   const status = (err as { status?: unknown; expose?: unknown }).status;
