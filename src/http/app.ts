@@ -9,6 +9,7 @@ import { toOciError } from './error-mapping.js';
 import { v2Router, type DoorKind, type PushRelay } from './v2-routes.js';
 import type { RequestState } from './state.js';
 import type { RegistryIndex } from './target.js';
+import type { DoorAuth } from './door-auth.js';
 
 /** What the small endpoints need to know; each part is optional so doors can be added one by one. */
 export interface AppDeps {
@@ -27,6 +28,7 @@ export interface AppDeps {
   /** False once the process is draining for shutdown. */
   readonly accepting: () => boolean;
   readonly push?: PushRelay;
+  readonly doorAuth?: DoorAuth;
 }
 
 const MAX_QUERY = 4096;
@@ -46,13 +48,22 @@ export function createApp(deps: AppDeps): Koa {
     const state: RequestState = { kind: 'other', bytes: 0 };
     ctx.state = state;
     const started = process.hrtime.bigint();
+    // Read now: by 'close' the socket may be gone (koa's ctx.ip would throw there).
+    const client = ctx.req.socket?.remoteAddress ?? '';
     ctx.res.once('close', () => {
+      try {
+        logRequest();
+      } catch (err) {
+        log.error('request log failed', { error: (err as Error).message });
+      }
+    });
+    const logRequest = (): void => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const aborted = !ctx.res.writableFinished;
       const cache = state.cache ?? 'none';
       metrics.requests.inc({ kind: state.kind, cache, status: String(ctx.status) });
       metrics.requestDuration.observe({ kind: state.kind, cache }, ms / 1000);
-      if (state.bytes && state.kind !== 'ops') metrics.bytesServed.inc({ source: cache === 'miss' ? 'upstream' : 'cache' }, state.bytes);
+      if (state.bytes && state.kind !== 'ops') metrics.bytesServed.inc({ source: cache === 'miss' || cache === 'pass' ? 'upstream' : 'cache' }, state.bytes);
       if (state.kind === 'ops') return;
       // Only chosen fields: never headers, so never credentials.
       log.info('request', {
@@ -70,9 +81,9 @@ export function createApp(deps: AppDeps): Koa {
         bytes: state.bytes,
         ms: Math.round(ms * 10) / 10,
         aborted: aborted || undefined,
-        client: ctx.ip,
+        client,
       });
-    });
+    };
     try {
       if (ctx.querystring.length > MAX_QUERY) throw new OciError('REQUEST_INVALID', 'query string too long');
       // A request that already passed through this pullthrough came back to it: an upstream name
@@ -129,14 +140,21 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = deps.caPem();
   });
   ops.get('/setup/:client', opsKind, (ctx) => {
-    const script = deps.setupScript?.(ctx.params.client!, ctx.get('host') || undefined) ?? null;
+    let script: string | null;
+    try {
+      script = deps.setupScript?.(ctx.params.client!, ctx.get('host') || undefined) ?? null;
+    } catch (err) {
+      // A Host header that is no host name: the client's mistake, not ours.
+      if (err instanceof TypeError) throw new OciError('REQUEST_INVALID', err.message);
+      throw err;
+    }
     if (script === null) throw new OciError('NAME_UNKNOWN', 'unknown client; try docker, containerd, podman, hosts or systemd');
     ctx.type = 'text/plain; charset=utf-8';
     ctx.body = script;
   });
   app.use(ops.routes());
 
-  const v2 = v2Router({ cache: deps.cache, index: deps.index, door: deps.door, push: deps.push });
+  const v2 = v2Router({ cache: deps.cache, index: deps.index, door: deps.door, push: deps.push, doorAuth: deps.doorAuth });
   app.use(v2.routes());
   app.use((ctx) => {
     if ((ctx.state as RequestState).kind === 'other' && ctx.status === 404 && !ctx.body) {

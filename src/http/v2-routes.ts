@@ -9,6 +9,7 @@ import type { PullThroughCache } from '../cache/pull-through.js';
 import type { Target } from '../cache/results.js';
 import { resolveTarget, type RegistryIndex } from './target.js';
 import { parseRange } from './range.js';
+import { TOKEN_RELAY_PATH, type DoorAuth } from './door-auth.js';
 import type { RequestState } from './state.js';
 
 /** Which door a request came through; only the TLS and CONNECT doors relay pushes. */
@@ -22,6 +23,8 @@ export interface V2Deps {
   readonly index: RegistryIndex;
   readonly door: DoorKind;
   readonly push?: PushRelay;
+  /** Challenges and the token relay on doors that stand in for a registry. */
+  readonly doorAuth?: DoorAuth;
 }
 
 const NAME = '(.+?)';
@@ -80,12 +83,26 @@ export function v2Router(deps: V2Deps): Router {
   const router = new Router();
   const { cache } = deps;
 
-  router.all(/^\/v2\/?$/, (ctx) => {
+  router.all(/^\/v2\/?$/, async (ctx) => {
     st(ctx).kind = 'base';
     if (!readOnly(ctx)) throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
     ctx.set('docker-distribution-api-version', 'registry/2.0');
+    const host = ctx.get('host');
+    const registry = deps.doorAuth ? deps.index.lookup(host || undefined) : undefined;
+    const challenge = registry ? await deps.doorAuth!.challenge(registry, host) : null;
+    if (challenge) {
+      st(ctx).registry = registry!.name;
+      throw new OciError('UNAUTHORIZED', 'authentication required', undefined, { 'www-authenticate': challenge });
+    }
     ctx.type = 'application/json';
     ctx.body = '{}';
+  });
+
+  router.all(TOKEN_RELAY_PATH, async (ctx) => {
+    const registry = deps.doorAuth ? deps.index.lookup(ctx.get('host') || undefined) : undefined;
+    if (!registry) throw new OciError('NAME_UNKNOWN', 'unknown endpoint');
+    st(ctx).registry = registry.name;
+    await deps.doorAuth!.token(ctx, registry);
   });
 
   router.all(UPLOAD, async (ctx) => {
@@ -200,8 +217,15 @@ export function v2Router(deps: V2Deps): Router {
     if (ctx.method !== 'HEAD') ctx.body = r.body;
   });
 
-  router.all(/^\/v2\/.*/, (ctx) => {
+  router.all(/^\/v2\/.*/, async (ctx) => {
     st(ctx).kind = 'other';
+    // On the TLS and CONNECT doors the client believes it talks to the registry itself: paths
+    // that are not the pull API (e.g. quay.io's token endpoint /v2/auth) go to it unchanged.
+    const registry = deps.door !== 'mirror' && deps.push ? deps.index.lookup(ctx.get('host') || undefined) : undefined;
+    if (registry) {
+      st(ctx).registry = registry.name;
+      return deps.push!(ctx, { registry, repo: '' });
+    }
     if (ctx.path === '/v2/_catalog') throw new OciError('UNSUPPORTED', 'a pull-through mirror offers no catalog');
     throw new OciError('NAME_UNKNOWN', 'unknown endpoint');
   });

@@ -109,6 +109,7 @@ export class FsBlobStore implements BlobStore {
       if (isErrno(err, 'ENOENT')) throw new BlobNotFoundError(key);
       throw err;
     }
+    // The stream owns the handle and closes it exactly once (see FileRangeReadable).
     return new FileRangeReadable(fh, range?.start ?? 0, range ? range.end + 1 : Infinity);
   }
 

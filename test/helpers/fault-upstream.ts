@@ -21,19 +21,27 @@ export interface FaultUpstream {
   setBlobBehaviour(digest: string, behaviour: BlobBehaviour): void;
   /** Serves `manifest` for repo:tag (and by digest) with the given media type; returns its digest. */
   addManifest(repo: string, tag: string, manifest: Buffer, mediaType: string): string;
-  /** Every manifest request answers `status` until set back to undefined. */
+  /** Every manifest request answers `status` until set back to undefined; 0 = never answer. */
   manifestStatus: number | undefined;
+  /** When set, /v2 requests without this Authorization header get 401 with a Basic challenge. */
+  requireAuthorization: string | undefined;
+  /** When set, blob GETs are redirected (307) to `${redirectBlobsTo}/cdn/<digest>`, served by this server too. */
+  redirectBlobsTo: string | undefined;
   /** Requests seen, as `METHOD path`. */
   readonly log: string[];
+  /** Requests seen with their headers. */
+  readonly seen: Array<{ method: string; path: string; headers: Record<string, string | string[] | undefined> }>;
   count(prefix: string): number;
   close(): Promise<void>;
 }
 
-export async function startFaultUpstream(): Promise<FaultUpstream> {
+/** Starts a fault upstream on `host` (a second loopback address makes a different host, e.g. a CDN). */
+export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstream> {
   const blobs = new Map<string, { data: Buffer; behaviour: BlobBehaviour }>();
   const manifests = new Map<string, { body: Buffer; mediaType: string; digest: string }>();
   const log: string[] = [];
-  const state = { manifestStatus: undefined as number | undefined };
+  const seen: FaultUpstream['seen'] = [];
+  const state = { manifestStatus: undefined as number | undefined, requireAuthorization: undefined as string | undefined, redirectBlobsTo: undefined as string | undefined };
 
   const error = (res: ServerResponse, status: number, code: string): void => {
     res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after': '30' } : {}) });
@@ -43,6 +51,19 @@ export async function startFaultUpstream(): Promise<FaultUpstream> {
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '').split('?')[0]!;
     log.push(`${req.method} ${path}`);
+    seen.push({ method: req.method ?? '', path, headers: req.headers });
+    const cdn = /^\/cdn\/(sha256:[a-f0-9]{64})$/.exec(path);
+    if (cdn) {
+      const b = blobs.get(cdn[1]!);
+      if (!b) return error(res, 404, 'BLOB_UNKNOWN');
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': b.data.length }).end(b.data);
+      return;
+    }
+    if (state.requireAuthorization && req.headers.authorization !== state.requireAuthorization) {
+      res.writeHead(401, { 'content-type': 'application/json', 'www-authenticate': 'Basic realm="fault"' });
+      res.end(JSON.stringify({ errors: [{ code: 'UNAUTHORIZED', message: 'fault upstream wants credentials' }] }));
+      return;
+    }
     if (path === '/v2/') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
       return;
@@ -51,10 +72,15 @@ export async function startFaultUpstream(): Promise<FaultUpstream> {
     if (!m) return error(res, 404, 'NAME_UNKNOWN');
     const [, repo, kind, ref] = m as unknown as [string, string, string, string];
     if (kind === 'manifests') {
-      if (state.manifestStatus) return error(res, state.manifestStatus, state.manifestStatus === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE');
+      if (state.manifestStatus === 0) return; // never answers: a hung upstream
+      if (state.manifestStatus) {
+        const code = state.manifestStatus === 429 ? 'TOOMANYREQUESTS' : state.manifestStatus === 403 ? 'DENIED' : 'UNAVAILABLE';
+        return error(res, state.manifestStatus, code);
+      }
       const man = manifests.get(`${repo}:${ref}`) ?? manifests.get(`${repo}@${ref}`);
       if (!man) return error(res, 404, 'MANIFEST_UNKNOWN');
-      res.writeHead(200, { 'content-type': man.mediaType, 'docker-content-digest': man.digest, 'content-length': man.body.length });
+      // Docker Hub's rate-limit headers, so the gauge has something to report.
+      res.writeHead(200, { 'content-type': man.mediaType, 'docker-content-digest': man.digest, 'content-length': man.body.length, 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '76;w=21600' });
       res.end(req.method === 'HEAD' ? undefined : man.body);
       return;
     }
@@ -62,6 +88,10 @@ export async function startFaultUpstream(): Promise<FaultUpstream> {
     if (!blob) return error(res, 404, 'BLOB_UNKNOWN');
     const b = blob.behaviour;
     if (b.kind === 'status') return error(res, b.status, 'UNAVAILABLE');
+    if (state.redirectBlobsTo && req.method === 'GET') {
+      res.writeHead(307, { location: `${state.redirectBlobsTo}/cdn/${ref}` }).end();
+      return;
+    }
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': blob.data.length, 'docker-content-digest': ref });
     if (req.method === 'HEAD') return void res.end();
     switch (b.kind) {
@@ -85,11 +115,24 @@ export async function startFaultUpstream(): Promise<FaultUpstream> {
   };
 
   const server: Server = createServer(handler);
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  await new Promise<void>((r) => server.listen(0, host, r));
   const { port } = server.address() as AddressInfo;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     log,
+    seen,
+    get requireAuthorization() {
+      return state.requireAuthorization;
+    },
+    set requireAuthorization(v) {
+      state.requireAuthorization = v;
+    },
+    get redirectBlobsTo() {
+      return state.redirectBlobsTo;
+    },
+    set redirectBlobsTo(v) {
+      state.redirectBlobsTo = v;
+    },
     get manifestStatus() {
       return state.manifestStatus;
     },

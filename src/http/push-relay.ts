@@ -1,0 +1,57 @@
+import type { Context } from 'koa';
+import type { UpstreamPool } from '../upstream/registry-upstream.js';
+import type { Target } from '../cache/results.js';
+import type { PushRelay } from './v2-routes.js';
+import type { RequestState } from './state.js';
+
+// Per-connection headers (RFC 9110 §7.6.1) and ones the relay sets itself.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'upgrade', 'host', 'via', 'transfer-encoding']);
+
+/**
+ * Pushes through the TLS and CONNECT doors: the request goes to the real upstream with the
+ * client's own headers and credentials, its body streamed both ways (never buffered), and the
+ * upstream's answer comes back as it is, except that upload `Location`s naming the upstream are
+ * made relative so the client keeps talking to the name it asked for (and so to pullthrough).
+ * The upstream's 401 challenges are passed on: the client authenticates to the upstream itself.
+ */
+export function createPushRelay(upstreams: UpstreamPool): PushRelay {
+  return async (ctx: Context, target: Target): Promise<void> => {
+    const up = upstreams.for(target.registry);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(ctx.req.headers)) {
+      if (v === undefined || HOP_BY_HOP.has(k)) continue;
+      headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    }
+    const hasBody = ctx.req.headers['content-length'] !== undefined || ctx.req.headers['transfer-encoding'] !== undefined;
+    // The client's path names the repository as the client knows it; upstream wants its own name.
+    const path = ctx.path.replace(/^\/v2\/.+?\/(blobs|manifests|tags|referrers)\//, `/v2/${target.repo}/$1/`);
+    const qs = new URLSearchParams(ctx.querystring);
+    qs.delete('ns');
+    const res = await up.relay(ctx.method, `${path}${qs.size ? `?${qs}` : ''}`, headers, hasBody ? ctx.req : null, target.repo ? 'push' : 'other');
+    (ctx.state as RequestState).cache = 'pass';
+    ctx.status = res.status;
+    for (const [k, v] of Object.entries(res.headers)) {
+      if (HOP_BY_HOP.has(k) || k === 'content-length') continue;
+      if (k === 'location') ctx.set(k, relativeTo(v, up.origin));
+      else ctx.set(k, v);
+    }
+    const len = res.headers['content-length'];
+    if (len !== undefined && /^\d+$/.test(len)) ctx.length = Number(len);
+    if (ctx.method === 'HEAD' || res.status === 204 || res.status === 304) {
+      res.body.destroy();
+      return;
+    }
+    res.body.on('data', (c: Buffer) => ((ctx.state as RequestState).bytes += c.length));
+    ctx.body = res.body;
+  };
+}
+
+/** `https://upstream/v2/x/blobs/uploads/1?s=2` → `/v2/x/blobs/uploads/1?s=2`; other hosts untouched. */
+function relativeTo(location: string, origin: string): string {
+  try {
+    const u = new URL(location, origin);
+    return u.origin === origin ? u.pathname + u.search : location;
+  } catch {
+    return location;
+  }
+}
