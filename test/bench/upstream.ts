@@ -19,6 +19,8 @@ import { makeImage, pushImage, RegistryClient, sha256 } from '../helpers/images.
 
 /** What the bench pulls. */
 export interface BenchContent {
+  /** A small image pulled through each freshly started system before anything is timed. */
+  readonly warmup: { repo: string; tag: string };
   readonly app: { repo: string; tag: string; manifestDigest: string; blobs: Array<{ digest: string; size: number }> };
   readonly big: { repo: string; digest: string; size: number };
 }
@@ -111,7 +113,7 @@ export async function startBenchUpstream(bigSize: number, log: (s: string) => vo
 
 async function ensureContent(url: string, storage: string, root: string, bigSize: number, log: (s: string) => void): Promise<BenchContent> {
   const markerFile = join(root, 'content.json');
-  let marker: { version: number; app?: BenchContent['app']; big?: Record<string, BenchContent['big']> } = { version: MARKER_VERSION };
+  let marker: { version: number; app?: BenchContent['app']; warmup?: BenchContent['app']; big?: Record<string, BenchContent['big']> } = { version: MARKER_VERSION };
   try {
     const m = JSON.parse(await readFile(markerFile, 'utf8')) as typeof marker;
     if (m.version === MARKER_VERSION) marker = m;
@@ -136,6 +138,15 @@ async function ensureContent(url: string, storage: string, root: string, bigSize
     await writeFile(markerFile, JSON.stringify(marker, null, 2));
   }
 
+  let warmup = marker.warmup;
+  if (!warmup || !warmup.blobs.every((b) => present(b.digest, b.size))) {
+    const img = await makeImage({ format: 'oci', seed: 'pullthrough-bench-warmup', layers: 2, layerSize: [4 << 20, 4 << 20] });
+    const pushed = await pushImage({ url }, 'bench/warmup', 'v1', img);
+    warmup = { repo: 'bench/warmup', tag: 'v1', manifestDigest: pushed.manifestDigest, blobs: pushed.blobs };
+    marker.warmup = warmup;
+    await writeFile(markerFile, JSON.stringify(marker, null, 2));
+  }
+
   let big = marker.big?.[String(bigSize)];
   if (!big || !present(big.digest, big.size)) {
     log(`generating the ${bigSize >> 20} MiB blob (once; kept in the bench cache)`);
@@ -143,7 +154,7 @@ async function ensureContent(url: string, storage: string, root: string, bigSize
     marker.big = { ...(marker.big ?? {}), [String(bigSize)]: big };
     await writeFile(markerFile, JSON.stringify(marker, null, 2));
   }
-  return { app, big };
+  return { warmup: { repo: warmup.repo, tag: warmup.tag }, app, big };
 }
 
 /**
