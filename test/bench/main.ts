@@ -279,7 +279,7 @@ async function main(): Promise<void> {
     ref.col.cells.set('tlsvia', 'nginx static file');
 
     log('warm throughput, all systems in turn');
-    const rss = warm.map((w) => ({ w, own: sampleRss(() => w.pids()), side: sampleRss(() => w.sidePids()) }));
+    const rss = warm.map((w) => ({ w, own: sampleRss(() => w.pids()), side: sampleRss(() => w.sidePids(), 'sum') }));
     await throughputFigures(warm);
     for (const { w, own, side } of rss) {
       const peak = own.stop();

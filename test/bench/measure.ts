@@ -101,15 +101,21 @@ export function processTree(pid: number): number[] {
   return out;
 }
 
-/** Samples the summed RSS of process trees every 100 ms; `stop()` gives the peak in MB (10^6). */
-export function sampleRss(roots: () => number[]): { stop(): number } {
+/**
+ * Samples RSS every 100 ms; `stop()` gives the peak in MB (10^6). Each root counts with its
+ * descendants (nginx's workers); several roots are either separate servers of which the largest
+ * counts (`max`: distribution's HTTP and TLS processes, only one of which is being measured at a
+ * time) or parts of one whole (`sum`: s3rver and redis). A root listed twice counts once.
+ */
+export function sampleRss(roots: () => number[], combine: 'max' | 'sum' = 'max'): { stop(): number } {
   let peak = 0;
-  let tree: number[] = [];
+  let trees: number[][] = [];
   let tick = 0;
   const sample = (): void => {
-    // The tree rarely changes; re-read it every second, RSS every tick.
-    if (tick++ % 10 === 0) tree = roots().flatMap(processTree);
-    const kb = tree.reduce((a, p) => a + rssKb(p), 0);
+    // The trees rarely change; re-read them every second, RSS every tick.
+    if (tick++ % 10 === 0) trees = [...new Set(roots())].map(processTree);
+    const perRoot = trees.map((t) => t.reduce((a, p) => a + rssKb(p), 0));
+    const kb = combine === 'max' ? Math.max(0, ...perRoot) : perRoot.reduce((a, b) => a + b, 0);
     peak = Math.max(peak, kb);
   };
   sample();
