@@ -12,6 +12,14 @@ import { Metrics } from './observability/metrics.js';
 import type { Logger } from './observability/logger.js';
 import { createApp } from './http/app.js';
 import { RegistryIndex } from './http/target.js';
+import { AccessControl } from './http/access.js';
+import { AccessRules } from './auth/rules.js';
+import { ClientAuth } from './auth/client-auth.js';
+import { HtpasswdUsers } from './auth/htpasswd.js';
+import { TokenSigner } from './auth/tokens.js';
+import { loadTokenSecret } from './auth/token-secret.js';
+import { TokenBuckets } from './util/token-bucket.js';
+import type { DoorKind } from './http/v2-routes.js';
 
 /** How long SIGTERM waits for responses and blob downloads in progress before cutting them. */
 const DRAIN_GRACE_MS = 30_000;
@@ -48,6 +56,22 @@ async function probeStores(blobs: BlobStore, meta: MetadataStore): Promise<void>
  */
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   await mkdir(config.paths.dataDir, { recursive: true, mode: 0o750 });
+  // Client authentication first: a bad htpasswd file or token secret stops the start before any
+  // listener opens (never an open mirror by accident).
+  let clientAuth: ClientAuth | undefined;
+  if (config.auth.enabled) {
+    const users = await HtpasswdUsers.open(config.auth.htpasswd!, log).catch((err: Error) => {
+      throw new Error(`auth.htpasswd: ${err.message}`);
+    });
+    const secret = await loadTokenSecret(config).catch((err: Error) => {
+      throw new Error(`auth.tokenSecret: ${err.message}`);
+    });
+    clientAuth = new ClientAuth(config, users, new TokenSigner(secret));
+    log.info('client authentication on', { users: users.size, groups: Object.keys(config.auth.groups).length, rules: config.rules.length, tokenSecret: config.auth.tokenSecret !== undefined ? 'config' : 'file' });
+  }
+  const rules = new AccessRules(config);
+  const rateLimit = config.rateLimit.requestsPerSecond !== null ? new TokenBuckets(config.rateLimit.requestsPerSecond, config.rateLimit.burst) : undefined;
+  const accessFor = (door: DoorKind): AccessControl => new AccessControl({ config, door, rules, clientAuth });
   // Spool files are downloads that were in progress when the process died: never valid content.
   await rm(config.paths.spool, { recursive: true, force: true });
   await mkdir(config.paths.spool, { recursive: true, mode: 0o700 });
@@ -62,7 +86,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   void evictor?.trigger();
   const index = new RegistryIndex(config);
   let accepting = true;
-  const common = { config, cache, index, metrics, log, ready: () => probeStores(blobs, meta), accepting: () => accepting };
+  const common = { config, cache, index, metrics, log, clientAuth, rateLimit, ready: () => probeStores(blobs, meta), accepting: () => accepting };
 
   const servers: Array<{ name: string; server: HttpServer }> = [];
   const addresses: Record<string, AddressInfo> = {};
@@ -86,7 +110,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   try {
     if (config.listen.mirror) {
-      const app = createApp({ ...common, door: 'mirror' });
+      const app = createApp({ ...common, door: 'mirror', access: accessFor('mirror') });
       const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: 65_000 }, app.callback());
       track(server);
       addresses.mirror = await listen(server, config.listen.mirror.host, config.listen.mirror.port).catch((err: Error) => {

@@ -85,6 +85,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly denied = new Counter({
+    name: 'pullthrough_denied_total',
+    help: 'Requests refused by client authentication, the access rules or the rate limit, by door and reason',
+    labelNames: ['door', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'pullthrough_process_' });
   }
