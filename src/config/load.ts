@@ -68,13 +68,19 @@ function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : /^[A-Za-z_][A-Za-z0-9_]*$/.test(String(p)) ? (i ? '.' : '') + String(p) : `${i ? '.' : ''}"${String(p)}"`)).join('') || '(top level)';
 }
 
-function describeIssue(issue: z.core.$ZodIssue, origin: Map<string, string>): string {
+function describeIssue(issue: z.core.$ZodIssue, origin: Map<string, string>): string[] {
+  // A union none of whose branches fit (e.g. a registry entry or null) says only "Invalid input";
+  // when all branches but one fail at the top on the type, that one's issues are the real ones.
+  if (issue.code === 'invalid_union' && !('discriminator' in issue) && issue.errors.length > 1) {
+    const real = issue.errors.filter((branch) => !(branch.length === 1 && branch[0]!.code === 'invalid_type' && branch[0]!.path.length === 0));
+    if (real.length === 1) return real[0]!.flatMap((i) => describeIssue({ ...i, path: [...issue.path, ...i.path] } as z.core.$ZodIssue, origin));
+  }
   const key = formatPath(issue.path);
   const from = origin.get(issue.path.join('.'));
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') message = `unknown key(s): ${issue.keys.join(', ')}`;
   if (issue.code === 'invalid_union' && 'discriminator' in issue) message = `unknown driver (choose one of the documented drivers)`;
-  return `${key}${from ? ` (from ${from})` : ''}: ${message}`;
+  return [`${key}${from ? ` (from ${from})` : ''}: ${message}`];
 }
 
 /** Where the configuration comes from. */
@@ -126,7 +132,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   applyPullthroughEnv(raw, env, problems, origin);
 
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError([...problems, ...parsed.error.issues.map((i) => describeIssue(i, origin))]);
+  if (!parsed.success) throw new ConfigError([...problems, ...parsed.error.issues.flatMap((i) => describeIssue(i, origin))]);
   const c = parsed.data;
   const abs = (p: string): string => (isAbsolute(p) ? p : join(baseDir, p));
 

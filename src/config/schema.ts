@@ -265,7 +265,15 @@ export const configSchema = z.strictObject({
       /** htpasswd file of users (bcrypt entries only: `htpasswd -B`). */
       htpasswd: z.string().min(1).optional(),
       /** Group name → user names, for rules (`group:<name>`). */
-      groups: z.record(z.string().regex(GROUP_NAME, 'group names are letters, digits, . _ - (at most 64)'), z.array(z.string().regex(USER_NAME, 'not a user name'))).default({}),
+      groups: z
+        .record(z.string(), z.array(z.string().regex(USER_NAME, 'not a user name')))
+        .superRefine((groups, ctx) => {
+          // Checked here rather than as the record's key schema, whose error would not name the key.
+          for (const name of Object.keys(groups)) {
+            if (!GROUP_NAME.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: 'group names are letters, digits, . _ - (at most 64)' });
+          }
+        })
+        .default({}),
       /** HMAC secret for tokens (at least 32 characters); default: a generated file under dataDir. */
       tokenSecret: z.string().min(32, 'must be at least 32 characters').optional(),
       /** Lifetime of access tokens. */
