@@ -9,7 +9,8 @@ import type { RequestState } from './state.js';
 import type { DoorKind } from './v2-routes.js';
 
 /** The client's repository name in a /v2 API path (as the client spelled it, for challenge scopes). */
-const API_NAME = /^\/v2\/(.+?)\/(?:manifests|blobs|tags|referrers)\//;
+const API_NAME = /^\/v2\/(.+?)\/(manifests|blobs|tags|referrers)\/(uploads)?/;
+const KIND_OF = { manifests: 'manifest', blobs: 'blob', tags: 'tags', referrers: 'referrers' } as const;
 /** What may appear in a challenge parameter without quoting trouble. */
 const SAFE_NAME = /^[a-z0-9._/:-]{1,255}$/;
 const SAFE_HOST = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\d{1,5})?$/;
@@ -66,8 +67,11 @@ export class AccessControl {
     const state = st(ctx);
     state.identity = ANONYMOUS;
     if (!this.d.clientAuth) return;
-    const name = API_NAME.exec(ctx.path)?.[1];
+    const api = API_NAME.exec(ctx.path);
+    const name = api?.[1];
     const action: Action = ctx.method === 'GET' || ctx.method === 'HEAD' ? 'pull' : 'push';
+    // For the request log of refused requests (the routes set it for the others).
+    state.kind = api ? (action === 'push' || api[3] ? 'push' : KIND_OF[api[2] as keyof typeof KIND_OF]) : /^\/v2\/?$/.test(ctx.path) ? 'base' : 'other';
     const header = ctx.get('authorization');
     if (!header) throw new AuthenticationRequiredError('authentication required', 'no credentials', this.challenge(ctx, name, action));
     const r = await this.d.clientAuth.identify(header);

@@ -66,7 +66,7 @@ export function createApp(deps: AppDeps): Koa {
       const cache = state.cache ?? 'none';
       metrics.requests.inc({ kind: state.kind, cache, status: String(ctx.status) });
       metrics.requestDuration.observe({ kind: state.kind, cache }, ms / 1000);
-      if (state.bytes && state.kind !== 'ops') metrics.bytesServed.inc({ source: cache === 'miss' ? 'upstream' : 'cache' }, state.bytes);
+      if (state.bytes && state.kind !== 'ops' && state.kind !== 'token') metrics.bytesServed.inc({ source: cache === 'miss' ? 'upstream' : 'cache' }, state.bytes);
       if (state.kind === 'ops') return;
       // Only chosen fields: never headers, so never credentials.
       log.info('request', {
