@@ -274,10 +274,12 @@ export class PullThroughCache {
     if (rec) {
       await this.confirm(t, digest, 'blob');
       void this.d.meta.touchBlob(digest, Date.now()).catch(() => {});
+      const redirectUrl = this.d.blobs.redirectUrl?.bind(this.d.blobs);
       return {
         digest,
         size: rec.size,
         cache: 'hit',
+        redirect: redirectUrl ? () => redirectUrl(blobKey(digest)).catch(() => null) : undefined,
         open: async (range) => {
           try {
             return this.held(digest, await this.d.blobs.read(blobKey(digest), range));

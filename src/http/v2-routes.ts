@@ -140,6 +140,14 @@ export function v2Router(deps: V2Deps): Router {
       if (blob.size !== undefined) ctx.length = blob.size;
       return;
     }
+    const location = await blob.redirect?.();
+    if (location) {
+      // The object store serves the bytes (and the Range) itself; pullthrough stays off the data path.
+      st(ctx).cache = 'hit';
+      ctx.status = 307;
+      ctx.set('location', location);
+      return;
+    }
     const stream = await blob.open(range);
     if (range) {
       ctx.status = 206;
