@@ -6,13 +6,18 @@
 import { parseArgs } from 'node:util';
 import { loadConfig, ConfigError, type Config } from './config/index.js';
 import { createLogger } from './observability/logger.js';
-import { startServer } from './server.js';
+import { startServer, publicHostOf } from './server.js';
+import { CertificateAuthority } from './pki/index.js';
+import { setupScript, corednsConfig, SETUP_CLIENTS, type SetupClient } from './setup/scripts.js';
 
 const USAGE = `usage: pullthrough <command> [--config FILE]
 
 commands:
-  serve            run the mirror (embedded defaults without --config)
-  help             this text
+  serve                 run the mirror (embedded defaults without --config)
+  ca                    print the CA certificate (creating the CA under dataDir if missing)
+  setup CLIENT          print a setup script for a client machine: ${SETUP_CLIENTS.join('|')}
+  coredns               print a CoreDNS hosts block for the configured registries
+  help                  this text
 
 --config FILE      YAML configuration (default: $PULLTHROUGH_CONFIG, else embedded defaults)
 `;
@@ -74,6 +79,30 @@ async function main(argv: string[]): Promise<void> {
     case 'serve':
       if (rest.length) fail(`pullthrough serve: unexpected argument ${rest[0]}\n\n${USAGE}`);
       return serve(parsed.values.config);
+    case 'ca': {
+      const ca = await CertificateAuthority.load(config(parsed.values.config));
+      process.stdout.write(ca.caPem());
+      return;
+    }
+    case 'setup': {
+      const client = rest[0];
+      if (!client || !(SETUP_CLIENTS as readonly string[]).includes(client)) fail(`pullthrough setup: name a client: ${SETUP_CLIENTS.join(', ')}`);
+      const cfg = config(parsed.values.config);
+      const ca = await CertificateAuthority.load(cfg);
+      try {
+        process.stdout.write(setupScript(client as SetupClient, { config: cfg, caPem: ca.caPem(), publicHost: publicHostOf(cfg, undefined) }));
+      } catch (err) {
+        fail(`pullthrough setup ${client}: ${(err as Error).message}`, 1);
+      }
+      return;
+    }
+    case 'coredns':
+      try {
+        process.stdout.write(corednsConfig(config(parsed.values.config)));
+      } catch (err) {
+        fail(`pullthrough coredns: ${(err as Error).message}`, 1);
+      }
+      return;
     default:
       fail(`pullthrough: unknown command ${command}\n\n${USAGE}`);
   }

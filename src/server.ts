@@ -12,6 +12,12 @@ import { Metrics } from './observability/metrics.js';
 import type { Logger } from './observability/logger.js';
 import { createApp } from './http/app.js';
 import { RegistryIndex } from './http/target.js';
+import { createPushRelay } from './http/push-relay.js';
+import { createDoorAuth } from './http/door-auth.js';
+import { CertificateAuthority } from './pki/index.js';
+import { startTlsDoor, startProxyDoor, startDnsDoor, type TlsDoor, type ProxyDoor, type DnsDoor } from './doors/index.js';
+import { createUpstreamLookup } from './upstream/dns-lookup.js';
+import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
 import { AccessControl } from './http/access.js';
 import { AccessRules } from './auth/rules.js';
 import { ClientAuth } from './auth/client-auth.js';
@@ -28,7 +34,7 @@ const MAX_HEADER_BYTES = 16 * 1024;
 
 /** A started pullthrough: its listeners' addresses and a way to stop it. */
 export interface RunningServer {
-  readonly addresses: Readonly<Record<string, AddressInfo>>;
+  readonly addresses: Readonly<Record<string, { address: string; port: number }>>;
   readonly metrics: Metrics;
   /** Stops accepting, drains in-flight responses and downloads (bounded), closes storage. */
   close(): Promise<void>;
@@ -44,10 +50,41 @@ function listen(server: HttpServer, host: string, port: number): Promise<Address
   });
 }
 
-/** Readiness: both stores answer a cheap request within 2 s. */
+/**
+/**
+ * The host clients reach this instance at, for setup scripts: publicUrl, else the Host the request
+ * came in on (setupScript validates it), else the mirror's listen address.
+ */
+export function publicHostOf(config: Config, requestHost: string | undefined): string {
+  if (config.publicUrl) return new URL(config.publicUrl).hostname;
+  if (requestHost) return requestHost.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  const h = config.listen.mirror?.host;
+  return h && h !== '0.0.0.0' && h !== '::' ? h : '127.0.0.1';
+}
+
+/**
+ * Readiness: both stores answer a cheap request within 2 s.
+ * @throws Error naming each store that did not, and why (the /readyz body).
+ */
 async function probeStores(blobs: BlobStore, meta: MetadataStore): Promise<void> {
-  const timeout = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('storage did not answer within 2 s')), 2000).unref());
-  await Promise.race([Promise.all([meta.getBlob('sha256:' + '0'.repeat(64)), blobs.stat('blobs/readiness-probe')]), timeout]);
+  const probe = async (what: string, call: () => Promise<unknown>): Promise<string | null> => {
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000)));
+    try {
+      await Promise.race([call(), timeout]);
+      return null;
+    } catch (err) {
+      return `${what}: ${(err as Error).message}`;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+  const problems = await Promise.all([
+    probe(`metadata (${meta.kind})`, () => meta.getBlob('sha256:' + '0'.repeat(64))),
+    probe(`blobs (${blobs.kind})`, () => blobs.stat('blobs/readiness-probe')),
+  ]);
+  const failed = problems.filter((p) => p !== null);
+  if (failed.length) throw new Error(failed.join('; '));
 }
 
 /**
@@ -78,18 +115,47 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const blobs = await openBlobStore(config, { logger: log });
   const meta = await openMetadataStore(config, { logger: log });
   const metrics = new Metrics();
-  const upstreams = new UpstreamPool(config, metrics, log);
-  const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log) : undefined;
+  // Upstream names resolve through dns.forwarders when set: a node resolver hijacked to point
+  // registries at pullthrough must not send pullthrough back to itself.
+  const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
+  const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace) : undefined;
   const cache = new PullThroughCache({ config, blobs, meta, upstreams, metrics, log, evictor });
   metrics.cacheSizeBytes.set(await meta.totalBlobSize());
   // A smaller maxSize than last run takes effect at start, not at the next download.
   void evictor?.trigger();
   const index = new RegistryIndex(config);
   let accepting = true;
-  const common = { config, cache, index, metrics, log, clientAuth, rateLimit, ready: () => probeStores(blobs, meta), accepting: () => accepting };
+  // The CA exists whenever pullthrough runs: /ca.crt and the setup scripts hand it out even before
+  // the TLS or proxy door is switched on.
+  const ca = await CertificateAuthority.load(config, { log });
+  const setup = (client: string, requestHost: string | undefined): string | null => {
+    if (client === 'coredns') return corednsConfig(config);
+    if (!(SETUP_CLIENTS as readonly string[]).includes(client)) return null;
+    return setupScript(client as SetupClient, { config, caPem: ca.caPem(), publicHost: publicHostOf(config, requestHost) });
+  };
+  const common = {
+    config,
+    cache,
+    index,
+    metrics,
+    log,
+    clientAuth,
+    rateLimit,
+    ready: () => probeStores(blobs, meta),
+    accepting: () => accepting,
+    caPem: () => ca.caPem(),
+    setupScript: setup,
+  };
+  // With client authentication on, the client's Authorization is pullthrough's own: pushes go
+  // upstream with the credentials configured for the repository (after the rules' push check).
+  const push = createPushRelay(upstreams, { centralCredentials: clientAuth !== undefined });
+  const doorAuth = createDoorAuth(upstreams);
+  let tlsDoor: TlsDoor | undefined;
+  let proxyDoor: ProxyDoor | undefined;
+  let dnsDoor: DnsDoor | undefined;
 
   const servers: Array<{ name: string; server: HttpServer }> = [];
-  const addresses: Record<string, AddressInfo> = {};
+  const addresses: Record<string, { address: string; port: number }> = {};
   let active = 0;
   const track = (server: HttpServer): void => {
     // Malformed requests, oversized headers, resets: Node answers or drops them; note why.
@@ -118,7 +184,26 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       });
       servers.push({ name: 'mirror', server });
     }
+    if (config.listen.tls || config.listen.proxy) {
+      // CONNECT-tunnelled TLS is handed to the TLS door's server in-process, so both doors share
+      // one app (door 'tls': pushes relayed); plain HTTP on the proxy port gets its own.
+      const tlsApp = createApp({ ...common, door: 'tls', push, doorAuth, access: accessFor('tls') });
+      tlsDoor = await startTlsDoor(config, tlsApp.callback(), ca, { log });
+      track(tlsDoor.server as unknown as HttpServer);
+      if (tlsDoor.address) addresses.tls = tlsDoor.address;
+      if (config.listen.proxy) {
+        const proxyApp = createApp({ ...common, door: 'proxy', push, doorAuth, access: accessFor('proxy') });
+        proxyDoor = await startProxyDoor(config, proxyApp.callback(), tlsDoor, { log, lookup: createUpstreamLookup(config) });
+        track(proxyDoor.server);
+        addresses.proxy = proxyDoor.address;
+      }
+    }
+    if (config.listen.dns) {
+      dnsDoor = await startDnsDoor(config, { log });
+      addresses.dns = { address: dnsDoor.address.host, port: dnsDoor.address.port };
+    }
   } catch (err) {
+    await Promise.allSettled([tlsDoor?.close(), proxyDoor?.close(), dnsDoor?.close()]);
     for (const s of servers) s.server.close();
     await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
     throw err;
@@ -130,6 +215,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     metrics,
     async close() {
       accepting = false;
+      // New connections stop at once; DNS answers stop too (clients retry another resolver).
+      void dnsDoor?.close();
+      (tlsDoor?.server as { close?: () => void } | undefined)?.close?.();
+      proxyDoor?.server.close();
       for (const { server } of servers) {
         server.close();
         server.closeIdleConnections();
@@ -137,6 +226,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const deadline = Date.now() + DRAIN_GRACE_MS;
       while ((active > 0 || cache.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       for (const { server } of servers) server.closeAllConnections();
+      await Promise.allSettled([tlsDoor?.close(), proxyDoor?.close(), dnsDoor?.close()]);
       await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
     },
   };

@@ -114,3 +114,24 @@ test('the CLI prints a config error naming the key and exits 2', async () => {
   assert.equal(r.code, 2);
   assert.match(r.stderr, /listen\.mirror \(from PULLTHROUGH_LISTEN_MIRROR\): not a listen address/);
 });
+
+test('cache.fillLease and cache.evictionGrace: defaults, durations, lower bounds', async () => {
+  const c = loadConfig({ env: {} });
+  assert.equal(c.cache.fillLease, 30_000);
+  assert.equal(c.cache.evictionGrace, 60_000);
+  const dir = await tempDir();
+  try {
+    const ok = join(dir.path, 'ok.yml');
+    await writeFile(ok, 'cache: { fillLease: 5s, evictionGrace: 2m }\n');
+    const o = loadConfig({ file: ok, env: {} });
+    assert.equal(o.cache.fillLease, 5_000);
+    assert.equal(o.cache.evictionGrace, 120_000);
+    const bad = join(dir.path, 'bad.yml');
+    await writeFile(bad, 'cache: { fillLease: 500ms, evictionGrace: 1s }\n');
+    const msg = problems(() => loadConfig({ file: bad, env: {} }));
+    assert.match(msg, /cache\.fillLease: must be at least 1s/);
+    assert.match(msg, /cache\.evictionGrace: must be at least 3s/);
+  } finally {
+    await dir.cleanup();
+  }
+});

@@ -6,8 +6,6 @@ import type { Logger } from '../observability/logger.js';
 
 /** Evict down to this share of maxSize, so one new blob does not trigger a pass every time. */
 const LOW_WATERMARK = 0.9;
-/** Blobs read this recently (on any replica) are in use; never evicted. */
-const IN_USE_GRACE_MS = 60_000;
 /** Lease so that only one replica evicts at a time. */
 const EVICT_LOCK_TTL_MS = 60_000;
 const BATCH = 100;
@@ -15,7 +13,8 @@ const BATCH = 100;
 /**
  * Keeps cached blob bytes under `cache.maxSize`, least recently used first. Never evicts a blob
  * being downloaded (it has no record yet), being served on this replica (reference count), or read
- * on any replica within the last minute (readers touch it while streaming).
+ * on any replica within `cache.evictionGrace` (readers touch it every third of that while
+ * streaming, so a slow reader on another replica keeps its blob).
  */
 export class Evictor {
   private readonly inUse = new Map<string, number>();
@@ -28,6 +27,8 @@ export class Evictor {
     private readonly meta: MetadataStore,
     private readonly metrics: Metrics,
     private readonly log: Logger,
+    /** `cache.evictionGrace`: blobs read this recently are in use. */
+    private readonly graceMs = 60_000,
   ) {}
 
   /** Marks a blob as being served here until the returned function is called. */
@@ -74,7 +75,7 @@ export class Evictor {
         let progressed = false;
         for (const c of candidates) {
           if (total <= target) break;
-          if (this.inUse.has(c.digest) || now - c.lastAccess < IN_USE_GRACE_MS) {
+          if (this.inUse.has(c.digest) || now - c.lastAccess < this.graceMs) {
             skipped.add(c.digest);
             continue;
           }

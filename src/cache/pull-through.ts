@@ -3,11 +3,11 @@ import type { Readable } from 'node:stream';
 import type { Config } from '../config/index.js';
 import { OciError } from '../oci/errors.js';
 import { digestWithAlgorithmOf, parseDigest, sha256Of } from '../oci/digest.js';
-import { ALL_MANIFEST_TYPES, isAccepted, isIndexType, sniffManifestMediaType, upstreamAccept } from '../oci/media-types.js';
+import { ALL_MANIFEST_TYPES, isAccepted, isIndexType, upstreamAccept } from '../oci/media-types.js';
 import type { ManifestReference } from '../oci/reference.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
 import type { MetadataStore, TagRecord } from '../storage/metadata-store.js';
-import { BlobNotFoundError } from '../storage/errors.js';
+import { BlobNotFoundError, StorageUnavailableError } from '../storage/errors.js';
 import { blobKey } from '../storage/keys.js';
 import type { UpstreamPool, RegistryUpstream, UpstreamResponse } from '../upstream/registry-upstream.js';
 import { readLimited, upstreamStatusError } from '../upstream/registry-upstream.js';
@@ -18,13 +18,15 @@ import { SingleFlight } from '../util/single-flight.js';
 import { BlobFill } from './blob-fill.js';
 import { TagPolicy } from './tag-policy.js';
 import type { Evictor } from './evictor.js';
+import { mediaTypeOf } from './manifest-response.js';
+import { referencedBlobs } from './manifest-refs.js';
+import { FillLease } from './fill-lease.js';
+import { CacheBypass } from './bypass.js';
 import type { BlobHandle, ManifestResult, PassThroughResult, TagListResult, Target } from './results.js';
 
 /** distribution's limit for manifests; also what keeps a hostile upstream from filling memory. */
 export const MAX_MANIFEST_BYTES = 4 << 20;
 const MAX_LIST_BYTES = 4 << 20;
-/** Lease on a blob download across replicas; renewed while the download runs. */
-const FILL_LOCK_TTL_MS = 30_000;
 /** How long a request waits for a blob another replica is downloading. */
 const FOREIGN_FILL_WAIT_MS = 5 * 60_000;
 
@@ -39,18 +41,9 @@ export interface PullThroughDeps {
   readonly evictor?: Evictor;
 }
 
-/** While a cached blob streams, its last-access time is refreshed so no replica evicts it. */
-const TOUCH_WHILE_READING_MS = 30_000;
-
 /** Whether an upstream failure allows serving cached content instead. */
 function isTransient(err: unknown): err is UpstreamUnavailableError | UpstreamStatusError {
   return err instanceof UpstreamUnavailableError || (err instanceof UpstreamStatusError && err.transient);
-}
-
-function mediaTypeOf(res: UpstreamResponse, body?: Buffer): string {
-  const ct = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (ALL_MANIFEST_TYPES.includes(ct) || ct.startsWith('application/vnd.docker.distribution.manifest.v1')) return ct;
-  return (body && sniffManifestMediaType(body)) ?? ct;
 }
 
 /**
@@ -66,9 +59,34 @@ export class PullThroughCache {
   private readonly manifestFlights = new SingleFlight<ManifestResult>();
   private readonly confirmFlights = new SingleFlight<void>();
   private readonly tagPolicy: TagPolicy;
+  /** Answers without the cache while a store is unreachable. */
+  private readonly bypass: CacheBypass;
+  /** While a cached blob streams, its last access is refreshed this often so no replica evicts it. */
+  private readonly touchWhileReadingMs: number;
 
   constructor(private readonly d: PullThroughDeps) {
     this.tagPolicy = new TagPolicy(d.config);
+    this.bypass = new CacheBypass(d);
+    this.touchWhileReadingMs = Math.floor(d.config.cache.evictionGrace / 3);
+  }
+
+  /** True when `err` says the metadata store (not the blob store, not upstream) is unreachable. */
+  private metadataDown(err: unknown): err is StorageUnavailableError {
+    return err instanceof StorageUnavailableError && err.backend === this.d.meta.kind;
+  }
+
+  /**
+   * Runs `cached`; when the metadata store turns out unreachable on the way, answers with
+   * `bypass` instead (see CacheBypass: confirmed with upstream, verified, nothing stored).
+   */
+  private async orBypass<T>(cached: () => Promise<T>, bypass: () => Promise<T>): Promise<T> {
+    try {
+      return await cached();
+    } catch (err) {
+      if (!this.metadataDown(err)) throw err;
+      this.bypass.note('metadata_unavailable', err);
+      return bypass();
+    }
   }
 
   private up(t: Target): RegistryUpstream {
@@ -112,12 +130,22 @@ export class PullThroughCache {
 
   /**
    * A manifest by tag or digest. `accepted` is the client's Accept set (null: anything); `head`
-   * avoids fetching a body upstream just to answer a HEAD.
+   * avoids fetching a body upstream just to answer a HEAD. While the metadata store is
+   * unreachable it comes verified from upstream, uncached (CacheBypass).
    * @throws OciError, UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError
    */
   async manifest(t: Target, ref: ManifestReference, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
-    if (ref.kind === 'digest') return this.manifestByDigest(t, ref.digest, head);
-    return this.manifestByTag(t, ref.tag, accepted, head);
+    const m = await this.orBypass(
+      () => (ref.kind === 'digest' ? this.manifestByDigest(t, ref.digest, head) : this.manifestByTag(t, ref.tag, accepted, head)),
+      () => this.bypass.manifest(t, ref, accepted, head),
+    );
+    // A client that got an image manifest fetches its blobs next: they count as used now, so an
+    // eviction pass set off by one of its layers landing does not evict another it has yet to ask for.
+    if (m.body && m.cache !== 'pass') {
+      const now = Date.now();
+      for (const d of referencedBlobs(m.body)) void this.d.meta.touchBlob(d, now).catch(() => {});
+    }
+    return m;
   }
 
   private async manifestByDigest(t: Target, digest: string, head: boolean): Promise<ManifestResult> {
@@ -239,22 +267,38 @@ export class PullThroughCache {
 
   /**
    * A blob: from storage when cached (after confirming the repository), else from a shared upstream
-   * download. For HEAD, a miss is answered from an upstream HEAD without downloading.
+   * download. For HEAD, a miss is answered from an upstream HEAD without downloading. While the
+   * metadata store is unreachable, or the blob store cannot read a cached blob, it is served
+   * without the cache (CacheBypass): confirmed upstream, verified, nothing written.
    * @throws OciError, UpstreamStatusError, UpstreamUnavailableError
    */
   async blob(t: Target, digest: string, head: boolean): Promise<BlobHandle> {
+    return this.orBypass(
+      () => this.cachedBlob(t, digest, head),
+      () => this.bypass.blob(t, digest, head),
+    );
+  }
+
+  private async cachedBlob(t: Target, digest: string, head: boolean): Promise<BlobHandle> {
     const rec = await this.d.meta.getBlob(digest);
     if (rec) {
       await this.confirm(t, digest, 'blob');
       void this.d.meta.touchBlob(digest, Date.now()).catch(() => {});
+      const redirectUrl = this.d.blobs.redirectUrl?.bind(this.d.blobs);
       return {
         digest,
         size: rec.size,
         cache: 'hit',
+        redirect: redirectUrl ? () => redirectUrl(blobKey(digest)).catch(() => null) : undefined,
         open: async (range) => {
           try {
             return this.held(digest, await this.d.blobs.read(blobKey(digest), range));
           } catch (err) {
+            if (err instanceof StorageUnavailableError && err.backend === this.d.blobs.kind) {
+              // The bytes are unreadable for now; the repository is confirmed: relay from upstream.
+              this.bypass.note('blob_store_unavailable', err);
+              return (await this.bypass.fromUpstream(t, digest)).open(range);
+            }
             if (!(err instanceof BlobNotFoundError)) throw err;
             // Metadata outlived the bytes (evicted elsewhere, lost volume): forget and refetch.
             this.d.log.warn('blob record without bytes; fetching again', { digest });
@@ -281,7 +325,7 @@ export class PullThroughCache {
   /** Marks a cached blob as in use (not evictable) for as long as `stream` is open. */
   private held(digest: string, stream: Readable): Readable {
     const release = this.d.evictor?.hold(digest);
-    const timer = setInterval(() => void this.d.meta.touchBlob(digest, Date.now()).catch(() => {}), TOUCH_WHILE_READING_MS);
+    const timer = setInterval(() => void this.d.meta.touchBlob(digest, Date.now()).catch(() => {}), this.touchWhileReadingMs);
     timer.unref();
     stream.once('close', () => {
       clearInterval(timer);
@@ -322,10 +366,14 @@ export class PullThroughCache {
   private async startFill(t: Target, digest: string): Promise<BlobFill | null> {
     const existing = this.fills.get(digest);
     if (existing) return existing;
-    const lock = await this.d.meta.tryLock(`fill:${digest}`, FILL_LOCK_TTL_MS);
+    const lock = await FillLease.acquire(this.d.meta, `fill:${digest}`, this.d.config.cache.fillLease, this.d.metrics, this.d.log);
     if (!lock) return null;
     // Another replica may have finished between our metadata read and taking the lease.
-    if (await this.d.meta.getBlob(digest)) {
+    const landed = await this.d.meta.getBlob(digest).catch(async (err: unknown) => {
+      await lock.release();
+      throw err;
+    });
+    if (landed) {
       await lock.release();
       return null;
     }
@@ -345,19 +393,22 @@ export class PullThroughCache {
     );
     this.fills.set(digest, fill);
     this.d.metrics.fillsInFlight.inc();
-    const renew = setInterval(() => void lock.extend(FILL_LOCK_TTL_MS).catch(() => {}), FILL_LOCK_TTL_MS / 3);
     fill.done
       .catch((err: unknown) => {
-        const reason = err instanceof UpstreamIntegrityError ? 'integrity' : err instanceof UpstreamStatusError ? `status_${err.status}` : err instanceof UpstreamUnavailableError ? 'unavailable' : 'other';
+        const reason =
+          err instanceof UpstreamIntegrityError ? 'integrity'
+          : err instanceof UpstreamStatusError ? `status_${err.status}`
+          : err instanceof UpstreamUnavailableError ? 'unavailable'
+          : err instanceof StorageUnavailableError ? 'storage_unavailable'
+          : 'other';
         this.d.metrics.fillFailures.inc({ reason });
         this.d.log.warn('blob download failed', { registry, repo: t.repo, digest, reason, error: (err as Error).message });
       })
       .finally(() => {
-        clearInterval(renew);
         this.d.metrics.fillsInFlight.dec();
         if (this.fills.get(digest) === fill) this.fills.delete(digest);
         fill.release();
-        void lock.release().catch(() => {});
+        void lock.release();
       });
     return fill;
   }
@@ -369,12 +420,13 @@ export class PullThroughCache {
       await rm(path, { force: true });
       throw err;
     }
-    await this.d.meta.putBlob(digest, { size, lastAccess: Date.now() });
-    this.d.metrics.cacheSizeBytes.inc(size);
+    // Links first: replicas waiting for the record then serve it without asking upstream again.
     for (const r of repos) {
       const i = r.indexOf('/');
       await this.d.meta.link(r.slice(0, i), r.slice(i + 1), digest);
     }
+    await this.d.meta.putBlob(digest, { size, lastAccess: Date.now() });
+    this.d.metrics.cacheSizeBytes.inc(size);
     void this.d.evictor?.trigger();
   }
 
@@ -385,10 +437,18 @@ export class PullThroughCache {
     while (Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 1000);
-      if (await this.d.meta.getBlob(digest)) return this.blob(t, digest, false);
+      if (await this.d.meta.getBlob(digest)) {
+        this.d.metrics.fillWaits.inc({ outcome: 'landed' });
+        return this.cachedBlob(t, digest, false);
+      }
       const fill = this.fills.get(digest) ?? (await this.fillStarts.run(digest, () => this.startFill(t, digest)));
-      if (fill) return this.fromUpstream(t, digest);
+      if (fill) {
+        // The lease was free again: the other replica stopped (died, or its download failed).
+        this.d.metrics.fillWaits.inc({ outcome: 'took_over' });
+        return this.fromUpstream(t, digest);
+      }
     }
+    this.d.metrics.fillWaits.inc({ outcome: 'gave_up' });
     throw new OciError('UNAVAILABLE', 'blob is being fetched by another replica; try again', { digest }, { 'retry-after': '5' });
   }
 
@@ -426,7 +486,8 @@ export class PullThroughCache {
       return { body: Buffer.from(JSON.stringify({ name: clientName, tags })), next, cache: 'pass' };
     } catch (err) {
       if (!isTransient(err)) throw err;
-      let tags = (await this.d.meta.listTags(this.space(t), t.repo)).filter((x) => !x.includes('~'));
+      // Without the metadata store there is nothing stale to offer: the upstream's failure stands.
+      let tags = (await this.d.meta.listTags(this.space(t), t.repo).catch(() => Promise.reject(err))).filter((x) => !x.includes('~'));
       if (tags.length === 0) throw err;
       if (query.last !== undefined) tags = tags.filter((x) => x > query.last!);
       if (query.n !== undefined) tags = tags.slice(0, query.n);
@@ -454,7 +515,7 @@ export class PullThroughCache {
 
   /** Blob downloads in progress on this replica (for draining). */
   get inFlight(): number {
-    return this.fills.size;
+    return this.fills.size + this.bypass.inFlight;
   }
 
   /** Waits for downloads in progress to finish (or fail). */

@@ -174,6 +174,14 @@ export const configSchema = z.strictObject({
       caCert: z.string().optional(),
       caKey: z.string().optional(),
       leafValidityDays: z.number().int().min(1).max(397).default(397),
+      /**
+       * More names (or IPs) the TLS door holds certificates for and the DNS door answers, beyond the
+       * registries and their aliases: the names clients use to reach pullthrough itself. The host
+       * of publicUrl is added automatically.
+       */
+      extraNames: z
+        .array(z.string().refine((s) => isIP(s) !== 0 || /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?$/.test(s), 'must be a lowercase host name or an IP address'))
+        .default([]),
     })
     .prefault({}),
   proxy: z
@@ -240,6 +248,17 @@ export const configSchema = z.strictObject({
       maxSize: size.default(null),
       /** First matching rule wins; tags matching none are revalidated on every pull. */
       tags: z.array(tagRule).default([]),
+      /**
+       * Lease a replica holds (in the metadata store) while it downloads a blob, so replicas
+       * sharing Redis fetch it once. Renewed every third of it; when the downloading replica
+       * dies, another takes over after at most this long.
+       */
+      fillLease: duration.prefault('30s').refine((ms) => ms >= 1000, 'must be at least 1s'),
+      /**
+       * A blob read on any replica within this long is never evicted; replicas streaming a blob
+       * refresh its last access every third of it.
+       */
+      evictionGrace: duration.prefault('1m').refine((ms) => ms >= 3000, 'must be at least 3s'),
     })
     .prefault({}),
   upstream: z

@@ -9,6 +9,7 @@ import { toOciError } from './error-mapping.js';
 import { v2Router, type DoorKind, type PushRelay } from './v2-routes.js';
 import type { RequestState } from './state.js';
 import type { RegistryIndex } from './target.js';
+import type { DoorAuth } from './door-auth.js';
 import type { AccessControl } from './access.js';
 import { auditDenied } from './audit.js';
 import { tokenRouter } from './token-endpoint.js';
@@ -33,6 +34,8 @@ export interface AppDeps {
   /** False once the process is draining for shutdown. */
   readonly accepting: () => boolean;
   readonly push?: PushRelay;
+  /** The upstream's challenge and token relay on the TLS and CONNECT doors (client authentication off). */
+  readonly doorAuth?: DoorAuth;
   /** Who the client is and what the rules let it do; without it every request is allowed. */
   readonly access?: AccessControl;
   /** Client authentication (serves /token); present only while auth.enabled. */
@@ -60,13 +63,22 @@ export function createApp(deps: AppDeps): Koa {
     const state: RequestState = { kind: 'other', bytes: 0 };
     ctx.state = state;
     const started = process.hrtime.bigint();
+    // Read now: by 'close' the socket may be gone (koa's ctx.ip would throw there).
+    const client = ctx.req.socket?.remoteAddress ?? '';
     ctx.res.once('close', () => {
+      try {
+        logRequest();
+      } catch (err) {
+        log.error('request log failed', { error: (err as Error).message });
+      }
+    });
+    const logRequest = (): void => {
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       const aborted = !ctx.res.writableFinished;
       const cache = state.cache ?? 'none';
       metrics.requests.inc({ kind: state.kind, cache, status: String(ctx.status) });
       metrics.requestDuration.observe({ kind: state.kind, cache }, ms / 1000);
-      if (state.bytes && state.kind !== 'ops' && state.kind !== 'token') metrics.bytesServed.inc({ source: cache === 'miss' ? 'upstream' : 'cache' }, state.bytes);
+      if (state.bytes && state.kind !== 'ops' && state.kind !== 'token') metrics.bytesServed.inc({ source: cache === 'miss' || cache === 'pass' ? 'upstream' : 'cache' }, state.bytes);
       if (state.kind === 'ops') return;
       // Only chosen fields: never headers, so never credentials.
       log.info('request', {
@@ -84,13 +96,13 @@ export function createApp(deps: AppDeps): Koa {
         bytes: state.bytes,
         ms: Math.round(ms * 10) / 10,
         aborted: aborted || undefined,
-        client: ctx.ip,
+        client,
         user: state.user,
       });
-    });
+    };
     try {
       if (deps.rateLimit && !OPS_PATHS.has(ctx.path)) {
-        const wait = deps.rateLimit.take(ctx.ip);
+        const wait = deps.rateLimit.take(client);
         if (wait > 0) throw new RateLimitedError(wait);
       }
       if (ctx.querystring.length > MAX_QUERY) throw new OciError('REQUEST_INVALID', 'query string too long');
@@ -149,7 +161,14 @@ export function createApp(deps: AppDeps): Koa {
     ctx.body = deps.caPem();
   });
   ops.get('/setup/:client', opsKind, (ctx) => {
-    const script = deps.setupScript?.(ctx.params.client!, ctx.get('host') || undefined) ?? null;
+    let script: string | null;
+    try {
+      script = deps.setupScript?.(ctx.params.client!, ctx.get('host') || undefined) ?? null;
+    } catch (err) {
+      // A Host header that is no host name: the client's mistake, not ours.
+      if (err instanceof TypeError) throw new OciError('REQUEST_INVALID', err.message);
+      throw err;
+    }
     if (script === null) throw new OciError('NAME_UNKNOWN', 'unknown client; try docker, containerd, podman, hosts or systemd');
     ctx.type = 'text/plain; charset=utf-8';
     ctx.body = script;
@@ -164,7 +183,9 @@ export function createApp(deps: AppDeps): Koa {
       await next();
     });
   }
-  const v2 = v2Router({ cache: deps.cache, index: deps.index, door: deps.door, push: deps.push, access: deps.access });
+  // With client authentication on, pullthrough's own token flow replaces the upstream's on the doors.
+  const doorAuth = deps.clientAuth ? undefined : deps.doorAuth;
+  const v2 = v2Router({ cache: deps.cache, index: deps.index, door: deps.door, push: deps.push, doorAuth, access: deps.access });
   app.use(v2.routes());
   app.use((ctx) => {
     if ((ctx.state as RequestState).kind === 'other' && ctx.status === 404 && !ctx.body) {

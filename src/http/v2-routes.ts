@@ -8,6 +8,7 @@ import type { PullThroughCache } from '../cache/pull-through.js';
 import type { Target } from '../cache/results.js';
 import { resolveTarget, type RegistryIndex } from './target.js';
 import { parseRange } from './range.js';
+import { TOKEN_RELAY_PATH, type DoorAuth } from './door-auth.js';
 import type { RequestState } from './state.js';
 import type { AccessControl } from './access.js';
 import type { Action } from '../auth/rules.js';
@@ -23,6 +24,8 @@ export interface V2Deps {
   readonly index: RegistryIndex;
   readonly door: DoorKind;
   readonly push?: PushRelay;
+  /** Challenges and the token relay on doors that stand in for a registry. */
+  readonly doorAuth?: DoorAuth;
   /** The access rules (and the identity the authentication middleware established). */
   readonly access?: AccessControl;
 }
@@ -70,12 +73,26 @@ export function v2Router(deps: V2Deps): Router {
   const router = new Router();
   const { cache } = deps;
 
-  router.all(/^\/v2\/?$/, (ctx) => {
+  router.all(/^\/v2\/?$/, async (ctx) => {
     st(ctx).kind = 'base';
     if (!readOnly(ctx)) throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
     ctx.set('docker-distribution-api-version', 'registry/2.0');
+    const host = ctx.get('host');
+    const registry = deps.doorAuth ? deps.index.lookup(host || undefined) : undefined;
+    const challenge = registry ? await deps.doorAuth!.challenge(registry, host) : null;
+    if (challenge) {
+      st(ctx).registry = registry!.name;
+      throw new OciError('UNAUTHORIZED', 'authentication required', undefined, { 'www-authenticate': challenge });
+    }
     ctx.type = 'application/json';
     ctx.body = '{}';
+  });
+
+  router.all(TOKEN_RELAY_PATH, async (ctx) => {
+    const registry = deps.doorAuth ? deps.index.lookup(ctx.get('host') || undefined) : undefined;
+    if (!registry) throw new OciError('NAME_UNKNOWN', 'unknown endpoint');
+    st(ctx).registry = registry.name;
+    await deps.doorAuth!.token(ctx, registry);
   });
 
   router.all(UPLOAD, async (ctx) => {
@@ -134,6 +151,14 @@ export function v2Router(deps: V2Deps): Router {
     if (head) {
       ctx.status = 200;
       if (blob.size !== undefined) ctx.length = blob.size;
+      return;
+    }
+    const location = await blob.redirect?.();
+    if (location) {
+      // The object store serves the bytes (and the Range) itself; pullthrough stays off the data path.
+      st(ctx).cache = 'hit';
+      ctx.status = 307;
+      ctx.set('location', location);
       return;
     }
     const stream = await blob.open(range);

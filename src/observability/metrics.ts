@@ -92,6 +92,26 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly fillWaits = new Counter({
+    name: 'pullthrough_blob_fill_waits_total',
+    help: 'Requests that waited for a blob another replica was downloading, by outcome (landed: served once stored; took_over: the other replica stopped and this one downloaded; gave_up: answered 503 after the wait bound)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
+  readonly fillLeaseLost = new Counter({
+    name: 'pullthrough_blob_fill_lease_lost_total',
+    help: 'Downloads whose cross-replica lease expired and was taken by another replica (both then download the blob)',
+    registers: [this.registry],
+  });
+
+  readonly degraded = new Counter({
+    name: 'pullthrough_degraded_requests_total',
+    help: 'Requests answered without the cache because a store was unreachable (reason: metadata_unavailable, blob_store_unavailable)',
+    labelNames: ['reason'] as const,
+    registers: [this.registry],
+  });
+
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'pullthrough_process_' });
   }

@@ -47,6 +47,8 @@ export interface UpstreamResponse {
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 5;
 const MAX_TOKEN_BODY = 1 << 20;
+/** How long the upstream's client challenge is remembered. */
+const CHALLENGE_TTL_MS = 10 * 60_000;
 
 /** pullthrough's User-Agent upstream. */
 export const USER_AGENT = 'pullthrough/0.1';
@@ -109,6 +111,7 @@ export class RegistryUpstream {
   private readonly pendingTokens = new Map<string, Promise<string | null>>();
   /** `registries.<name>.credentials`, compiled: the first whose glob fits a repository is used for it. */
   private readonly namespaces: ReadonlyArray<{ re: RegExp; creds: Credentials }>;
+  private probed: { challenge: Challenge | null; until: number } | undefined;
 
   constructor(
     readonly registry: RegistryConfig,
@@ -300,7 +303,7 @@ export class RegistryUpstream {
    * @throws UpstreamUnavailableError when the upstream cannot be reached.
    */
   async relay(method: string, pathAndQuery: string, headers: Record<string, string>, body: Readable | null, kind: UpstreamKind): Promise<UpstreamResponse> {
-    const url = new URL(pathAndQuery, this.base);
+    const url = new URL(pathAndQuery, this.base); // absolute URLs (a token realm) stay as they are
     let r;
     try {
       r = await this.agent.request({
@@ -328,12 +331,50 @@ export class RegistryUpstream {
    * @throws UpstreamUnavailableError; UpstreamStatusError when the token service refuses.
    */
   async writeAuthorization(repo: string): Promise<string | undefined> {
-    if (!this.challenge) {
-      const res = await this.send({ method: 'GET', path: '/v2/', kind: 'base' }, new URL('/v2/', this.base), undefined);
-      res.body.destroy();
-      if (res.status === 401) this.challenge = parseChallenge(res.headers['www-authenticate']);
-    }
+    this.challenge ??= await this.clientChallenge();
     return this.authorization({ method: 'GET', path: '', repo, kind: 'push' }, `repository:${repo}:pull,push`, false);
+  }
+
+  /**
+   * The challenge the upstream puts to clients without credentials (`GET /v2/` → 401), or null
+   * when it has none or cannot be reached right now. Cached: this decides whether doors that stand
+   * in for the registry challenge their clients, which they must for pushes to authenticate.
+   */
+  async clientChallenge(): Promise<Challenge | null> {
+    const now = Date.now();
+    if (this.probed && this.probed.until > now) return this.probed.challenge;
+    let challenge: Challenge | null = null;
+    let ttl = CHALLENGE_TTL_MS;
+    try {
+      const res = await this.send({ method: 'GET', path: '/v2/', kind: 'base', signal: AbortSignal.timeout(5000) }, new URL('/v2/', this.base), undefined);
+      res.body.destroy();
+      if (res.status === 401) challenge = parseChallenge(res.headers['www-authenticate']);
+    } catch {
+      // Unreachable: answer clients without a challenge (cached pulls keep working); ask again soon.
+      ttl = 10_000;
+    }
+    this.probed = { challenge, until: now + ttl };
+    return challenge;
+  }
+
+  /**
+   * Relays a client's token request to the upstream's real token service: the realm the upstream
+   * itself named in its challenge, never a URL from the request. Returns null when the upstream
+   * uses no Bearer tokens.
+   * @throws UpstreamUnavailableError when the token service cannot be reached.
+   */
+  async relayToken(method: 'GET' | 'POST', query: string, headers: Record<string, string>, body: Readable | null): Promise<UpstreamResponse | null> {
+    const ch = await this.clientChallenge();
+    if (ch?.scheme !== 'bearer' || !ch.params.realm) return null;
+    let realm: URL;
+    try {
+      realm = new URL(ch.params.realm);
+    } catch {
+      return null;
+    }
+    const url = new URL(realm);
+    for (const [k, v] of new URLSearchParams(query)) url.searchParams.append(k, v);
+    return this.relay(method, url.toString(), headers, body, 'token');
   }
 
   /** The upstream's origin (`https://host:port`). */

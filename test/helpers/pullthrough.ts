@@ -31,7 +31,7 @@ export interface Pullthrough {
   /** SIGTERM and wait. */
   stop(): Promise<void>;
   kill9(): Promise<void>;
-  /** Stops the process and removes its temp dir (unless keepData). */
+  /** Stops the process and removes its temp dir (a data dir given in the options is kept). */
   cleanup(): Promise<void>;
 }
 
@@ -108,7 +108,8 @@ export async function startPullthrough(config: Record<string, unknown>, opts: St
     kill9: () => proc.kill9(),
     async cleanup() {
       await proc.stop();
-      if (!opts.dataDir) await dir.cleanup();
+      // The temp dir holds the config (and the data dir unless one was given, which is kept).
+      await dir.cleanup();
     },
   };
 }

@@ -15,6 +15,7 @@ check dig dnsutils
 check ip iproute2
 check htpasswd apache2-utils
 check curl curl
+check shellcheck shellcheck
 check unshare util-linux
 check update-ca-certificates ca-certificates
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,0 +1,266 @@
+/**
+ * The DNS door (UDP and TCP on listen.dns). Registry names, their aliases and pullthrough's extra
+ * names are answered with dns.answer (A from its IPv4 entries, AAAA from IPv6, NOERROR and no
+ * records for other types), to any source: that is authoritative data about pullthrough itself,
+ * a response barely larger than its query. Every other query is forwarded to dns.forwarders (or
+ * the system's resolvers, never pullthrough's own door) only for sources in dns.allow; others get
+ * REFUSED, so this is no open resolver. Malformed packets get FORMERR or nothing, never a crash.
+ *
+ * Answers for served names are precomputed and written straight into a buffer; the query is read
+ * only as far as its question. (A dns2 handler that decodes and re-encodes every packet reaches
+ * about half of dnsmasq's rate; dns2 stays in the tests, as the resolver forwarded to.)
+ */
+import { createSocket, type Socket as UdpSocket } from 'node:dgram';
+import { createServer, isIP, type Server, type Socket } from 'node:net';
+import type { Config } from '../config/index.js';
+import { hijackedNames } from '../config/served-names.js';
+import { CidrList } from '../net/cidr-list.js';
+import { doorForwarders, formatDnsEndpoint } from '../net/dns-endpoints.js';
+import { ipToBytes } from '../net/ip-bytes.js';
+import { silentLog, type LogSink } from '../util/log-sink.js';
+import { DnsForwarder } from './dns-forwarder.js';
+import { answerRecord, buildHeaderOnly, buildResponse, parseQuery, QCLASS_IN, QTYPE, RCODE } from './dns-wire.js';
+
+/** Counters since start. */
+export interface DnsStats {
+  /** Answered from the served names. */
+  answered: number;
+  forwarded: number;
+  refused: number;
+  /** Forwarded but no resolver answered (SERVFAIL sent). */
+  failed: number;
+  /** FORMERR or NOTIMP sent. */
+  malformed: number;
+  /** Ignored: too short, or not a query. */
+  dropped: number;
+}
+
+/** A running DNS door. */
+export interface DnsDoor {
+  readonly address: { host: string; port: number };
+  /** The resolvers forwarded to, as `ip:port`. */
+  readonly forwarders: readonly string[];
+  stats(): DnsStats;
+  /** Stops both listeners and drops pending forwards. */
+  close(): Promise<void>;
+}
+
+export interface DnsDoorOptions {
+  log?: LogSink;
+  /** The resolv.conf read when dns.forwarders is empty (default /etc/resolv.conf). */
+  resolvConf?: string;
+}
+
+interface Answers {
+  a: Buffer;
+  aCount: number;
+  aaaa: Buffer;
+  aaaaCount: number;
+}
+
+const TCP_IDLE_MS = 10_000;
+const TCP_MAX_CONNECTIONS = 512;
+/** Pipelined TCP queries one connection may have in flight before reading pauses. */
+const TCP_MAX_INFLIGHT = 32;
+
+/** The answer sections for every served name, computed once. */
+function answerTable(config: Config): Map<string, Answers> {
+  const v4 = config.dns.answer.filter((ip) => isIP(ip) === 4);
+  const v6 = config.dns.answer.filter((ip) => isIP(ip) === 6);
+  const ttl = config.dns.ttl;
+  const answers: Answers = {
+    a: Buffer.concat(v4.map((ip) => answerRecord(QTYPE.A, ttl, ipToBytes(ip)))),
+    aCount: v4.length,
+    aaaa: Buffer.concat(v6.map((ip) => answerRecord(QTYPE.AAAA, ttl, ipToBytes(ip)))),
+    aaaaCount: v6.length,
+  };
+  const table = new Map<string, Answers>();
+  for (const host of hijackedNames(config)) table.set(host, answers);
+  return table;
+}
+
+/**
+ * Starts the DNS door on listen.dns, UDP and TCP on the same port (port 0: one the OS picks).
+ * @throws Error when listen.dns is off; DnsEndpointError for a malformed dns.forwarders entry or one
+ *   that is pullthrough's own door; TypeError for a malformed dns.allow entry; the bind error.
+ */
+export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): Promise<DnsDoor> {
+  const listen = config.listen.dns;
+  if (!listen) throw new Error('listen.dns is off');
+  const log = opts.log ?? silentLog;
+  const table = answerTable(config);
+  const allow = new CidrList(config.dns.allow);
+  const endpoints = doorForwarders(config, opts.resolvConf);
+  if (endpoints.length === 0) log.warn('DNS door has no resolver to forward to: names other than the registries get SERVFAIL (set dns.forwarders)');
+  const forwarder = new DnsForwarder(endpoints);
+  const counters: DnsStats = { answered: 0, forwarded: 0, refused: 0, failed: 0, malformed: 0, dropped: 0 };
+
+  // The allow check runs per query (its result sets RA); remember it per source.
+  const allowedCache = new Map<string, boolean>();
+  const allowed = (addr: string): boolean => {
+    let v = allowedCache.get(addr);
+    if (v === undefined) {
+      if (allowedCache.size >= 10_000) allowedCache.clear();
+      v = allow.has(addr);
+      allowedCache.set(addr, v);
+    }
+    return v;
+  };
+
+  /** The response to `msg` from `source`: now, later (forwarded), or never (null). */
+  const respond = (msg: Buffer, source: string, tcp: boolean): Buffer | null | Promise<Buffer | null> => {
+    const parsed = parseQuery(msg);
+    if (parsed.kind === 'drop') {
+      counters.dropped++;
+      return null;
+    }
+    const ra = allowed(source);
+    if (parsed.kind === 'error') {
+      counters.malformed++;
+      return buildHeaderOnly(parsed.id, parsed.opcode, parsed.rd, parsed.rcode, ra);
+    }
+    const q = parsed.query;
+    const served = q.name === null || q.qclass !== QCLASS_IN ? undefined : table.get(q.name);
+    if (served) {
+      counters.answered++;
+      if (q.qtype === QTYPE.A) return buildResponse(msg, q, RCODE.NOERROR, { aa: true, ra }, served.a, served.aCount);
+      if (q.qtype === QTYPE.AAAA) return buildResponse(msg, q, RCODE.NOERROR, { aa: true, ra }, served.aaaa, served.aaaaCount);
+      if (q.qtype === QTYPE.ANY) {
+        return buildResponse(msg, q, RCODE.NOERROR, { aa: true, ra }, Buffer.concat([served.a, served.aaaa]), served.aCount + served.aaaaCount);
+      }
+      // Other types (HTTPS, SVCB, MX, …): the name exists, with no such records, so nothing points elsewhere.
+      return buildResponse(msg, q, RCODE.NOERROR, { aa: true, ra });
+    }
+    if (!ra) {
+      counters.refused++;
+      return buildResponse(msg, q, RCODE.REFUSED, { aa: false, ra: false });
+    }
+    counters.forwarded++;
+    const pending = tcp ? forwarder.forwardTcp(msg) : forwarder.forwardUdp(msg, q.questionEnd);
+    return pending.then((answer) => {
+      if (answer) return answer;
+      counters.failed++;
+      return buildResponse(msg, q, RCODE.SERVFAIL, { aa: false, ra: true });
+    });
+  };
+
+  const host = listen.host === 'localhost' ? '127.0.0.1' : listen.host;
+  const { udp, tcp } = await bindBoth(host, listen.port);
+
+  udp.on('message', (msg, rinfo) => {
+    let r: ReturnType<typeof respond>;
+    try {
+      r = respond(msg, rinfo.address, false);
+    } catch (err) {
+      // Unreachable by design (the parser checks every bound); counted, never fatal.
+      counters.dropped++;
+      log.error('DNS query handling failed', { error: (err as Error).message });
+      return;
+    }
+    if (r === null) return;
+    const send = (b: Buffer | null): void => {
+      if (!b) return;
+      try {
+        udp.send(b, rinfo.port, rinfo.address);
+      } catch {
+        // The socket closed while the answer was being forwarded (shutdown): nothing to send on.
+      }
+    };
+    if (r instanceof Promise) r.then(send, () => {});
+    else send(r);
+  });
+  udp.on('error', (err) => log.error('DNS UDP socket error', { error: err.message }));
+
+  const connections = new Set<Socket>();
+  tcp.maxConnections = TCP_MAX_CONNECTIONS;
+  tcp.on('connection', (socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+    serveTcp(socket, (msg) => respond(msg, socket.remoteAddress ?? '', true), () => counters.dropped++);
+  });
+  tcp.on('error', (err) => log.error('DNS TCP server error', { error: err.message }));
+
+  const addr = udp.address();
+  log.info('DNS door forwarding', { forwarders: endpoints.map(formatDnsEndpoint) });
+  return {
+    address: { host: addr.address, port: addr.port },
+    forwarders: endpoints.map(formatDnsEndpoint),
+    stats: () => ({ ...counters }),
+    close: async () => {
+      forwarder.close();
+      for (const s of connections) s.destroy();
+      await Promise.all([new Promise<void>((r) => udp.close(() => r())), new Promise<void>((r) => tcp.close(() => r()))]);
+    },
+  };
+}
+
+/** DNS over TCP: 2-byte length-prefixed messages, pipelined, answered in any order (RFC 7766). */
+function serveTcp(socket: Socket, respond: (msg: Buffer) => Buffer | null | Promise<Buffer | null>, onError: () => void): void {
+  let buf: Buffer = Buffer.alloc(0);
+  let inflight = 0;
+  socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+  socket.on('error', () => socket.destroy());
+  const send = (answer: Buffer | null): void => {
+    inflight--;
+    if (inflight < TCP_MAX_INFLIGHT && socket.isPaused()) socket.resume();
+    if (!answer || socket.destroyed) return;
+    const len = Buffer.alloc(2);
+    len.writeUInt16BE(answer.length);
+    socket.write(Buffer.concat([len, answer]));
+  };
+  socket.on('data', (chunk: Buffer) => {
+    buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+    while (buf.length >= 2) {
+      const len = buf.readUInt16BE(0);
+      if (buf.length < 2 + len) break;
+      const msg = buf.subarray(2, 2 + len);
+      buf = buf.subarray(2 + len);
+      inflight++;
+      let r: Buffer | null | Promise<Buffer | null>;
+      try {
+        r = respond(msg);
+      } catch {
+        onError();
+        r = null;
+      }
+      if (r instanceof Promise) r.then(send, () => send(null));
+      else send(r);
+    }
+    if (inflight >= TCP_MAX_INFLIGHT) socket.pause();
+  });
+}
+
+/** Binds UDP, then TCP on the same port; with port 0, retries when TCP finds the UDP port taken. */
+async function bindBoth(host: string, port: number): Promise<{ udp: UdpSocket; tcp: Server }> {
+  const type = isIP(host) === 6 ? 'udp6' : 'udp4';
+  for (let attempt = 0; ; attempt++) {
+    const udp = createSocket({ type });
+    await new Promise<void>((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(port, host, () => {
+        udp.off('error', reject);
+        resolve();
+      });
+    });
+    // A bigger receive buffer rides out bursts; the kernel caps it at net.core.rmem_max.
+    try {
+      udp.setRecvBufferSize(4 << 20);
+    } catch {
+      /* keep the default */
+    }
+    const tcp = createServer();
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(udp.address().port, host, () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+      return { udp, tcp };
+    } catch (err) {
+      udp.close();
+      if (port !== 0 || attempt >= 5 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
+    }
+  }
+}

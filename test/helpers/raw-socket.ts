@@ -1,0 +1,26 @@
+/** Raw TCP exchanges with a door, for what clients would never send. */
+import { connect } from 'node:net';
+
+/**
+ * Connects to 127.0.0.1:port, writes `data`, and resolves with everything received until the
+ * server closes or `waitMs` passes (then the socket is destroyed).
+ */
+export function exchange(port: number, data: string | Buffer, waitMs = 2000): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const s = connect(port, '127.0.0.1', () => s.write(data));
+    const done = (): void => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(Buffer.concat(chunks));
+    };
+    const timer = setTimeout(done, waitMs);
+    s.on('data', (b) => chunks.push(b));
+    s.on('end', done);
+    s.on('close', done);
+    s.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? done() : reject(err)));
+  });
+}
+
+/** The status line of an HTTP response in `buf`. */
+export const statusLine = (buf: Buffer): string => buf.toString('latin1').split('\r\n')[0] ?? '';
