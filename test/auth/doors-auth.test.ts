@@ -176,6 +176,8 @@ test('CONNECT door: skopeo --creds and docker login through HTTPS_PROXY to a nam
   const tokens = pt.requests().filter((l) => l.path === '/token' && l.user === 'ci' && l.status === 200);
   assert.ok(tokens.some((l) => l.method === 'GET') && tokens.some((l) => l.method === 'POST'), 'GET (skopeo, docker login) and POST (dockerd refresh) on https://registry.test.internal:5443/token');
   assert.ok(pt.requests().some((l) => l.registry === INTERNAL && l.user === 'ci' && l.kind === 'blob' && l.status === 200));
+  // Requests tunnelled through CONNECT still know the client's address (the rate limit's key).
+  assert.ok(pt.requests().filter((l) => l.registry === INTERNAL).every((l) => l.client === '127.0.0.1'));
 });
 
 test('push through the TLS door: allowed by the rules it goes with the central credentials; refused it never leaves', async () => {
