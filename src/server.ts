@@ -25,7 +25,6 @@ import { HtpasswdUsers } from './auth/htpasswd.js';
 import { TokenSigner } from './auth/tokens.js';
 import { loadTokenSecret } from './auth/token-secret.js';
 import { TokenBuckets } from './util/token-bucket.js';
-import type { DoorKind } from './http/v2-routes.js';
 
 /** How long SIGTERM waits for responses and blob downloads in progress before cutting them. */
 const DRAIN_GRACE_MS = 30_000;
@@ -108,7 +107,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   }
   const rules = new AccessRules(config);
   const rateLimit = config.rateLimit.requestsPerSecond !== null ? new TokenBuckets(config.rateLimit.requestsPerSecond, config.rateLimit.burst) : undefined;
-  const accessFor = (door: DoorKind): AccessControl => new AccessControl({ config, door, rules, clientAuth });
+  const access = new AccessControl({ config, rules, clientAuth });
   // Spool files are downloads that were in progress when the process died: never valid content.
   await rm(config.paths.spool, { recursive: true, force: true });
   await mkdir(config.paths.spool, { recursive: true, mode: 0o700 });
@@ -176,7 +175,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   try {
     if (config.listen.mirror) {
-      const app = createApp({ ...common, door: 'mirror', access: accessFor('mirror') });
+      const app = createApp({ ...common, door: 'mirror', access });
       const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: 65_000 }, app.callback());
       track(server);
       addresses.mirror = await listen(server, config.listen.mirror.host, config.listen.mirror.port).catch((err: Error) => {
@@ -187,12 +186,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     if (config.listen.tls || config.listen.proxy) {
       // CONNECT-tunnelled TLS is handed to the TLS door's server in-process, so both doors share
       // one app (door 'tls': pushes relayed); plain HTTP on the proxy port gets its own.
-      const tlsApp = createApp({ ...common, door: 'tls', push, doorAuth, access: accessFor('tls') });
+      const tlsApp = createApp({ ...common, door: 'tls', push, doorAuth, access });
       tlsDoor = await startTlsDoor(config, tlsApp.callback(), ca, { log });
       track(tlsDoor.server as unknown as HttpServer);
       if (tlsDoor.address) addresses.tls = tlsDoor.address;
       if (config.listen.proxy) {
-        const proxyApp = createApp({ ...common, door: 'proxy', push, doorAuth, access: accessFor('proxy') });
+        const proxyApp = createApp({ ...common, door: 'proxy', push, doorAuth, access });
         proxyDoor = await startProxyDoor(config, proxyApp.callback(), tlsDoor, { log, lookup: createUpstreamLookup(config) });
         track(proxyDoor.server);
         addresses.proxy = proxyDoor.address;

@@ -1,5 +1,5 @@
 import { readFile, stat } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import type { Logger } from '../observability/logger.js';
 import { USER_NAME } from '../config/schema.js';
@@ -69,13 +69,13 @@ export class HtpasswdUsers {
   private reloading: Promise<void> | null = null;
   private readonly verified = new Map<string, number>();
   private readonly pending = new Map<string, Promise<boolean>>();
-  private dummy: string | undefined;
-
   private constructor(
     private readonly file: string,
     users: Map<string, Entry>,
     stamp: string,
     private readonly log: Logger,
+    /** A hash of the users' cost that no password matches, for unknown users. */
+    private readonly dummy: string,
   ) {
     this.users = users;
     this.stamp = stamp;
@@ -95,7 +95,10 @@ export class HtpasswdUsers {
     } catch (err) {
       throw new HtpasswdError(`${file}: ${(err as Error).message}`);
     }
-    return new HtpasswdUsers(file, parseHtpasswd(text, file), stamp, log);
+    const users = parseHtpasswd(text, file);
+    const first = users.values().next().value;
+    const cost = first ? Math.min(Math.max(Number(BCRYPT.exec(first.hash)![1]), 4), 12) : 10;
+    return new HtpasswdUsers(file, users, stamp, log, await bcrypt.hash(randomBytes(16).toString('hex'), cost));
   }
 
   /** Number of users (for the start-up log). */
@@ -137,7 +140,7 @@ export class HtpasswdUsers {
     const u = this.users.get(name);
     if (!u) {
       // Same work as for a real user, so response times do not tell which names exist.
-      await bcrypt.compare(password, this.dummyHash());
+      await bcrypt.compare(password, this.dummy);
       return undefined;
     }
     const key = createHash('sha256').update(`${name}\0${password}\0${u.hash}`).digest('hex');
@@ -152,14 +155,5 @@ export class HtpasswdUsers {
     this.verified.set(key, Date.now() + VERIFIED_TTL_MS);
     if (this.verified.size > VERIFIED_MAX) this.verified.delete(this.verified.keys().next().value!);
     return { name: u.name, fingerprint: u.fingerprint };
-  }
-
-  private dummyHash(): string {
-    if (!this.dummy) {
-      const first = this.users.values().next().value;
-      const cost = first ? Number(BCRYPT.exec(first.hash)![1]) : 10;
-      this.dummy = bcrypt.hashSync('pullthrough-no-such-user', Math.min(Math.max(cost, 4), 12));
-    }
-    return this.dummy;
   }
 }

@@ -6,7 +6,6 @@ import { ANONYMOUS } from '../auth/identity.js';
 import { describeRule, type AccessRules, type Action } from '../auth/rules.js';
 import { SERVICE } from '../auth/tokens.js';
 import type { RequestState } from './state.js';
-import type { DoorKind } from './v2-routes.js';
 
 /** The client's repository name in a /v2 API path (as the client spelled it, for challenge scopes). */
 const API_NAME = /^\/v2\/(.+?)\/(manifests|blobs|tags|referrers)\/(uploads)?/;
@@ -18,7 +17,6 @@ const SAFE_HOST = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\
 /** What {@link AccessControl} needs. */
 export interface AccessDeps {
   readonly config: Config;
-  readonly door: DoorKind;
   readonly rules: AccessRules;
   /** Present when client authentication is on (auth.enabled). */
   readonly clientAuth?: ClientAuth;
@@ -29,7 +27,7 @@ function st(ctx: Context): RequestState {
 }
 
 /**
- * Who the client is and what the rules let it do, for one door. With authentication off every
+ * Who the client is and what the rules let it do. With authentication off every
  * client is anonymous and only the rules apply; with it on, /v2 requests need a pullthrough token
  * (or Basic credentials), and a client without one is sent to `<scheme>://<Host>/token`, which
  * reaches pullthrough through every door (the TLS door's Host is the hijacked registry name).
