@@ -18,6 +18,13 @@ import { CertificateAuthority } from './pki/index.js';
 import { startTlsDoor, startProxyDoor, startDnsDoor, type TlsDoor, type ProxyDoor, type DnsDoor } from './doors/index.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
+import { AccessControl } from './http/access.js';
+import { AccessRules } from './auth/rules.js';
+import { ClientAuth } from './auth/client-auth.js';
+import { HtpasswdUsers } from './auth/htpasswd.js';
+import { TokenSigner } from './auth/tokens.js';
+import { loadTokenSecret } from './auth/token-secret.js';
+import { TokenBuckets } from './util/token-bucket.js';
 
 /** How long SIGTERM waits for responses and blob downloads in progress before cutting them. */
 const DRAIN_GRACE_MS = 30_000;
@@ -85,6 +92,22 @@ async function probeStores(blobs: BlobStore, meta: MetadataStore): Promise<void>
  */
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   await mkdir(config.paths.dataDir, { recursive: true, mode: 0o750 });
+  // Client authentication first: a bad htpasswd file or token secret stops the start before any
+  // listener opens (never an open mirror by accident).
+  let clientAuth: ClientAuth | undefined;
+  if (config.auth.enabled) {
+    const users = await HtpasswdUsers.open(config.auth.htpasswd!, log).catch((err: Error) => {
+      throw new Error(`auth.htpasswd: ${err.message}`);
+    });
+    const secret = await loadTokenSecret(config).catch((err: Error) => {
+      throw new Error(`auth.tokenSecret: ${err.message}`);
+    });
+    clientAuth = new ClientAuth(config, users, new TokenSigner(secret));
+    log.info('client authentication on', { users: users.size, groups: Object.keys(config.auth.groups).length, rules: config.rules.length, tokenSecret: config.auth.tokenSecret !== undefined ? 'config' : 'file' });
+  }
+  const rules = new AccessRules(config);
+  const rateLimit = config.rateLimit.requestsPerSecond !== null ? new TokenBuckets(config.rateLimit.requestsPerSecond, config.rateLimit.burst) : undefined;
+  const access = new AccessControl({ config, rules, clientAuth });
   // Spool files are downloads that were in progress when the process died: never valid content.
   await rm(config.paths.spool, { recursive: true, force: true });
   await mkdir(config.paths.spool, { recursive: true, mode: 0o700 });
@@ -115,12 +138,16 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     index,
     metrics,
     log,
+    clientAuth,
+    rateLimit,
     ready: () => probeStores(blobs, meta),
     accepting: () => accepting,
     caPem: () => ca.caPem(),
     setupScript: setup,
   };
-  const push = createPushRelay(upstreams);
+  // With client authentication on, the client's Authorization is pullthrough's own: pushes go
+  // upstream with the credentials configured for the repository (after the rules' push check).
+  const push = createPushRelay(upstreams, { centralCredentials: clientAuth !== undefined });
   const doorAuth = createDoorAuth(upstreams);
   let tlsDoor: TlsDoor | undefined;
   let proxyDoor: ProxyDoor | undefined;
@@ -148,7 +175,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
 
   try {
     if (config.listen.mirror) {
-      const app = createApp({ ...common, door: 'mirror' });
+      const app = createApp({ ...common, door: 'mirror', access });
       const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: 65_000 }, app.callback());
       track(server);
       addresses.mirror = await listen(server, config.listen.mirror.host, config.listen.mirror.port).catch((err: Error) => {
@@ -159,12 +186,12 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     if (config.listen.tls || config.listen.proxy) {
       // CONNECT-tunnelled TLS is handed to the TLS door's server in-process, so both doors share
       // one app (door 'tls': pushes relayed); plain HTTP on the proxy port gets its own.
-      const tlsApp = createApp({ ...common, door: 'tls', push, doorAuth });
+      const tlsApp = createApp({ ...common, door: 'tls', push, doorAuth, access });
       tlsDoor = await startTlsDoor(config, tlsApp.callback(), ca, { log });
       track(tlsDoor.server as unknown as HttpServer);
       if (tlsDoor.address) addresses.tls = tlsDoor.address;
       if (config.listen.proxy) {
-        const proxyApp = createApp({ ...common, door: 'proxy', push, doorAuth });
+        const proxyApp = createApp({ ...common, door: 'proxy', push, doorAuth, access });
         proxyDoor = await startProxyDoor(config, proxyApp.callback(), tlsDoor, { log, lookup: createUpstreamLookup(config) });
         track(proxyDoor.server);
         addresses.proxy = proxyDoor.address;

@@ -23,7 +23,7 @@ export interface FillContext {
  * not stop it; only `fillTimeoutMs` bounds it.
  */
 export class BlobFill {
-  /** `registry/repository` pairs upstream has confirmed hold this blob; linked on commit. */
+  /** `<space>/<repository>` keys upstream has confirmed hold this blob; linked on commit. */
   readonly repos = new Set<string>();
   /** Resolves with the blob's size (if upstream sent Content-Length) once upstream answered 200. */
   readonly started: Promise<{ size: number | undefined }>;
@@ -36,10 +36,12 @@ export class BlobFill {
     private readonly ctx: FillContext,
     private readonly upstream: RegistryUpstream,
     repo: string,
+    /** The `<space>/<repository>` key the fill is linked under on commit (see PullThroughCache.space). */
+    repoKey: string,
     readonly digest: string,
     credentials?: Credentials | null,
   ) {
-    this.repos.add(`${upstream.registry.name}/${repo}`);
+    this.repos.add(repoKey);
     let onStarted!: (v: { size: number | undefined }) => void;
     let onStartFailed!: (e: unknown) => void;
     this.started = new Promise((res, rej) => {

@@ -121,6 +121,8 @@ export class CacheBypass {
         },
         this.up(t),
         t.repo,
+        // Nothing is linked (the commit discards the file); the key only names the fill.
+        `${t.registry.name}/${t.repo}`,
         digest,
         t.credentials,
       );
@@ -156,7 +158,8 @@ export class CacheBypass {
   async manifest(t: Target, ref: ManifestReference, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
     const reference = ref.kind === 'digest' ? ref.digest : ref.tag;
     const accept = ref.kind === 'digest' ? ALL_MANIFEST_TYPES.join(', ') : upstreamAccept(accepted);
-    const key = `${t.registry.name}/${t.repo}:${reference}|${head}|${accept}`;
+    // Keyed by the upstream account too: an answer given to one account is not shared with another.
+    const key = `${t.registry.name}#${this.up(t).identityFor(t.repo, t.credentials)}/${t.repo}:${reference}|${head}|${accept}`;
     return this.manifestFlights.run(key, async () => {
       const up = this.up(t);
       const path = `/v2/${t.repo}/manifests/${reference}`;

@@ -94,14 +94,24 @@ export class PullThroughCache {
   }
 
   /**
+   * The namespace under which what upstream told us about `t` is kept (links, tag records, shared
+   * in-flight requests): the registry name, plus the upstream account the repository maps to when
+   * it has one of its own. What one account was shown never vouches for a request made with another.
+   */
+  private space(t: Target): string {
+    const id = this.up(t).identityFor(t.repo, t.credentials);
+    return id ? `${t.registry.name}#${id}` : t.registry.name;
+  }
+
+  /**
    * Makes sure upstream has confirmed that `t.repo` holds `digest`, asking with a HEAD if it has
    * not yet. This is what keeps content fetched for one repository from being served under
    * another the client may not read.
    * @throws OciError / UpstreamStatusError when upstream says no; UpstreamUnavailableError.
    */
   private async confirm(t: Target, digest: string, kind: 'blob' | 'manifest'): Promise<void> {
-    if (await this.d.meta.isLinked(t.registry.name, t.repo, digest)) return;
-    await this.confirmFlights.run(`${t.registry.name}/${t.repo}@${digest}`, async () => {
+    if (await this.d.meta.isLinked(this.space(t), t.repo, digest)) return;
+    await this.confirmFlights.run(`${this.space(t)}/${t.repo}@${digest}`, async () => {
       const res = await this.up(t).request({
         method: 'HEAD',
         path: `/v2/${t.repo}/${kind}s/${digest}`,
@@ -112,7 +122,7 @@ export class PullThroughCache {
       });
       res.body.destroy();
       if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
-      await this.d.meta.link(t.registry.name, t.repo, digest);
+      await this.d.meta.link(this.space(t), t.repo, digest);
     });
   }
 
@@ -144,7 +154,7 @@ export class PullThroughCache {
       await this.confirm(t, digest, 'manifest');
       return { digest, mediaType: rec.mediaType, size: rec.body.length, body: rec.body, cache: 'hit' };
     }
-    return this.manifestFlights.run(`${t.registry.name}/${t.repo}@${digest}|${head}`, async () => {
+    return this.manifestFlights.run(`${this.space(t)}/${t.repo}@${digest}|${head}`, async () => {
       const res = await this.up(t).request({
         method: head ? 'HEAD' : 'GET',
         path: `/v2/${t.repo}/manifests/${digest}`,
@@ -163,7 +173,7 @@ export class PullThroughCache {
       if (got !== digest) throw new UpstreamIntegrityError(t.registry.name, `manifest ${digest} hashes to ${got}`);
       const mediaType = mediaTypeOf(res, body);
       await this.d.meta.putManifest(digest, { mediaType, body });
-      await this.d.meta.link(t.registry.name, t.repo, digest);
+      await this.d.meta.link(this.space(t), t.repo, digest);
       return { digest, mediaType, size: body.length, body, cache: 'miss' };
     });
   }
@@ -188,13 +198,13 @@ export class PullThroughCache {
   private async manifestByTag(t: Target, tag: string, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
     const key = PullThroughCache.tagKey(tag, accepted);
     const timing = this.tagPolicy.timingFor(tag);
-    const rec = await this.d.meta.getTag(t.registry.name, t.repo, key);
+    const rec = await this.d.meta.getTag(this.space(t), t.repo, key);
     const age = rec ? Date.now() - rec.checkedAt : Infinity;
     if (rec && age < timing.revalidateMs && isAccepted(accepted, rec.mediaType)) {
       const m = await this.d.meta.getManifest(rec.digest);
       if (m) return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'hit' };
     }
-    const flightKey = `${t.registry.name}/${t.repo}:${key}|${head}|${accepted ? [...accepted].sort().join(',') : '*'}`;
+    const flightKey = `${this.space(t)}/${t.repo}:${key}|${head}|${accepted ? [...accepted].sort().join(',') : '*'}`;
     return this.manifestFlights.run(flightKey, async () => {
       const staleUsable = rec !== null && age <= timing.revalidateMs + timing.staleIfErrorMs && isAccepted(accepted, rec.mediaType);
       try {
@@ -249,8 +259,8 @@ export class PullThroughCache {
   }
 
   private async recordTag(t: Target, key: string, digest: string, mediaType: string, size: number): Promise<void> {
-    await this.d.meta.link(t.registry.name, t.repo, digest);
-    await this.d.meta.putTag(t.registry.name, t.repo, key, { digest, mediaType, size, checkedAt: Date.now() });
+    await this.d.meta.link(this.space(t), t.repo, digest);
+    await this.d.meta.putTag(this.space(t), t.repo, key, { digest, mediaType, size, checkedAt: Date.now() });
   }
 
   // ---------------------------------------------------------------- blobs
@@ -274,10 +284,12 @@ export class PullThroughCache {
     if (rec) {
       await this.confirm(t, digest, 'blob');
       void this.d.meta.touchBlob(digest, Date.now()).catch(() => {});
+      const redirectUrl = this.d.blobs.redirectUrl?.bind(this.d.blobs);
       return {
         digest,
         size: rec.size,
         cache: 'hit',
+        redirect: redirectUrl ? () => redirectUrl(blobKey(digest)).catch(() => null) : undefined,
         open: async (range) => {
           try {
             return this.held(digest, await this.d.blobs.read(blobKey(digest), range));
@@ -298,7 +310,7 @@ export class PullThroughCache {
     }
     if (head) {
       const fill = this.fills.get(digest);
-      if (fill?.size !== undefined && fill.repos.has(`${t.registry.name}/${t.repo}`)) {
+      if (fill?.size !== undefined && fill.repos.has(`${this.space(t)}/${t.repo}`)) {
         return { digest, size: fill.size, cache: 'miss', open: () => Promise.reject(new Error('HEAD has no body')) };
       }
       const res = await this.up(t).request({ method: 'HEAD', path: `/v2/${t.repo}/blobs/${digest}`, repo: t.repo, kind: 'blob', credentials: t.credentials });
@@ -324,16 +336,16 @@ export class PullThroughCache {
 
   private async fromUpstream(t: Target, digest: string): Promise<BlobHandle> {
     let fill = this.fills.get(digest);
-    if (fill && !fill.repos.has(`${t.registry.name}/${t.repo}`)) {
+    if (fill && !fill.repos.has(`${this.space(t)}/${t.repo}`)) {
       await this.confirm(t, digest, 'blob');
-      fill.repos.add(`${t.registry.name}/${t.repo}`);
+      fill.repos.add(`${this.space(t)}/${t.repo}`);
     }
     fill ??= (await this.fillStarts.run(digest, () => this.startFill(t, digest))) ?? undefined;
     if (!fill) return this.waitForForeignFill(t, digest);
-    if (!fill.repos.has(`${t.registry.name}/${t.repo}`)) {
+    if (!fill.repos.has(`${this.space(t)}/${t.repo}`)) {
       // Joined a fill another repository started while we were deciding.
       await this.confirm(t, digest, 'blob');
-      fill.repos.add(`${t.registry.name}/${t.repo}`);
+      fill.repos.add(`${this.space(t)}/${t.repo}`);
     }
     const { size } = await fill.started;
     const f = fill;
@@ -375,6 +387,7 @@ export class PullThroughCache {
       },
       this.up(t),
       t.repo,
+      `${this.space(t)}/${t.repo}`,
       digest,
       t.credentials,
     );
@@ -474,7 +487,7 @@ export class PullThroughCache {
     } catch (err) {
       if (!isTransient(err)) throw err;
       // Without the metadata store there is nothing stale to offer: the upstream's failure stands.
-      let tags = (await this.d.meta.listTags(t.registry.name, t.repo).catch(() => Promise.reject(err))).filter((x) => !x.includes('~'));
+      let tags = (await this.d.meta.listTags(this.space(t), t.repo).catch(() => Promise.reject(err))).filter((x) => !x.includes('~'));
       if (tags.length === 0) throw err;
       if (query.last !== undefined) tags = tags.filter((x) => x > query.last!);
       if (query.n !== undefined) tags = tags.slice(0, query.n);

@@ -32,6 +32,11 @@ export interface BlobHandle {
   readonly cache: CacheStatus;
   /** The bytes, or `range` of them. */
   open(range?: ByteRange): Promise<Readable>;
+  /**
+   * A URL the client may fetch the bytes from instead (an S3 presigned GET with
+   * `storage.redirect`), or null to serve them. Only cached blobs offer one.
+   */
+  redirect?(): Promise<string | null>;
 }
 
 export interface TagListResult {

@@ -6,6 +6,7 @@ import { configSchema, type Config, type RegistryConfig } from './schema.js';
 import { BUILTIN_REGISTRIES } from './builtin-registries.js';
 import { applyRpardiniEnv } from './rpardini-env.js';
 import { ConfigError } from './errors.js';
+import { ruleProblems } from '../auth/rules.js';
 
 type Raw = Record<string, unknown>;
 type Env = Readonly<Record<string, string | undefined>>;
@@ -23,6 +24,7 @@ const ENV_KEYS: ReadonlyArray<[string, string[], 'string' | 'list' | 'bool' | 'p
   ['PULLTHROUGH_DNS_FORWARDERS', ['dns', 'forwarders'], 'list'],
   ['PULLTHROUGH_CACHE_MAX_SIZE', ['cache', 'maxSize'], 'string'],
   ['PULLTHROUGH_LOG_LEVEL', ['log', 'level'], 'string'],
+  ['PULLTHROUGH_AUTH_TOKEN_SECRET', ['auth', 'tokenSecret'], 'string'],
   ['PULLTHROUGH_REDIS_URL', ['metadata', 'url'], 'string'],
   ['PULLTHROUGH_S3_BUCKET', ['storage', 'bucket'], 'string'],
   ['PULLTHROUGH_S3_ENDPOINT', ['storage', 'endpoint'], 'string'],
@@ -66,13 +68,19 @@ function formatPath(path: ReadonlyArray<PropertyKey>): string {
   return path.map((p, i) => (typeof p === 'number' ? `[${p}]` : /^[A-Za-z_][A-Za-z0-9_]*$/.test(String(p)) ? (i ? '.' : '') + String(p) : `${i ? '.' : ''}"${String(p)}"`)).join('') || '(top level)';
 }
 
-function describeIssue(issue: z.core.$ZodIssue, origin: Map<string, string>): string {
+function describeIssue(issue: z.core.$ZodIssue, origin: Map<string, string>): string[] {
+  // A union none of whose branches fit (e.g. a registry entry or null) says only "Invalid input";
+  // when all branches but one fail at the top on the type, that one's issues are the real ones.
+  if (issue.code === 'invalid_union' && !('discriminator' in issue) && issue.errors.length > 1) {
+    const real = issue.errors.filter((branch) => !(branch.length === 1 && branch[0]!.code === 'invalid_type' && branch[0]!.path.length === 0));
+    if (real.length === 1) return real[0]!.flatMap((i) => describeIssue({ ...i, path: [...issue.path, ...i.path] } as z.core.$ZodIssue, origin));
+  }
   const key = formatPath(issue.path);
   const from = origin.get(issue.path.join('.'));
   let message = issue.message;
   if (issue.code === 'unrecognized_keys') message = `unknown key(s): ${issue.keys.join(', ')}`;
   if (issue.code === 'invalid_union' && 'discriminator' in issue) message = `unknown driver (choose one of the documented drivers)`;
-  return `${key}${from ? ` (from ${from})` : ''}: ${message}`;
+  return [`${key}${from ? ` (from ${from})` : ''}: ${message}`];
 }
 
 /** Where the configuration comes from. */
@@ -124,13 +132,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   applyPullthroughEnv(raw, env, problems, origin);
 
   const parsed = configSchema.safeParse(raw);
-  if (!parsed.success) throw new ConfigError([...problems, ...parsed.error.issues.map((i) => describeIssue(i, origin))]);
+  if (!parsed.success) throw new ConfigError([...problems, ...parsed.error.issues.flatMap((i) => describeIssue(i, origin))]);
   const c = parsed.data;
   const abs = (p: string): string => (isAbsolute(p) ? p : join(baseDir, p));
 
   // Merge the file's registries over the built-in ones.
   const registries: Record<string, RegistryConfig> = {};
-  for (const [name, r] of Object.entries(BUILTIN_REGISTRIES)) registries[name] = { name, aliases: [], ...r };
+  for (const [name, r] of Object.entries(BUILTIN_REGISTRIES)) registries[name] = { name, aliases: [], credentials: [], ...r };
   for (const [name, r] of Object.entries(c.registries)) {
     if (r === null) delete registries[name];
     else registries[name] = { ...r, name, ca: r.ca === undefined ? undefined : abs(r.ca) };
@@ -160,6 +168,18 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   for (const [i, rule] of c.cache.tags.entries()) {
     if (rule.match.length > 1000) problems.push(`cache.tags[${i}].match: longer than 1000 characters`);
   }
+  const htpasswd = c.auth.htpasswd === undefined ? undefined : abs(c.auth.htpasswd);
+  if (c.auth.enabled && htpasswd === undefined) problems.push('auth.htpasswd: required when auth.enabled is true (an htpasswd file of bcrypt entries: htpasswd -B)');
+  if (htpasswd !== undefined) {
+    try {
+      accessSync(htpasswd, constants.R_OK);
+    } catch {
+      problems.push(`auth.htpasswd: cannot read ${htpasswd}`);
+    }
+  }
+  if (c.auth.tokenTtl < 10_000 || c.auth.tokenTtl > 86_400_000) problems.push('auth.tokenTtl: must be between 10s and 24h');
+  if (c.auth.refreshTokenTtl < c.auth.tokenTtl) problems.push('auth.refreshTokenTtl: must not be shorter than auth.tokenTtl');
+  problems.push(...ruleProblems(c.rules, c.auth, new Set(Object.keys(registries))));
   if (problems.length) throw new ConfigError(problems);
 
   const dataDir = abs(c.dataDir);
@@ -170,12 +190,14 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     storage: c.storage.driver === 'fs' ? { ...c.storage, root: abs(c.storage.root ?? join(dataDir, 'blobs')) } : c.storage,
     metadata: c.metadata.driver === 'file' ? { ...c.metadata, dir: abs(c.metadata.dir ?? join(dataDir, 'metadata')) } : c.metadata,
     tls: { ...c.tls, caCert: c.tls.caCert && abs(c.tls.caCert), caKey: c.tls.caKey && abs(c.tls.caKey) },
+    auth: { ...c.auth, htpasswd },
     paths: {
       dataDir,
       blobs: c.storage.driver === 'fs' ? abs(c.storage.root ?? join(dataDir, 'blobs')) : join(dataDir, 'blobs'),
       metadata: join(dataDir, 'metadata'),
       spool: join(dataDir, 'spool'),
       ca: join(dataDir, 'ca'),
+      tokenSecret: join(dataDir, 'auth', 'token-secret'),
     },
   };
   return deepFreeze(config);

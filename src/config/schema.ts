@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseDuration, parseSize } from './units.js';
+import { compileGlob } from '../auth/glob.js';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = parseDuration(v);
@@ -70,6 +71,44 @@ const credentials = {
   password: z.string().optional(),
 };
 
+/** A repository glob (`*` within a segment, `**` across); the message says why one is refused. */
+const repoGlob = z.string().superRefine((s, ctx) => {
+  try {
+    compileGlob(s);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `not a repository pattern: ${(err as Error).message}` });
+  }
+});
+
+/** Upstream credentials for the repositories matching `match` (first match wins). */
+const namespaceCredentials = z.strictObject({
+  match: repoGlob,
+  username: z.string().min(1),
+  password: z.string(),
+});
+
+/** htpasswd user names: anything but `:` and white space (`group:` and the principal keywords are reserved). */
+export const USER_NAME = /^[^:\s]{1,128}$/;
+const GROUP_NAME = /^[A-Za-z0-9._-]{1,64}$/;
+
+/**
+ * Who a rule lets do something: `anonymous` (everyone, signed in or not), `authenticated` (any
+ * signed-in user), `group:<name>` (members of auth.groups.<name>), or a user name.
+ */
+const principal = z
+  .string()
+  .refine((s) => /^group:[A-Za-z0-9._-]{1,64}$/.test(s) || (!s.startsWith('group:') && USER_NAME.test(s)), 'must be anonymous, authenticated, group:<name> or a user name');
+
+/**
+ * One access rule. `match` is `<registry>/<repository glob>` (the registry part may be a glob
+ * too, e.g. `*`), or `**` for everything; the first rule whose `match` fits a request decides it.
+ */
+const accessRule = z.strictObject({
+  match: z.string().min(1).max(600),
+  pull: z.array(principal).default([]),
+  push: z.array(principal).default([]),
+});
+
 export const registrySchema = z
   .strictObject({
     upstream: httpUrl,
@@ -77,6 +116,8 @@ export const registrySchema = z
     /** PEM file of extra CAs trusted for this upstream (private registries, tests). */
     ca: z.string().min(1).optional(),
     ...credentials,
+    /** Per-namespace upstream credentials; the first whose `match` fits the repository is used. */
+    credentials: z.array(namespaceCredentials).default([]),
   })
   .refine((r) => (r.username === undefined) === (r.password === undefined), {
     message: 'username and password go together',
@@ -236,6 +277,51 @@ export const configSchema = z.strictObject({
   /** Credentials for auth hosts that are not registries themselves (auth.docker.io, a GitLab host). */
   authHosts: z.record(hostname, z.strictObject({ username: z.string().min(1), password: z.string() })).default({}),
   log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+  /** Client authentication: pullthrough runs the Docker token flow for its own clients. */
+  auth: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** htpasswd file of users (bcrypt entries only: `htpasswd -B`). */
+      htpasswd: z.string().min(1).optional(),
+      /** Group name → user names, for rules (`group:<name>`). */
+      groups: z
+        .record(z.string(), z.array(z.string().regex(USER_NAME, 'not a user name')))
+        .superRefine((groups, ctx) => {
+          // Checked here rather than as the record's key schema, whose error would not name the key.
+          for (const name of Object.keys(groups)) {
+            if (!GROUP_NAME.test(name)) ctx.addIssue({ code: 'custom', path: [name], message: 'group names are letters, digits, . _ - (at most 64)' });
+          }
+        })
+        .default({}),
+      /** HMAC secret for tokens (at least 32 characters); default: a generated file under dataDir. */
+      tokenSecret: z.string().min(32, 'must be at least 32 characters').optional(),
+      /** Lifetime of access tokens. */
+      tokenTtl: duration.prefault('5m'),
+      /** Lifetime of refresh tokens (what `docker login` stores). */
+      refreshTokenTtl: duration.prefault('30d'),
+      /** The token realm URL to announce instead of `<scheme>://<Host>/token` (behind a TLS proxy). */
+      realm: z
+        .string()
+        .refine((s) => {
+          try {
+            const u = new URL(s);
+            return u.protocol === 'http:' || u.protocol === 'https:';
+          } catch {
+            return false;
+          }
+        }, 'must be an http(s) URL, e.g. https://mirror.example.com/token')
+        .optional(),
+    })
+    .prefault({}),
+  /** Ordered access rules; the first whose match fits a request decides who may pull or push. */
+  rules: z.array(accessRule).default([]),
+  /** Per-client request rate limit (token bucket per client address); null = off. */
+  rateLimit: z
+    .strictObject({
+      requestsPerSecond: z.number().positive().max(1_000_000).nullable().default(null),
+      burst: z.number().int().min(1).max(1_000_000).default(100),
+    })
+    .prefault({}),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
@@ -247,5 +333,5 @@ export type ListenAddress = { host: string; port: number };
 export type Config = Omit<Parsed, 'registries'> & {
   registries: Readonly<Record<string, RegistryConfig>>;
   /** Absolute paths derived from dataDir. */
-  paths: { dataDir: string; blobs: string; metadata: string; spool: string; ca: string };
+  paths: { dataDir: string; blobs: string; metadata: string; spool: string; ca: string; tokenSecret: string };
 };

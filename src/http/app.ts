@@ -10,6 +10,12 @@ import { v2Router, type DoorKind, type PushRelay } from './v2-routes.js';
 import type { RequestState } from './state.js';
 import type { RegistryIndex } from './target.js';
 import type { DoorAuth } from './door-auth.js';
+import type { AccessControl } from './access.js';
+import { auditDenied } from './audit.js';
+import { tokenRouter } from './token-endpoint.js';
+import type { ClientAuth } from '../auth/client-auth.js';
+import { RateLimitedError } from '../auth/errors.js';
+import type { TokenBuckets } from '../util/token-bucket.js';
 
 /** What the small endpoints need to know; each part is optional so doors can be added one by one. */
 export interface AppDeps {
@@ -28,10 +34,19 @@ export interface AppDeps {
   /** False once the process is draining for shutdown. */
   readonly accepting: () => boolean;
   readonly push?: PushRelay;
+  /** The upstream's challenge and token relay on the TLS and CONNECT doors (client authentication off). */
   readonly doorAuth?: DoorAuth;
+  /** Who the client is and what the rules let it do; without it every request is allowed. */
+  readonly access?: AccessControl;
+  /** Client authentication (serves /token); present only while auth.enabled. */
+  readonly clientAuth?: ClientAuth;
+  /** Per-client-address request rate limit (rateLimit.requestsPerSecond). */
+  readonly rateLimit?: TokenBuckets;
 }
 
 const MAX_QUERY = 4096;
+/** Probes and scrapes are never rate limited (kubelets and Prometheus poll from one address). */
+const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * The koa application every door feeds: /v2 plus /healthz, /readyz, /metrics, /ca.crt and
@@ -63,7 +78,7 @@ export function createApp(deps: AppDeps): Koa {
       const cache = state.cache ?? 'none';
       metrics.requests.inc({ kind: state.kind, cache, status: String(ctx.status) });
       metrics.requestDuration.observe({ kind: state.kind, cache }, ms / 1000);
-      if (state.bytes && state.kind !== 'ops') metrics.bytesServed.inc({ source: cache === 'miss' || cache === 'pass' ? 'upstream' : 'cache' }, state.bytes);
+      if (state.bytes && state.kind !== 'ops' && state.kind !== 'token') metrics.bytesServed.inc({ source: cache === 'miss' || cache === 'pass' ? 'upstream' : 'cache' }, state.bytes);
       if (state.kind === 'ops') return;
       // Only chosen fields: never headers, so never credentials.
       log.info('request', {
@@ -82,9 +97,14 @@ export function createApp(deps: AppDeps): Koa {
         ms: Math.round(ms * 10) / 10,
         aborted: aborted || undefined,
         client,
+        user: state.user,
       });
     };
     try {
+      if (deps.rateLimit && !OPS_PATHS.has(ctx.path)) {
+        const wait = deps.rateLimit.take(client);
+        if (wait > 0) throw new RateLimitedError(wait);
+      }
       if (ctx.querystring.length > MAX_QUERY) throw new OciError('REQUEST_INVALID', 'query string too long');
       // A request that already passed through this pullthrough came back to it: an upstream name
       // resolves to pullthrough itself. Refuse rather than recurse.
@@ -96,6 +116,7 @@ export function createApp(deps: AppDeps): Koa {
     } catch (err) {
       const oci = toOciError(err, state.kind);
       state.errorCode = oci.code;
+      auditDenied(log, metrics, deps.door, ctx, err);
       if (oci.code === 'INTERNAL') log.error('internal error', { path: ctx.path.slice(0, 512), error: (err as Error)?.stack ?? String(err) });
       if (ctx.headerSent) {
         ctx.res.destroy();
@@ -154,7 +175,17 @@ export function createApp(deps: AppDeps): Koa {
   });
   app.use(ops.routes());
 
-  const v2 = v2Router({ cache: deps.cache, index: deps.index, door: deps.door, push: deps.push, doorAuth: deps.doorAuth });
+  if (deps.clientAuth) app.use(tokenRouter(deps.clientAuth).routes());
+  if (deps.access) {
+    const access = deps.access;
+    app.use(async (ctx: Context, next: Next) => {
+      if (ctx.path === '/v2' || ctx.path.startsWith('/v2/')) await access.authenticate(ctx);
+      await next();
+    });
+  }
+  // With client authentication on, pullthrough's own token flow replaces the upstream's on the doors.
+  const doorAuth = deps.clientAuth ? undefined : deps.doorAuth;
+  const v2 = v2Router({ cache: deps.cache, index: deps.index, door: deps.door, push: deps.push, doorAuth, access: deps.access });
   app.use(v2.routes());
   app.use((ctx) => {
     if ((ctx.state as RequestState).kind === 'other' && ctx.status === 404 && !ctx.body) {

@@ -2,9 +2,11 @@ import { OciError, OCI_ERROR_TABLE, type OciErrorCode } from '../oci/errors.js';
 import { UpstreamIntegrityError, UpstreamStatusError, UpstreamUnavailableError } from '../upstream/errors.js';
 import { BlobNotFoundError, StorageUnavailableError } from '../storage/errors.js';
 import { SetupError } from '../setup/scripts.js';
+import { AccessDeniedError, AuthenticationRequiredError, RateLimitedError, TokenRequestError } from '../auth/errors.js';
+import { describeRule } from '../auth/rules.js';
 
 /** What a request was about; picks the right `*_UNKNOWN` code for an upstream 404. */
-export type RequestKind = 'base' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'push' | 'ops' | 'other';
+export type RequestKind = 'base' | 'manifest' | 'blob' | 'tags' | 'referrers' | 'push' | 'token' | 'ops' | 'other';
 
 /**
  * The one place where every failure becomes what a client sees. Lower layers throw their own
@@ -12,6 +14,17 @@ export type RequestKind = 'base' | 'manifest' | 'blob' | 'tags' | 'referrers' | 
  */
 export function toOciError(err: unknown, kind: RequestKind): OciError {
   if (err instanceof OciError) return err;
+  if (err instanceof AuthenticationRequiredError) {
+    const detail = err.rule !== undefined ? { rule: describeRule(err.rule), action: err.action } : undefined;
+    return new OciError('UNAUTHORIZED', err.message, detail, { 'www-authenticate': err.challenge });
+  }
+  if (err instanceof AccessDeniedError) {
+    return new OciError('DENIED', err.message, { registry: err.registry, repository: err.repo, action: err.action, rule: describeRule(err.rule) });
+  }
+  if (err instanceof RateLimitedError) return new OciError('TOOMANYREQUESTS', err.message, undefined, { 'retry-after': String(err.retryAfterSeconds) });
+  if (err instanceof TokenRequestError) {
+    return new OciError(err.reason === 'bad credentials' || err.reason === 'invalid grant' ? 'UNAUTHORIZED' : 'REQUEST_INVALID', err.message);
+  }
   if (err instanceof UpstreamStatusError) {
     const upstream = { registry: err.registry, status: err.status };
     const msg = (fallback: string): string => err.upstreamMessage ?? fallback;

@@ -7,20 +7,37 @@ import type { RequestState } from './state.js';
 // Per-connection headers (RFC 9110 §7.6.1) and ones the relay sets itself.
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'proxy-authorization', 'te', 'trailer', 'upgrade', 'host', 'via', 'transfer-encoding']);
 
+/** How the relay authenticates upstream. */
+export interface PushRelayOptions {
+  /**
+   * Client authentication is on: the client's Authorization is pullthrough's own (already checked
+   * against the rules' push list), so it is never sent upstream; the write goes with the
+   * credentials configured for the repository instead, and upstream challenges are not passed on
+   * (they would send the client to the upstream's token service).
+   */
+  readonly centralCredentials?: boolean;
+}
+
 /**
  * Pushes through the TLS and CONNECT doors: the request goes to the real upstream with the
  * client's own headers and credentials, its body streamed both ways (never buffered), and the
  * upstream's answer comes back as it is, except that upload `Location`s naming the upstream are
  * made relative so the client keeps talking to the name it asked for (and so to pullthrough).
- * The upstream's 401 challenges are passed on: the client authenticates to the upstream itself.
+ * The upstream's 401 challenges are passed on: the client authenticates to the upstream itself
+ * (unless `centralCredentials`, see {@link PushRelayOptions}).
  */
-export function createPushRelay(upstreams: UpstreamPool): PushRelay {
+export function createPushRelay(upstreams: UpstreamPool, opts: PushRelayOptions = {}): PushRelay {
   return async (ctx: Context, target: Target): Promise<void> => {
     const up = upstreams.for(target.registry);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(ctx.req.headers)) {
       if (v === undefined || HOP_BY_HOP.has(k)) continue;
+      if (opts.centralCredentials && k === 'authorization') continue;
       headers[k] = Array.isArray(v) ? v.join(', ') : v;
+    }
+    if (opts.centralCredentials && target.repo) {
+      const auth = await up.writeAuthorization(target.repo);
+      if (auth) headers.authorization = auth;
     }
     const hasBody = ctx.req.headers['content-length'] !== undefined || ctx.req.headers['transfer-encoding'] !== undefined;
     // The client's path names the repository as the client knows it; upstream wants its own name.
@@ -32,6 +49,7 @@ export function createPushRelay(upstreams: UpstreamPool): PushRelay {
     ctx.status = res.status;
     for (const [k, v] of Object.entries(res.headers)) {
       if (HOP_BY_HOP.has(k) || k === 'content-length') continue;
+      if (opts.centralCredentials && k === 'www-authenticate') continue;
       if (k === 'location') ctx.set(k, relativeTo(v, up.origin));
       else ctx.set(k, v);
     }

@@ -1,5 +1,6 @@
 import type { RequestKind } from './error-mapping.js';
 import type { CacheStatus } from '../cache/results.js';
+import type { Identity } from '../auth/identity.js';
 
 /** Per-request facts the handlers record for the access log and metrics. */
 export interface RequestState {
@@ -11,4 +12,12 @@ export interface RequestState {
   bytes: number;
   errorCode?: string;
   staleReason?: string;
+  /** Who the client proved to be (set for /v2 requests; anonymous while authentication is off). */
+  identity?: Identity;
+  /** The signed-in user, for the request log. */
+  user?: string;
+  /** The user name a rejected login claimed, for the audit line. */
+  claimedUser?: string;
+  /** The rule that decided this request (`rules[1] ("docker.io/**")`). */
+  rule?: string;
 }

@@ -11,6 +11,8 @@ import { resolveTarget, type RegistryIndex } from './target.js';
 import { parseRange } from './range.js';
 import { TOKEN_RELAY_PATH, type DoorAuth } from './door-auth.js';
 import type { RequestState } from './state.js';
+import type { AccessControl } from './access.js';
+import type { Action } from '../auth/rules.js';
 
 /** Which door a request came through; only the TLS and CONNECT doors relay pushes. */
 export type DoorKind = 'mirror' | 'tls' | 'proxy';
@@ -25,6 +27,8 @@ export interface V2Deps {
   readonly push?: PushRelay;
   /** Challenges and the token relay on doors that stand in for a registry. */
   readonly doorAuth?: DoorAuth;
+  /** The access rules (and the identity the authentication middleware established). */
+  readonly access?: AccessControl;
 }
 
 const NAME = '(.+?)';
@@ -38,11 +42,18 @@ function st(ctx: Context): RequestState {
   return ctx.state as RequestState;
 }
 
-function target(ctx: Context, deps: V2Deps, name: string): Target {
+/**
+ * The registry and repository a request is for, once the rules allow `action` on it (checked
+ * before anything is read from the cache or asked upstream).
+ * @throws OciError for unknown registries and bad names; AccessDeniedError,
+ *   AuthenticationRequiredError when the rules refuse.
+ */
+function target(ctx: Context, deps: V2Deps, name: string, action: Action = 'pull'): Target {
   const ns = typeof ctx.query.ns === 'string' ? ctx.query.ns : undefined;
   const t = resolveTarget(deps.index, ctx.get('host') || undefined, ns, name);
   st(ctx).registry = t.registry.name;
   st(ctx).repo = t.repo;
+  deps.access?.authorize(ctx, t.registry.name, t.repo, action, name);
   return t;
 }
 
@@ -107,20 +118,21 @@ export function v2Router(deps: V2Deps): Router {
 
   router.all(UPLOAD, async (ctx) => {
     st(ctx).kind = 'push';
-    const t = target(ctx, deps, ctx.captures![0]!);
     if (deps.door === 'mirror' || !deps.push) throw new OciError('UNSUPPORTED', 'pushing is not supported through the mirror endpoint; push to the registry directly or through the TLS/proxy door');
+    const t = target(ctx, deps, ctx.captures![0]!, 'push');
     await deps.push(ctx, t);
   });
 
   router.all(MANIFEST, async (ctx) => {
     st(ctx).kind = 'manifest';
-    const t = target(ctx, deps, ctx.captures![0]!);
-    const ref = parseManifestReference(ctx.captures![1]!);
     if (!readOnly(ctx)) {
       st(ctx).kind = 'push';
       if (deps.door === 'mirror' || !deps.push) throw new OciError('UNSUPPORTED', `${ctx.method} of manifests is not supported through the mirror endpoint`);
-      return deps.push(ctx, t);
+      parseManifestReference(ctx.captures![1]!);
+      return deps.push(ctx, target(ctx, deps, ctx.captures![0]!, 'push'));
     }
+    const t = target(ctx, deps, ctx.captures![0]!);
+    const ref = parseManifestReference(ctx.captures![1]!);
     const head = ctx.method === 'HEAD';
     const m = await cache.manifest(t, ref, acceptedTypes(ctx.get('accept') || undefined), head);
     st(ctx).cache = m.cache;
@@ -140,13 +152,14 @@ export function v2Router(deps: V2Deps): Router {
 
   router.all(BLOB, async (ctx) => {
     st(ctx).kind = 'blob';
-    const t = target(ctx, deps, ctx.captures![0]!);
-    const digest = parseDigest(ctx.captures![1]!).value;
     if (!readOnly(ctx)) {
       st(ctx).kind = 'push';
       if (deps.door === 'mirror' || !deps.push) throw new OciError('UNSUPPORTED', `${ctx.method} of blobs is not supported through the mirror endpoint`);
-      return deps.push(ctx, t);
+      parseDigest(ctx.captures![1]!);
+      return deps.push(ctx, target(ctx, deps, ctx.captures![0]!, 'push'));
     }
+    const t = target(ctx, deps, ctx.captures![0]!);
+    const digest = parseDigest(ctx.captures![1]!).value;
     const head = ctx.method === 'HEAD';
     const blob = await cache.blob(t, digest, head);
     st(ctx).cache = blob.cache;
@@ -159,6 +172,14 @@ export function v2Router(deps: V2Deps): Router {
     if (head) {
       ctx.status = 200;
       if (blob.size !== undefined) ctx.length = blob.size;
+      return;
+    }
+    const location = await blob.redirect?.();
+    if (location) {
+      // The object store serves the bytes (and the Range) itself; pullthrough stays off the data path.
+      st(ctx).cache = 'hit';
+      ctx.status = 307;
+      ctx.set('location', location);
       return;
     }
     const stream = await blob.open(range);
@@ -221,7 +242,9 @@ export function v2Router(deps: V2Deps): Router {
     st(ctx).kind = 'other';
     // On the TLS and CONNECT doors the client believes it talks to the registry itself: paths
     // that are not the pull API (e.g. quay.io's token endpoint /v2/auth) go to it unchanged.
-    const registry = deps.door !== 'mirror' && deps.push ? deps.index.lookup(ctx.get('host') || undefined) : undefined;
+    // Not while client authentication is on: the client's Authorization is pullthrough's, and it
+    // has no business with the upstream's own endpoints (its token service among them).
+    const registry = deps.door !== 'mirror' && deps.push && !deps.access?.authEnabled ? deps.index.lookup(ctx.get('host') || undefined) : undefined;
     if (registry) {
       st(ctx).registry = registry.name;
       return deps.push!(ctx, { registry, repo: '' });

@@ -85,6 +85,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly denied = new Counter({
+    name: 'pullthrough_denied_total',
+    help: 'Requests refused by client authentication, the access rules or the rate limit, by door and reason',
+    labelNames: ['door', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly fillWaits = new Counter({
     name: 'pullthrough_blob_fill_waits_total',
     help: 'Requests that waited for a blob another replica was downloading, by outcome (landed: served once stored; took_over: the other replica stopped and this one downloaded; gave_up: answered 503 after the wait bound)',

@@ -10,6 +10,7 @@ import type { Logger } from '../observability/logger.js';
 import { UpstreamStatusError, UpstreamUnavailableError } from './errors.js';
 import { parseChallenge, type Challenge } from './www-authenticate.js';
 import { TokenCache } from './token-cache.js';
+import { compileGlob } from '../auth/glob.js';
 
 /** Username/password for an upstream registry or its token service. */
 export interface Credentials {
@@ -108,6 +109,8 @@ export class RegistryUpstream {
   /** The last challenge the registry sent, so later requests can authenticate pre-emptively. */
   private challenge: Challenge | null = null;
   private readonly pendingTokens = new Map<string, Promise<string | null>>();
+  /** `registries.<name>.credentials`, compiled: the first whose glob fits a repository is used for it. */
+  private readonly namespaces: ReadonlyArray<{ re: RegExp; creds: Credentials }>;
   private probed: { challenge: Challenge | null; until: number } | undefined;
 
   constructor(
@@ -118,6 +121,7 @@ export class RegistryUpstream {
     lookup?: LookupFunction,
   ) {
     this.base = new URL(registry.upstream);
+    this.namespaces = (registry.credentials ?? []).map((c) => ({ re: compileGlob(c.match), creds: { username: c.username, password: c.password } }));
     // A private CA is added to the public roots, not instead of them: blob redirects usually go
     // to public CDNs.
     const ca = registry.ca ? [...rootCertificates, readFileSync(registry.ca, 'utf8')] : undefined;
@@ -130,11 +134,33 @@ export class RegistryUpstream {
     });
   }
 
-  private credentialsFor(override: Credentials | null | undefined, host: string): Credentials | null {
+  /**
+   * The credentials a request uses: the caller's override, else the first per-namespace entry
+   * matching the repository, else the registry's own, else the token host's (`authHosts`).
+   */
+  private credentialsFor(override: Credentials | null | undefined, host: string, repo: string | undefined): Credentials | null {
     if (override !== undefined) return override;
+    const ns = repo === undefined ? undefined : this.namespaces.find((n) => n.re.test(repo));
+    if (ns) return ns.creds;
     if (this.registry.username !== undefined) return { username: this.registry.username, password: this.registry.password ?? '' };
     const h = this.config.authHosts[host];
     return h ? { username: h.username, password: h.password } : null;
+  }
+
+  /**
+   * Which upstream account requests for `repo` use, as a short opaque id: `''` for the registry's
+   * default (no credentials of its own, or only `authHosts` ones), `anonymous` for an explicit
+   * anonymous override, else a hash of the user name. The cache keys what upstream confirmed by
+   * it, so a confirmation made with one account never vouches for another. Password changes of
+   * the same account keep the id (the account's access is what matters).
+   */
+  identityFor(repo: string, override?: Credentials | null): string {
+    let c: Credentials | null | undefined = override;
+    if (c === undefined) c = this.namespaces.find((n) => n.re.test(repo))?.creds;
+    if (c === undefined && this.registry.username !== undefined) c = { username: this.registry.username, password: '' };
+    if (c === undefined) return '';
+    if (c === null) return 'anonymous';
+    return 'u' + createHash('sha256').update(c.username).digest('hex').slice(0, 12);
   }
 
   private static credentialId(c: Credentials | null): string {
@@ -171,7 +197,7 @@ export class RegistryUpstream {
     const ch = this.challenge;
     if (!ch) return undefined;
     if (ch.scheme === 'basic') {
-      const c = this.credentialsFor(req.credentials, this.base.host);
+      const c = this.credentialsFor(req.credentials, this.base.host, req.repo);
       return c ? 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64') : undefined;
     }
     if (ch.scheme !== 'bearer' || !ch.params.realm) return undefined;
@@ -181,7 +207,7 @@ export class RegistryUpstream {
     } catch {
       return undefined;
     }
-    const creds = this.credentialsFor(req.credentials, realm.host);
+    const creds = this.credentialsFor(req.credentials, realm.host, req.repo);
     const key = `${RegistryUpstream.credentialId(creds)}|${ch.params.service ?? ''}|${scope ?? ''}`;
     if (fresh) this.tokens.delete(key);
     const cached = this.tokens.get(key);
@@ -296,6 +322,17 @@ export class RegistryUpstream {
     r.body.on('error', () => {});
     this.metrics.upstreamRequests.inc({ registry: this.registry.name, method, kind, status: String(r.statusCode) });
     return { status: r.statusCode, headers: firstHeaders(r.headers), body: r.body, url: url.toString() };
+  }
+
+  /**
+   * The Authorization header for relaying a write to `repo` with pullthrough's own credentials
+   * for it (scope `pull,push`), learning the registry's challenge first if needed. Undefined when
+   * the registry asks for no authentication.
+   * @throws UpstreamUnavailableError; UpstreamStatusError when the token service refuses.
+   */
+  async writeAuthorization(repo: string): Promise<string | undefined> {
+    this.challenge ??= await this.clientChallenge();
+    return this.authorization({ method: 'GET', path: '', repo, kind: 'push' }, `repository:${repo}:pull,push`, false);
   }
 
   /**

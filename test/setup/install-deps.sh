@@ -18,6 +18,10 @@ check curl curl
 check shellcheck shellcheck
 check unshare util-linux
 check update-ca-certificates ca-certificates
+check openssl openssl
+check redis-cli redis-tools
+# rootful podman wants the id-mapping helpers present even with the vfs driver
+check newuidmap uidmap
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing test dependencies (${need[*]}); run as root or install them: apt-get install ${need[*]}" >&2
