@@ -116,21 +116,24 @@ export function v2Router(deps: V2Deps): Router {
     await deps.doorAuth!.token(ctx, registry);
   });
 
-  router.all(UPLOAD, async (ctx) => {
+  /**
+   * Writes (pushes, deletes) are relayed to the upstream on the TLS and CONNECT doors and refused
+   * on the mirror; `validate` checks the reference once the door is known to allow writes.
+   */
+  const relayWrite = (ctx: Context, what: string, validate: () => void = () => {}): Promise<void> => {
     st(ctx).kind = 'push';
-    if (deps.door === 'mirror' || !deps.push) throw new OciError('UNSUPPORTED', 'pushing is not supported through the mirror endpoint; push to the registry directly or through the TLS/proxy door');
-    const t = target(ctx, deps, ctx.captures![0]!, 'push');
-    await deps.push(ctx, t);
-  });
+    if (deps.door === 'mirror' || !deps.push) {
+      throw new OciError('UNSUPPORTED', `${ctx.method} of ${what} is not supported through the mirror endpoint; push to the registry directly or through the TLS/proxy door`);
+    }
+    validate();
+    return deps.push(ctx, target(ctx, deps, ctx.captures![0]!, 'push'));
+  };
+
+  router.all(UPLOAD, (ctx) => relayWrite(ctx, 'blob uploads'));
 
   router.all(MANIFEST, async (ctx) => {
     st(ctx).kind = 'manifest';
-    if (!readOnly(ctx)) {
-      st(ctx).kind = 'push';
-      if (deps.door === 'mirror' || !deps.push) throw new OciError('UNSUPPORTED', `${ctx.method} of manifests is not supported through the mirror endpoint`);
-      parseManifestReference(ctx.captures![1]!);
-      return deps.push(ctx, target(ctx, deps, ctx.captures![0]!, 'push'));
-    }
+    if (!readOnly(ctx)) return relayWrite(ctx, 'manifests', () => parseManifestReference(ctx.captures![1]!));
     const t = target(ctx, deps, ctx.captures![0]!);
     const ref = parseManifestReference(ctx.captures![1]!);
     const head = ctx.method === 'HEAD';
@@ -152,12 +155,7 @@ export function v2Router(deps: V2Deps): Router {
 
   router.all(BLOB, async (ctx) => {
     st(ctx).kind = 'blob';
-    if (!readOnly(ctx)) {
-      st(ctx).kind = 'push';
-      if (deps.door === 'mirror' || !deps.push) throw new OciError('UNSUPPORTED', `${ctx.method} of blobs is not supported through the mirror endpoint`);
-      parseDigest(ctx.captures![1]!);
-      return deps.push(ctx, target(ctx, deps, ctx.captures![0]!, 'push'));
-    }
+    if (!readOnly(ctx)) return relayWrite(ctx, 'blobs', () => parseDigest(ctx.captures![1]!));
     const t = target(ctx, deps, ctx.captures![0]!);
     const digest = parseDigest(ctx.captures![1]!).value;
     const head = ctx.method === 'HEAD';
