@@ -2,7 +2,7 @@
  * The replica holding a blob's download lease dies, loses the lease, or loses Redis mid-blob. The
  * fault upstream holds each download after its first megabyte (`stall`) so the moment is certain.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { startFaultUpstream, randomBlob } from '../helpers/fault-upstream.js';
@@ -107,7 +107,11 @@ test('leader killed mid-blob: its lease expires, another replica downloads, wait
   }
 });
 
-test('lease taken by another replica mid-download: the holder finishes for its client and never releases the other lease', async (t) => {
+/**
+ * One replica (2 s fill lease, S3 + Redis) in the middle of downloading a 3 MiB blob that the
+ * upstream holds after its first MiB until `stall` is resolved; `pending` is its client's request.
+ */
+async function stalledLeader(t: TestContext) {
   const [up, redis, s3] = await Promise.all([startFaultUpstream(), startRedis(), startS3rver()]);
   t.after(async () => {
     await Promise.all([up.close(), redis.stop(), s3.stop()]);
@@ -126,6 +130,11 @@ test('lease taken by another replica mid-download: the holder finishes for its c
   const digest = up.addBlob(data, { kind: 'stall', after: 1 << 20, release: stall.promise });
   const pending = getBlob(pt, digest);
   await until('download started', () => up.count(`GET /v2/team/app/blobs/${digest}`) === 1);
+  return { up, redis, pt, digest, stall, pending };
+}
+
+test('lease taken by another replica mid-download: the holder finishes for its client and never releases the other lease', async (t) => {
+  const { up, redis, pt, digest, stall, pending } = await stalledLeader(t);
 
   // What another replica does when it finds the lease expired: it takes it with its own token.
   const key = `pt:lock:fill:${digest}`;
@@ -145,24 +154,7 @@ test('lease taken by another replica mid-download: the holder finishes for its c
 });
 
 test('Redis away while leading: the download goes on and its client gets every byte', async (t) => {
-  const [up, redis, s3] = await Promise.all([startFaultUpstream(), startRedis(), startS3rver()]);
-  t.after(async () => {
-    await Promise.all([up.close(), redis.stop(), s3.stop()]);
-  });
-  const pt = await startPullthrough({
-    registries: { 'fault.test': { upstream: up.url } },
-    defaultRegistry: 'fault.test',
-    storage: s3Storage(s3),
-    metadata: redisMetadata(redis),
-    cache: { fillLease: '2s' },
-  });
-  t.after(() => pt.cleanup());
-
-  const data = randomBlob(3 << 20);
-  const stall = deferred();
-  const digest = up.addBlob(data, { kind: 'stall', after: 1 << 20, release: stall.promise });
-  const pending = getBlob(pt, digest);
-  await until('download started', () => up.count(`GET /v2/team/app/blobs/${digest}`) === 1);
+  const { up, redis, pt, digest, stall, pending } = await stalledLeader(t);
   await redis.kill9();
   await until('renewal failed', () => pt.logs().some((l) => l.msg === 'fill lease not renewed; download goes on'));
   stall.resolve();
