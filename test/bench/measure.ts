@@ -159,25 +159,52 @@ export function handshake(port: number, servername: string, timeoutMs = 30_000):
   });
 }
 
-/** Full handshakes per second, `concurrency` at a time from this process, for `seconds`. */
-export async function handshakesPerSecond(port: number, servername: string, seconds: number, concurrency = 8): Promise<{ perSecond: number; errors: number }> {
-  const t0 = Date.now();
-  const end = t0 + seconds * 1000;
-  let n = 0;
-  let errors = 0;
-  const worker = async (): Promise<void> => {
-    while (Date.now() < end) {
-      try {
-        await handshake(port, servername, 10_000);
-        n++;
-      } catch {
-        errors++;
-        if (errors > 100) return;
-      }
+/** CPU seconds (user + system) used so far by `pids` and their descendants. */
+export function cpuSeconds(pids: number[]): number {
+  let ticks = 0;
+  for (const p of new Set(pids.flatMap(processTree))) {
+    try {
+      const f = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
+      // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command; clock ticks of 1/100 s.
+      ticks += Number(rest[11]) + Number(rest[12]);
+    } catch {
+      /* exited meanwhile */
     }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
-  return { perSecond: n / ((Date.now() - t0) / 1000), errors };
+  }
+  return ticks / 100;
+}
+
+/** The path every system answers by itself (a 404 from its own router), without the upstream. */
+export const LOCAL_PATH = '/_bench/tls';
+
+/**
+ * New TLS connections per second: ApacheBench (C, OpenSSL) opens `concurrency` connections at a
+ * time for `seconds`, each a full handshake (ab resumes no sessions) with SNI `servername`,
+ * one GET of LOCAL_PATH, then a close. A Node.js client would need ~1 ms of CPU per handshake
+ * itself and, sharing two cores with the server, would measure itself. Also gives the server's
+ * CPU per connection (`pids` with descendants), a figure that does not depend on the client.
+ */
+export async function tlsConnectionsPerSecond(
+  port: number,
+  servername: string,
+  seconds: number,
+  pids: number[],
+  concurrency = 8,
+): Promise<{ perSecond: number; cpuMs: number; failed: number }> {
+  const cpu0 = cpuSeconds(pids);
+  const r = await run('ab', ['-q', '-t', String(seconds), '-c', String(concurrency), '-s', '10', '-H', `Host: ${servername}`, `https://127.0.0.1:${port}${LOCAL_PATH}`], {
+    allowFail: true,
+    timeoutMs: (seconds + 60) * 1000,
+  });
+  const cpu = cpuSeconds(pids) - cpu0;
+  const out = r.stdout + r.stderr;
+  const complete = /Complete requests:\s+(\d+)/.exec(out);
+  const rate = /Requests per second:\s+([\d.]+)/.exec(out);
+  const failed = /Failed requests:\s+(\d+)/.exec(out);
+  if (!complete || !rate) throw new Error(`ab gave no figure:\n${out.slice(-2000)}`);
+  const n = Number(complete[1]);
+  return { perSecond: Number(rate[1]), cpuMs: n > 0 ? (cpu * 1000) / n : NaN, failed: failed ? Number(failed[1]) : 0 };
 }
 
 /** dnsperf against 127.0.0.1:port asking A records of `names` round-robin; answers per second. */

@@ -6,6 +6,8 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { freePort, startProcess, waitForPort, type Proc } from '../helpers/process.js';
+import type { ServerCert } from './cert.js';
+import { LOCAL_PATH } from './measure.js';
 
 export interface NginxHandle {
   readonly proc: Proc;
@@ -59,7 +61,7 @@ async function launch(dir: string, conf: string, httpPort: number, tlsPort: numb
  * their URI, everything else (tags, /v2/) proxied uncached; one upstream fetch per key thanks to
  * proxy_cache_lock (later clients wait for the first download to finish).
  */
-export async function startNginxProxy(dir: string, upstream: string, cert: { certFile: string; keyFile: string }): Promise<NginxHandle> {
+export async function startNginxProxy(dir: string, upstream: string, cert: ServerCert): Promise<NginxHandle> {
   await mkdir(join(dir, 'cache'), { recursive: true });
   const httpPort = await freePort();
   const tlsPort = await freePort();
@@ -96,6 +98,8 @@ ${temps(dir).replace('CERT', cert.certFile).replace('KEY', cert.keyFile)}
       proxy_cache_key $cache_key;
       proxy_cache_use_stale error timeout http_500 http_502 http_504 http_429;
     }
+    # The handshake figure's request, answered here as pullthrough and distribution answer it.
+    location = ${LOCAL_PATH} { return 404; }
     location / {
       proxy_pass ${upstream};
       proxy_cache off;
@@ -107,7 +111,7 @@ ${temps(dir).replace('CERT', cert.certFile).replace('KEY', cert.keyFile)}
 }
 
 /** The big blob's file served as /big: sendfile over HTTP, OpenSSL over TLS. */
-export async function startNginxStatic(dir: string, file: string, cert: { certFile: string; keyFile: string }): Promise<NginxHandle> {
+export async function startNginxStatic(dir: string, file: string, cert: ServerCert): Promise<NginxHandle> {
   await mkdir(dir, { recursive: true });
   const httpPort = await freePort();
   const tlsPort = await freePort();
@@ -118,6 +122,7 @@ ${temps(dir).replace('CERT', cert.certFile).replace('KEY', cert.keyFile)}
     listen 127.0.0.1:${httpPort};
     listen 127.0.0.1:${tlsPort} ssl;
     location = /big { alias ${file}; }
+    location = ${LOCAL_PATH} { return 404; }
   }
 }
 `;

@@ -14,7 +14,7 @@ import { benchTemp } from './measure.js';
 import { MAIN } from '../helpers/pullthrough.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
 import { startRedis, type RedisHandle } from '../helpers/redis-server.js';
-import type { CertFiles } from '../helpers/pki.js';
+import type { ServerCert } from './cert.js';
 import { startNginxProxy } from './nginx.js';
 import type { Target } from './measure.js';
 
@@ -210,7 +210,7 @@ export class NginxProxySystem implements System {
 
   constructor(
     private readonly upstreamUrl: string,
-    private readonly cert: CertFiles,
+    private readonly cert: ServerCert,
   ) {}
 
   async startCold(): Promise<Running> {
@@ -240,7 +240,7 @@ export class NginxProxySystem implements System {
 
 // ------------------------------------------------------------------ distribution proxy mode
 
-async function startRegistry(dir: string, storage: string, remote: string, cert?: CertFiles): Promise<{ proc: Proc; port: number }> {
+async function startRegistry(dir: string, storage: string, remote: string, cert?: ServerCert): Promise<{ proc: Proc; port: number }> {
   const port = await freePort();
   const config = {
     version: 0.1,
@@ -274,7 +274,7 @@ export class RegistryProxySystem implements System {
 
   constructor(
     private readonly upstreamUrl: string,
-    private readonly cert: CertFiles,
+    private readonly cert: ServerCert,
   ) {}
 
   async startCold(): Promise<Running> {
