@@ -66,17 +66,32 @@ export class Spool extends EventEmitter {
   }
 
   private async append(bufs: Buffer[], hash: Hash, onBytes?: (n: number) => void): Promise<void> {
-    for (const b of bufs) hash.update(b);
-    // One copy of at most ~1 MiB buys one file write here and one socket write per reader.
-    const buf = bufs.length === 1 ? bufs[0]! : Buffer.concat(bufs);
-    onBytes?.(buf.length);
-    for (let off = 0; off < buf.length; ) {
-      const { bytesWritten } = await this.fh.write(buf, off, buf.length - off, this.written + off);
-      if (bytesWritten === 0) throw new Error('spool write made no progress');
-      off += bytesWritten;
+    let total = 0;
+    for (const b of bufs) {
+      hash.update(b);
+      total += b.length;
     }
-    this.remember(this.written, buf);
-    this.written += buf.length;
+    onBytes?.(total);
+    let done = (await this.fh.writev(bufs, this.written)).bytesWritten;
+    // The kernel may stop a writev early; the rest goes buffer by buffer.
+    for (let i = 0, skip = 0; done < total; i++) {
+      const b = bufs[i]!;
+      if (skip + b.length <= done) {
+        skip += b.length;
+        continue;
+      }
+      for (let off = done - skip; off < b.length; ) {
+        const { bytesWritten } = await this.fh.write(b, off, b.length - off, this.written + done);
+        if (bytesWritten === 0) throw new Error('spool write made no progress');
+        off += bytesWritten;
+        done += bytesWritten;
+      }
+      skip += b.length;
+    }
+    for (const b of bufs) {
+      this.remember(this.written, b);
+      this.written += b.length;
+    }
     this.emit('progress');
   }
 
