@@ -16,7 +16,10 @@ const RECENT_BYTES = 4 << 20;
  * turns out wrong sees an aborted transfer, never a cleanly ended one.
  */
 export class Spool extends EventEmitter {
+  /** Bytes received and hashed: in memory (recent chunks) or on disk. */
   private written = 0;
+  /** Bytes on disk; readers that fell out of the recent chunks read the file up to here. */
+  private durable = 0;
   private state: 'writing' | 'verified' | 'failed' = 'writing';
   private failure: Error | undefined;
   private refs = 1; // the owner's (the fill's) reference
@@ -66,13 +69,19 @@ export class Spool extends EventEmitter {
   }
 
   private async append(bufs: Buffer[], hash: Hash, onBytes?: (n: number) => void): Promise<void> {
+    const start = this.written;
     let total = 0;
     for (const b of bufs) {
       hash.update(b);
+      this.remember(this.written, b);
+      this.written += b.length;
       total += b.length;
     }
     onBytes?.(total);
-    let done = (await this.fh.writev(bufs, this.written)).bytesWritten;
+    // Readers get the chunks from memory now, not after the file write: the client's copy and the
+    // disk's are made side by side instead of one after the other.
+    this.emit('progress');
+    let done = (await this.fh.writev(bufs, start)).bytesWritten;
     // The kernel may stop a writev early; the rest goes buffer by buffer.
     for (let i = 0, skip = 0; done < total; i++) {
       const b = bufs[i]!;
@@ -81,24 +90,32 @@ export class Spool extends EventEmitter {
         continue;
       }
       for (let off = done - skip; off < b.length; ) {
-        const { bytesWritten } = await this.fh.write(b, off, b.length - off, this.written + done);
+        const { bytesWritten } = await this.fh.write(b, off, b.length - off, start + done);
         if (bytesWritten === 0) throw new Error('spool write made no progress');
         off += bytesWritten;
         done += bytesWritten;
       }
       skip += b.length;
     }
-    for (const b of bufs) {
-      this.remember(this.written, b);
-      this.written += b.length;
-    }
+    this.durable = start + total;
+    this.trimRecent();
     this.emit('progress');
   }
 
   private remember(start: number, buf: Buffer): void {
     this.recent.push({ start, buf });
     this.recentBytes += buf.length;
-    while (this.recentBytes - this.recent[0]!.buf.length >= RECENT_BYTES) this.recentBytes -= this.recent.shift()!.buf.length;
+    this.trimRecent();
+  }
+
+  /** Forgets the oldest chunks beyond RECENT_BYTES, but never one that is not on disk yet. */
+  private trimRecent(): void {
+    for (;;) {
+      const first = this.recent[0]!;
+      if (this.recentBytes - first.buf.length < RECENT_BYTES || first.start + first.buf.length > this.durable) return;
+      this.recentBytes -= first.buf.length;
+      this.recent.shift();
+    }
   }
 
   /** Bytes [pos, stop) from memory when they are among the recent chunks (up to one chunk's worth). */
@@ -174,8 +191,14 @@ export class Spool extends EventEmitter {
           const stop = end === undefined ? limit : Math.min(limit, end + 1);
           if (pos < stop) {
             let chunk = this.fromMemory(pos, stop);
+            if (!chunk && pos >= this.durable) {
+              // Neither in memory nor on disk yet (cannot happen while chunks stay in memory until
+              // written, but a wait is the safe answer).
+              await new Promise<void>((resolve) => this.once('progress', resolve));
+              continue;
+            }
             if (!chunk) {
-              const n = Math.min(READ_CHUNK, stop - pos);
+              const n = Math.min(READ_CHUNK, Math.min(stop, this.durable) - pos);
               const buf = Buffer.allocUnsafe(n);
               const { bytesRead } = await this.fh.read(buf, 0, n, pos);
               if (bytesRead === 0) throw new Error('spool file shorter than recorded');
