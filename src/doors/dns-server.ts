@@ -234,7 +234,9 @@ function serveTcp(socket: Socket, respond: (msg: Buffer) => Buffer | null | Prom
 async function bindBoth(host: string, port: number): Promise<{ udp: UdpSocket; tcp: Server }> {
   const type = isIP(host) === 6 ? 'udp6' : 'udp4';
   for (let attempt = 0; ; attempt++) {
-    const udp = createSocket({ type });
+    // Replies go to the source address, always an IP literal: dgram's default lookup would still
+    // defer each send by a tick through dns.lookup.
+    const udp = createSocket({ type, lookup: (address, _family, cb) => cb(null, address, isIP(address)) });
     await new Promise<void>((resolve, reject) => {
       udp.once('error', reject);
       udp.bind(port, host, () => {
