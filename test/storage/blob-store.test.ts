@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
@@ -18,6 +18,16 @@ import { SLAB_SIZE } from '../../src/storage/s3-object-reader.js';
 import { blobStoreSuite, hashStream, randomKey, readAll, sha256 } from './blob-store.suite.js';
 
 const PART = 5 << 20;
+
+/** File descriptors of this process open on files under `root`. */
+async function openFilesUnder(root: string): Promise<number> {
+  let n = 0;
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target.startsWith(root + '/')) n++;
+  }
+  return n;
+}
 
 // ---- FsBlobStore -------------------------------------------------------------------------------
 {
@@ -41,6 +51,9 @@ const PART = 5 << 20;
       return (await readdir(join((store as unknown as { root: string }).root, '_tmp'))).length;
     },
     cleanupRemovesLeftovers: true,
+    async inUse(store) {
+      return openFilesUnder((store as unknown as { root: string }).root);
+    },
     async teardown() {
       for (const d of roots) await d.cleanup();
     },
@@ -130,6 +143,9 @@ const prefixOf = (store: S3BlobStore): string => (store as unknown as { prefix: 
       return (await s3rverUploads(s3!, prefixOf(store as S3BlobStore))).length;
     },
     cleanupRemovesLeftovers: false,
+    async inUse(store) {
+      return (store as S3BlobStore).readConnections().active;
+    },
     async teardown() {
       await s3?.stop();
     },
