@@ -9,10 +9,14 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import { ObjectReader, type BodyPlan } from '../../src/storage/s3-object-reader.js';
 import { S3BlobStore } from '../../src/storage/s3-blob-store.js';
 import { BlobNotFoundError, StorageUnavailableError } from '../../src/storage/errors.js';
 import { randomKey, readAll, sha256 } from './blob-store.suite.js';
+import { createCA, issueServerCert } from '../helpers/pki.js';
+import { run } from '../helpers/process.js';
 
 interface Request {
   method: string;
@@ -201,6 +205,62 @@ describe('ObjectReader on a scripted HTTP/1.1 server', () => {
     await assert.rejects(r.get(new URL(`${srv.url}/b/k`), {}, () => whole), (e: Error & { code?: string }) => e.code === 'EPROTO');
     await sleep(20);
     assert.equal(r.stats().active, 0);
+  });
+});
+
+describe('ObjectReader over HTTPS', () => {
+  it('checks the certificate against the usual roots (NODE_EXTRA_CA_CERTS too), sends SNI, reads and reuses', async (t) => {
+    const ca = await createCA();
+    const cert = await issueServerCert(ca);
+    const data = randomBytes(3 << 20);
+    const names: Array<string | false | null> = [];
+    let connections = 0;
+    const server = createTlsServer({ key: cert.keyPem, cert: cert.certPem }, (socket) => {
+      connections++;
+      names.push(socket.servername);
+      socket.on('error', () => {});
+      let buf = '';
+      socket.on('data', (d) => {
+        buf += d.toString('latin1');
+        while (buf.includes('\r\n\r\n')) {
+          buf = buf.slice(buf.indexOf('\r\n\r\n') + 4);
+          socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${data.length}\r\n\r\n`);
+          socket.write(data);
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, r));
+    t.after(() => new Promise((r) => server.close(r)));
+    const url = `https://localhost:${(server.address() as AddressInfo).port}/b/k`;
+    // A child process, since NODE_EXTRA_CA_CERTS is read at start.
+    const reader = fileURLToPath(new URL('../../src/storage/s3-object-reader.js', import.meta.url));
+    const script = `
+      import { createHash } from 'node:crypto';
+      const { ObjectReader } = await import(${JSON.stringify(reader)});
+      const r = new ObjectReader({ connectTimeoutMs: 5000, idleTimeoutMs: 5000 });
+      const out = [];
+      for (let i = 0; i < 2; i++) {
+        try {
+          const res = await r.get(new URL(process.argv[1]), {}, () => ({ skip: 0, take: Infinity }));
+          const h = createHash('sha256');
+          for await (const c of res.body) h.update(c);
+          out.push(h.digest('hex'));
+        } catch (e) {
+          out.push(e.code ?? String(e));
+        }
+      }
+      out.push(r.stats().idle);
+      r.close();
+      console.log(JSON.stringify(out));`;
+    const child = async (env: NodeJS.ProcessEnv) => {
+      const r = await run(process.execPath, ['--input-type=module', '-e', script, url], { env: { PATH: process.env.PATH ?? '', ...env }, timeoutMs: 30_000 });
+      return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as unknown[];
+    };
+    assert.deepEqual(await child({ NODE_EXTRA_CA_CERTS: ca.certFile }), [sha256(data), sha256(data), 1]);
+    assert.equal(connections, 1, 'the second GET reused the connection');
+    assert.deepEqual(names, ['localhost']);
+    const untrusted = await child({});
+    assert.match(String(untrusted[0]), /CERT|SIGNATURE|ISSUER/);
   });
 });
 
