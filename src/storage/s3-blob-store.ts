@@ -1,6 +1,6 @@
 import { createReadStream } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { PassThrough, Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
   DeleteObjectCommand,
@@ -16,6 +16,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { BlobEntry, BlobStore, ByteRange } from './blob-store.js';
 import { BlobNotFoundError, StorageUnavailableError } from './errors.js';
+import { ObjectReader, type BodyPlan, type GetResult, type ResponseHead } from './s3-object-reader.js';
 
 const KEY = /^[a-z0-9][a-z0-9_.-]*(\/[a-z0-9][a-z0-9_.-]*)*$/;
 
@@ -72,6 +73,23 @@ interface SdkError {
 const silent: StoreLogger = { warn() {} };
 
 /**
+ * Lifetime of the presigned URLs read() fetches itself. They never leave the process; S3 checks
+ * the expiry when a GET starts, so this only has to cover the retries of one read.
+ */
+const READ_URL_EXPIRES_SEC = 15 * 60;
+const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
+
+/** An S3 error answer to one of read()'s GETs, shaped like the SDK's errors for fail(). */
+class S3ReadError extends Error {
+  readonly $metadata: { httpStatusCode: number };
+  constructor(code: string, status: number) {
+    super(`${code} (HTTP ${status})`);
+    this.name = code;
+    this.$metadata = { httpStatusCode: status };
+  }
+}
+
+/**
  * Blobs as S3 objects under `prefix`. Atomicity comes from S3 itself: a PutObject or a completed
  * multipart upload becomes visible whole, never in part, and an incomplete multipart upload is
  * not an object at all (it only costs storage until aborted: see {@link cleanup}). Nothing is
@@ -81,8 +99,10 @@ const silent: StoreLogger = { warn() {} };
  * S3, MinIO, Ceph RGW and R2 do not.)
  *
  * Memory stays flat: small files stream from disk in one PutObject; large ones go through
- * lib-storage, which holds at most (queueSize + 1) parts; reads are streamed straight from the
- * response socket.
+ * lib-storage, which holds at most (queueSize + 1) parts. Reads do not go through the SDK: they
+ * fetch a presigned GET URL with {@link ObjectReader}, which reads the response into a few reused
+ * 256 KiB buffers instead of a fresh buffer per socket read (see there for why). Everything else
+ * (uploads, HEAD, DELETE, listing, presigning) is the SDK's.
  */
 export class S3BlobStore implements BlobStore {
   readonly kind = 's3';
@@ -99,6 +119,8 @@ export class S3BlobStore implements BlobStore {
   private readonly log: StoreLogger;
   /** putFile calls in flight, by key: a concurrent call for the same key joins the first. */
   private readonly inflight = new Map<string, Promise<void>>();
+  private readonly reader: ObjectReader;
+  private closed = false;
 
   constructor(opts: S3BlobStoreOptions) {
     this.bucket = opts.bucket;
@@ -139,6 +161,10 @@ export class S3BlobStore implements BlobStore {
       config.credentials = { accessKeyId: opts.accessKeyId ?? '', secretAccessKey: opts.secretAccessKey ?? '' };
     }
     this.client = new S3Client(config);
+    this.reader = new ObjectReader({
+      connectTimeoutMs: opts.connectTimeoutMs ?? 5_000,
+      idleTimeoutMs: opts.idleTimeoutMs ?? 60_000,
+    });
   }
 
   /** The S3 key of a store key. */
@@ -176,79 +202,67 @@ export class S3BlobStore implements BlobStore {
 
   async read(key: string, range?: ByteRange): Promise<Readable> {
     const Key = this.objectKey(key);
-    let out;
+    let url: URL;
     try {
-      out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key, Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
-      );
+      // Signing is local, but resolving credentials from the default chain may need the network.
+      url = new URL(await getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key }), { expiresIn: READ_URL_EXPIRES_SEC }));
     } catch (err) {
-      if (S3BlobStore.isNotFound(err)) throw new BlobNotFoundError(key);
+      throw this.fail(err, `presign GET ${Key}`);
+    }
+    // The Range header is not part of the signature (S3 accepts unsigned headers on presigned URLs).
+    const headers: Record<string, string> = range ? { range: `bytes=${range.start}-${range.end}` } : {};
+    const plan = (head: ResponseHead): BodyPlan => this.bodyPlan(head, Key, range);
+    const bodyError = (err: Error): Error =>
+      (err as { code?: string }).code === 'ESHORTBODY' ? new StorageUnavailableError('s3', `GET ${Key}: ${err.message}`) : this.fail(err, `GET ${Key} (body)`);
+    // Retried as the SDK retries a GET before its body: network failures, 5xx, throttling.
+    for (let attempt = 1; ; attempt++) {
+      let res: GetResult;
+      try {
+        res = await this.reader.get(url, headers, plan, bodyError);
+      } catch (err) {
+        if (err instanceof StorageUnavailableError) throw err;
+        if (attempt >= this.maxAttempts || this.closed) throw this.fail(err, `GET ${Key}`);
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+        continue;
+      }
+      if (res.body) return res.body;
+      const status = res.head.status;
       // A range starting past the end: nothing to send, as a file read past its end (FsBlobStore).
-      if (range && (err as SdkError).$metadata?.httpStatusCode === 416) return Readable.from([]);
+      if (range && status === 416) return Readable.from([]);
+      const err = new S3ReadError(/<Code>([^<]{1,100})<\/Code>/.exec(res.text ?? '')?.[1] ?? (status === 404 ? 'NotFound' : 'UnknownError'), status);
+      if (S3BlobStore.isNotFound(err)) throw new BlobNotFoundError(key);
+      if ((status >= 500 || status === 429) && attempt < this.maxAttempts && !this.closed) {
+        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+        continue;
+      }
       throw this.fail(err, `GET ${Key}`);
     }
-    const body = out.Body as Readable;
-    // Unknown length (a gateway streaming chunked): relay until the body ends.
-    const length = out.ContentLength ?? Infinity;
-    if (!range) return this.relay(body, Key, 0, length);
-    // Not every S3-compatible honours ranges exactly (s3rver answers `bytes=0-0`, the usual
-    // probe, with the whole object): cut the body to what was asked, from where it really starts.
-    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(out.ContentRange ?? '');
-    const from = m ? Number(m[1]) : 0;
-    const total = m && m[3] !== '*' ? Number(m[3]) : m ? Infinity : length;
-    const end = Math.min(range.end, total - 1);
-    if (from > range.start) {
-      body.destroy();
-      throw new StorageUnavailableError('s3', `GET ${Key}: asked for bytes from ${range.start}, got ${out.ContentRange}`);
-    }
-    return this.relay(body, Key, range.start - from, Math.max(0, end - range.start + 1));
   }
 
   /**
-   * The response body, less its first `skip` bytes and cut after `take`, as a stream whose
-   * errors are StorageUnavailableError (a body that ends short is one too). Destroying the
-   * returned stream (the client went away) destroys the response, so its socket is not left
-   * half-read.
+   * Which bytes of a GET's body are the answer: all of a 200 to a plain GET; for a Range, the
+   * asked-for part of whatever came. Not every S3-compatible honours ranges exactly (s3rver answers
+   * `bytes=0-0`, the usual probe, with the whole object): the body is cut to what was asked, from
+   * where it really starts. Anything but 200/206 is collected as an error.
    */
-  private relay(body: Readable, Key: string, skip: number, take: number): Readable {
-    const out = new PassThrough({ highWaterMark: 1 << 20 });
-    let left = take;
-    body.on('data', (chunk: Buffer) => {
-      if (left === 0) return;
-      if (skip > 0) {
-        if (chunk.length <= skip) {
-          skip -= chunk.length;
-          return;
-        }
-        chunk = chunk.subarray(skip);
-        skip = 0;
-      }
-      if (chunk.length >= left) {
-        out.end(chunk.subarray(0, left));
-        left = 0;
-        body.destroy();
-        return;
-      }
-      left -= chunk.length;
-      if (!out.write(chunk)) body.pause();
-    });
-    out.on('drain', () => body.resume());
-    body.on('end', () => {
-      if (left === 0) return;
-      if (left === Infinity) return void out.end();
-      out.destroy(new StorageUnavailableError('s3', `GET ${Key}: body ended ${left} bytes short`));
-    });
-    body.on('error', (err) => {
-      if (left > 0) out.destroy(this.fail(err, `GET ${Key} (body)`));
-    });
-    out.on('close', () => {
-      if (!body.destroyed) body.destroy();
-    });
-    if (take === 0) {
-      out.end();
-      body.destroy();
-    }
-    return out;
+  private bodyPlan(head: ResponseHead, Key: string, range: ByteRange | undefined): BodyPlan {
+    if (head.status !== 200 && head.status !== 206) return 'collect';
+    const cl = head.headers['content-length'];
+    // Unknown length (a gateway streaming chunked): relay until the body ends.
+    const length = cl !== undefined ? Number(cl) : Infinity;
+    if (!range) return { skip: 0, take: length };
+    const cr = head.headers['content-range'];
+    const m = CONTENT_RANGE.exec(cr ?? '');
+    const from = m ? Number(m[1]) : 0;
+    const total = m && m[3] !== '*' ? Number(m[3]) : m ? Infinity : length;
+    const end = Math.min(range.end, total - 1);
+    if (from > range.start) throw new StorageUnavailableError('s3', `GET ${Key}: asked for bytes from ${range.start}, got ${cr}`);
+    return { skip: range.start - from, take: Math.max(0, end - range.start + 1) };
+  }
+
+  /** Connections of read(): serving a body now, and kept for reuse. */
+  readConnections(): { active: number; idle: number } {
+    return this.reader.stats();
   }
 
   async putFile(key: string, path: string, size: number): Promise<void> {
@@ -432,6 +446,8 @@ export class S3BlobStore implements BlobStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    this.reader.close();
     this.client.destroy();
   }
 }

@@ -28,6 +28,11 @@ export interface BlobStoreHarness {
    * neither ListMultipartUploads nor AbortMultipartUpload; then only "tolerated" is checked.
    */
   cleanupRemovesLeftovers: boolean;
+  /**
+   * What `store`'s reads hold open right now (file handles, connections in the middle of a
+   * response), so a test can see that abandoned reads let go of them.
+   */
+  inUse(store: BlobStore): Promise<number>;
   /** Stops what open() started. */
   teardown?(): Promise<void>;
 }
@@ -141,6 +146,79 @@ export function blobStoreSuite(name: string, h: BlobStoreHarness): void {
       const b = 5 << 20;
       assert.ok((await readAll(await store.read(key, { start: b - 10, end: b + 9 }))).equals(data.subarray(b - 10, b + 10)));
       assert.ok((await readAll(await store.read(key, { start: data.length - 3, end: data.length - 1 }))).equals(data.subarray(-3)));
+      // Ranges that run to the end, over several read buffers: exactly, and with an end past it.
+      const tail = 1_500_000;
+      assert.equal(sha256(await readAll(await store.read(key, { start: data.length - tail, end: data.length - 1 }))), sha256(data.subarray(-tail)));
+      assert.equal(sha256(await readAll(await store.read(key, { start: data.length - tail, end: data.length + tail }))), sha256(data.subarray(-tail)));
+      assert.equal(sha256(await readAll(await store.read(key, { start: 1, end: data.length - 2 }))), sha256(data.subarray(1, -1)));
+      await store.delete(key);
+    });
+
+    it('keeps every chunk intact until it is handed back with recycle(), however late', async () => {
+      // As the response writer does: a chunk is handed back once the kernel has its bytes, which
+      // may be several chunks later. A store that reused a buffer too early would change a chunk
+      // still waiting to be written.
+      const key = randomKey();
+      const data = randomBytes(6 << 20);
+      await store.putFile(key, await spool(data), data.length);
+      for (const range of [undefined, { start: 100_000, end: data.length - 100_001 }]) {
+        const s = (await store.read(key, range)) as Readable & { recycle?(c: Buffer): void };
+        const want = range ? data.subarray(range.start, range.end + 1) : data;
+        const held: Array<{ chunk: Buffer; at: number; hash: string }> = [];
+        let at = 0;
+        let changed = 0;
+        const release = (n: number): void => {
+          while (held.length > n) {
+            const h = held.shift()!;
+            if (sha256(h.chunk) !== h.hash || !h.chunk.equals(want.subarray(h.at, h.at + h.chunk.length))) changed++;
+            s.recycle?.(h.chunk);
+          }
+        };
+        await new Promise<void>((resolve, reject) => {
+          s.on('data', (chunk: Buffer) => {
+            held.push({ chunk, at, hash: sha256(chunk) });
+            at += chunk.length;
+            // Hand back in bursts, sometimes after a pause, as writes to a slow socket complete.
+            if (held.length >= 4) {
+              s.pause();
+              setTimeout(() => {
+                release(1);
+                s.resume();
+              }, 2);
+            }
+          });
+          s.on('end', resolve);
+          s.on('error', reject);
+        });
+        release(0);
+        assert.equal(at, want.length);
+        assert.equal(changed, 0, 'chunks changed before they were handed back');
+      }
+      await store.delete(key);
+    });
+
+    it('lets go of what abandoned reads held (the client went away), and keeps serving', async () => {
+      const key = randomKey();
+      const data = randomBytes(3 << 20);
+      await store.putFile(key, await spool(data), data.length);
+      const before = await h.inUse(store);
+      for (let i = 0; i < 12; i++) {
+        const s = await store.read(key, i % 3 === 2 ? { start: 1000, end: data.length - 1 } : undefined);
+        if (i % 3 === 0) {
+          s.destroy(); // before any byte was read
+        } else {
+          // After the first chunk, with the rest still coming (a paused, then gone, client).
+          await new Promise<void>((resolve) => s.once('data', () => resolve()));
+          s.pause();
+          await new Promise((r) => setTimeout(r, 5));
+          s.destroy();
+        }
+      }
+      const deadline = Date.now() + 5_000;
+      while ((await h.inUse(store)) > before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(await h.inUse(store), before, 'abandoned reads still hold resources');
+      assert.equal(sha256(await readAll(await store.read(key))), sha256(data));
+      assert.ok((await readAll(await store.read(key, { start: data.length - 10, end: data.length - 1 }))).equals(data.subarray(-10)));
       await store.delete(key);
     });
 

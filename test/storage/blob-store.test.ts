@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
@@ -14,9 +14,20 @@ import { S3BlobStore, type S3BlobStoreOptions } from '../../src/storage/s3-blob-
 import { BlobNotFoundError, StorageUnavailableError } from '../../src/storage/errors.js';
 import { run, startProcess, tempDir } from '../helpers/process.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
-import { blobStoreSuite, randomKey, readAll, sha256 } from './blob-store.suite.js';
+import { SLAB_SIZE } from '../../src/storage/s3-object-reader.js';
+import { blobStoreSuite, hashStream, randomKey, readAll, sha256 } from './blob-store.suite.js';
 
 const PART = 5 << 20;
+
+/** File descriptors of this process open on files under `root`. */
+async function openFilesUnder(root: string): Promise<number> {
+  let n = 0;
+  for (const fd of await readdir('/proc/self/fd')) {
+    const target = await readlink(`/proc/self/fd/${fd}`).catch(() => '');
+    if (target.startsWith(root + '/')) n++;
+  }
+  return n;
+}
 
 // ---- FsBlobStore -------------------------------------------------------------------------------
 {
@@ -40,6 +51,9 @@ const PART = 5 << 20;
       return (await readdir(join((store as unknown as { root: string }).root, '_tmp'))).length;
     },
     cleanupRemovesLeftovers: true,
+    async inUse(store) {
+      return openFilesUnder((store as unknown as { root: string }).root);
+    },
     async teardown() {
       for (const d of roots) await d.cleanup();
     },
@@ -129,6 +143,9 @@ const prefixOf = (store: S3BlobStore): string => (store as unknown as { prefix: 
       return (await s3rverUploads(s3!, prefixOf(store as S3BlobStore))).length;
     },
     cleanupRemovesLeftovers: false,
+    async inUse(store) {
+      return (store as S3BlobStore).readConnections().active;
+    },
     async teardown() {
       await s3?.stop();
     },
@@ -286,6 +303,70 @@ describe('S3BlobStore on s3rver: specifics', () => {
     } finally {
       await plain.close();
       await redirecting.close();
+    }
+  });
+
+  it('reads over one kept-alive connection, one after another', async () => {
+    const store = new S3BlobStore(s3Options(s3));
+    try {
+      const key = randomKey();
+      const data = randomBytes(300_000);
+      await store.putFile(key, await spool(data), data.length);
+      for (let i = 0; i < 5; i++) {
+        assert.equal(sha256(await readAll(await store.read(key, i % 2 ? { start: 10, end: 200_000 } : undefined))), sha256(i % 2 ? data.subarray(10, 200_001) : data));
+        await assert.rejects(store.read(randomKey()), BlobNotFoundError); // an error answer keeps it too
+      }
+      assert.deepEqual(store.readConnections(), { active: 0, idle: 1 });
+    } finally {
+      await store.close();
+    }
+    assert.deepEqual(store.readConnections(), { active: 0, idle: 0 });
+  });
+
+  it('holds reading back while the consumer does (bounded buffering), past the idle timeout', async () => {
+    const store = new S3BlobStore(s3Options(s3, { idleTimeoutMs: 300 }));
+    try {
+      const key = randomKey();
+      const data = randomBytes(16 << 20);
+      await store.putFile(key, await spool(data), data.length);
+      const s = await store.read(key);
+      await new Promise<void>((resolve) => s.once('readable', () => resolve()));
+      // Nobody reads for 4 idle timeouts: the socket is not read either, and that is not a stall.
+      await new Promise((r) => setTimeout(r, 1200));
+      assert.ok(s.readableLength <= 2 * SLAB_SIZE, `buffered ${s.readableLength} bytes`);
+      const got = await hashStream(s);
+      assert.equal(got.size, data.length);
+      assert.equal(got.sha256, sha256(data));
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('fails a body with StorageUnavailableError when s3rver stalls in the middle of it (idle timeout)', async () => {
+    const store = new S3BlobStore(s3Options(s3, { idleTimeoutMs: 300 }));
+    try {
+      const key = randomKey();
+      const data = randomBytes(24 << 20);
+      await store.putFile(key, await spool(data), data.length);
+      const s = await store.read(key);
+      await new Promise<void>((resolve) => s.once('data', () => resolve()));
+      process.kill(s3.pid(), 'SIGSTOP');
+      try {
+        const t0 = Date.now();
+        await assert.rejects(hashStream(s), (e: unknown) => {
+          assert.ok(e instanceof StorageUnavailableError, String(e));
+          assert.match(e.message, /^s3 unavailable: GET t-\w+\/blobs\/sha256\/.* \(body\): ETIMEDOUT$/);
+          assert.doesNotMatch(`${e.message} ${String(e.cause)}`, /X-Amz-|Signature/i);
+          return true;
+        });
+        assert.ok(Date.now() - t0 < 5_000, `took ${Date.now() - t0} ms`);
+      } finally {
+        process.kill(s3.pid(), 'SIGCONT');
+      }
+      assert.equal(store.readConnections().active, 0);
+      assert.equal(sha256(await readAll(await store.read(key))), sha256(data), 'serving again');
+    } finally {
+      await store.close();
     }
   });
 

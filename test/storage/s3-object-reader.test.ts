@@ -1,0 +1,365 @@
+/**
+ * ObjectReader (the HTTP client of S3BlobStore.read) against a scripted HTTP/1.1 server on a real
+ * socket, for what s3rver never sends: chunked and close-delimited bodies, heads split across
+ * packets, 100 Continue, connections closed while kept alive, error answers and retries. The
+ * everyday path (Content-Length bodies from s3rver) is covered by the BlobStore suite.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
+import { fileURLToPath } from 'node:url';
+import { ObjectReader, type BodyPlan } from '../../src/storage/s3-object-reader.js';
+import { S3BlobStore } from '../../src/storage/s3-blob-store.js';
+import { BlobNotFoundError, StorageUnavailableError } from '../../src/storage/errors.js';
+import { randomKey, readAll, sha256 } from './blob-store.suite.js';
+import { createCA, issueServerCert } from '../helpers/pki.js';
+import { run } from '../helpers/process.js';
+
+interface Request {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+}
+
+type Script = (req: Request, socket: Socket, n: number) => void | Promise<void>;
+
+/** A server that answers each request by running `script` on the raw socket. */
+async function scripted(): Promise<{ url: string; connections: () => number; requests: Request[]; set(s: Script): void; close(): Promise<void> }> {
+  let script: Script = (_req, socket) => void socket.end('HTTP/1.1 500 Unset\r\ncontent-length: 0\r\n\r\n');
+  let connections = 0;
+  const requests: Request[] = [];
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => {});
+    let buf = '';
+    socket.on('data', (d) => {
+      buf += d.toString('latin1');
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        const [line, ...rest] = buf.slice(0, end).split('\r\n');
+        buf = buf.slice(end + 4);
+        const [method, path] = line!.split(' ');
+        const headers: Record<string, string> = {};
+        for (const h of rest) headers[h.slice(0, h.indexOf(':')).toLowerCase()] = h.slice(h.indexOf(':') + 1).trim();
+        const req = { method: method!, path: path!, headers };
+        requests.push(req);
+        void script(req, socket, requests.length);
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    connections: () => connections,
+    requests,
+    set(s) {
+      script = s;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+const whole: BodyPlan = { skip: 0, take: Infinity };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Writes `parts` one by one with a pause between, so each arrives as its own read. */
+async function trickle(socket: Socket, parts: Array<string | Buffer>): Promise<void> {
+  for (const p of parts) {
+    socket.write(p);
+    await sleep(3);
+  }
+}
+
+describe('ObjectReader on a scripted HTTP/1.1 server', () => {
+  let srv: Awaited<ReturnType<typeof scripted>>;
+  let reader: ObjectReader;
+  before(async () => {
+    srv = await scripted();
+  });
+  after(async () => {
+    reader?.close();
+    await srv.close();
+  });
+  const fresh = (): ObjectReader => {
+    reader?.close();
+    return (reader = new ObjectReader({ connectTimeoutMs: 2000, idleTimeoutMs: 2000 }));
+  };
+
+  it('decodes chunked bodies (extensions, trailers, chunks split across reads) and reuses the connection', async () => {
+    const r = fresh();
+    const data = randomBytes(700_000);
+    srv.set(async (_req, socket) => {
+      const parts: Array<string | Buffer> = ['HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n'];
+      for (let i = 0, n = 1; i < data.length; i += n, n = (n * 7919) % 200_003 + 1) {
+        const c = data.subarray(i, i + n);
+        parts.push(`${c.length.toString(16)}${n % 3 ? '' : ';ext=1'}\r\n`, c.subarray(0, c.length >> 1), c.subarray(c.length >> 1), '\r\n');
+      }
+      parts.push('0\r\nx-trailer: 1\r\n\r\n');
+      // Small writes and large ones, some coalesced by the kernel: every framing boundary falls
+      // somewhere in some read.
+      await trickle(socket, [parts.slice(0, 3).join(''), ...parts.slice(3, 40)]);
+      socket.write(Buffer.concat(parts.slice(40).map((p) => (typeof p === 'string' ? Buffer.from(p) : p))));
+    });
+    const before = srv.connections();
+    for (let i = 0; i < 2; i++) {
+      const res = await r.get(new URL(`${srv.url}/b/k`), {}, () => whole);
+      assert.equal(sha256(await readAll(res.body!)), sha256(data));
+    }
+    assert.equal(srv.connections() - before, 1, 'one connection for both');
+    assert.deepEqual(r.stats(), { active: 0, idle: 1 });
+  });
+
+  it('reads a close-delimited body to the end, and does not reuse that connection', async () => {
+    const r = fresh();
+    const data = randomBytes(300_000);
+    srv.set((_req, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\nconnection: close\r\n\r\n');
+      socket.end(data);
+    });
+    const res = await r.get(new URL(`${srv.url}/b/k`), {}, () => whole);
+    assert.ok((await readAll(res.body!)).equals(data));
+    await sleep(20);
+    assert.deepEqual(r.stats(), { active: 0, idle: 0 });
+  });
+
+  it('takes a head that arrives a few bytes at a time, after a 100 Continue', async () => {
+    const r = fresh();
+    srv.set(async (_req, socket) => {
+      const text = 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 206 Partial Content\r\nContent-Range: bytes 2-4/10\r\nContent-Length: 3\r\nX-Long: ' + 'y'.repeat(20_000) + '\r\n\r\n234';
+      const parts: string[] = [];
+      for (let i = 0; i < text.length; i += i < 200 ? 7 : 4096) parts.push(text.slice(i, i + (i < 200 ? 7 : 4096)));
+      await trickle(socket, parts);
+    });
+    const res = await r.get(new URL(`${srv.url}/b/k`), { range: 'bytes=2-4' }, (head) => {
+      assert.equal(head.status, 206);
+      assert.equal(head.headers['content-range'], 'bytes 2-4/10');
+      return whole;
+    });
+    assert.equal((await readAll(res.body!)).toString(), '234');
+    assert.equal(srv.requests.at(-1)!.headers.range, 'bytes=2-4');
+  });
+
+  it('cuts the body to the planned window, and drops the connection when the rest is not wanted', async () => {
+    const r = fresh();
+    const data = randomBytes(2 << 20);
+    srv.set((_req, socket) => void socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${data.length}\r\n\r\n`), data])));
+    const res = await r.get(new URL(`${srv.url}/b/k`), {}, () => ({ skip: 1000, take: 5000 }));
+    assert.ok((await readAll(res.body!)).equals(data.subarray(1000, 6000)));
+    await sleep(20);
+    assert.deepEqual(r.stats(), { active: 0, idle: 0 });
+  });
+
+  it('collects error answers as text, keeping the connection', async () => {
+    const r = fresh();
+    const xml = '<?xml version="1.0"?><Error><Code>SlowDown</Code></Error>';
+    srv.set((_req, socket) => void socket.write(`HTTP/1.1 503 Slow Down\r\ncontent-length: ${xml.length}\r\n\r\n${xml}`));
+    const res = await r.get(new URL(`${srv.url}/b/k`), {}, (h) => (h.status === 200 ? whole : 'collect'));
+    assert.equal(res.head.status, 503);
+    assert.equal(res.text, xml);
+    assert.equal(res.body, undefined);
+    assert.deepEqual(r.stats(), { active: 0, idle: 1 });
+  });
+
+  it('replaces a kept-alive connection the server closed meanwhile, without an error', async () => {
+    const r = fresh();
+    const served = new WeakMap<Socket, number>();
+    srv.set((_req, socket, n) => {
+      const k = (served.get(socket) ?? 0) + 1;
+      served.set(socket, k);
+      // The server closes an idle connection just as the next request arrives on it (the
+      // keep-alive race), or just after answering (noticed while idle).
+      if (k > 1) return void socket.destroy();
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+      if (n % 3 === 0) setTimeout(() => socket.destroy(), 5);
+    });
+    const conns = srv.connections();
+    for (let i = 0; i < 6; i++) {
+      const res = await r.get(new URL(`${srv.url}/b/k`), {}, () => whole);
+      assert.equal((await readAll(res.body!)).toString(), 'ok');
+      await sleep(30);
+    }
+    assert.equal(srv.connections() - conns, 6, 'a new connection for each');
+    assert.equal(r.stats().active, 0);
+  });
+
+  it('fails with a typed error when the server goes away mid-body, or answers with garbage', async () => {
+    const r = fresh();
+    srv.set((_req, socket) => {
+      socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n');
+      socket.end(randomBytes(1000));
+    });
+    const res = await r.get(new URL(`${srv.url}/b/k`), {}, () => ({ skip: 0, take: 1_000_000 }));
+    await assert.rejects(readAll(res.body!), (e: Error & { code?: string }) => e.code === 'ECONNRESET' || e.code === 'ESHORTBODY');
+    srv.set((_req, socket) => void socket.end('SSH-2.0-OpenSSH\r\n\r\n'));
+    await assert.rejects(r.get(new URL(`${srv.url}/b/k`), {}, () => whole), (e: Error & { code?: string }) => e.code === 'EPROTO');
+    await sleep(20);
+    assert.equal(r.stats().active, 0);
+  });
+});
+
+describe('ObjectReader over HTTPS', () => {
+  it('checks the certificate against the usual roots (NODE_EXTRA_CA_CERTS too), sends SNI, reads and reuses', async (t) => {
+    const ca = await createCA();
+    const cert = await issueServerCert(ca);
+    const data = randomBytes(3 << 20);
+    const names: Array<string | false | null> = [];
+    let connections = 0;
+    const server = createTlsServer({ key: cert.keyPem, cert: cert.certPem }, (socket) => {
+      connections++;
+      names.push(socket.servername);
+      socket.on('error', () => {});
+      let buf = '';
+      socket.on('data', (d) => {
+        buf += d.toString('latin1');
+        while (buf.includes('\r\n\r\n')) {
+          buf = buf.slice(buf.indexOf('\r\n\r\n') + 4);
+          socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${data.length}\r\n\r\n`);
+          socket.write(data);
+        }
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, r));
+    t.after(() => new Promise((r) => server.close(r)));
+    const url = `https://localhost:${(server.address() as AddressInfo).port}/b/k`;
+    // A child process, since NODE_EXTRA_CA_CERTS is read at start.
+    const reader = fileURLToPath(new URL('../../src/storage/s3-object-reader.js', import.meta.url));
+    const script = `
+      import { createHash } from 'node:crypto';
+      const { ObjectReader } = await import(${JSON.stringify(reader)});
+      const r = new ObjectReader({ connectTimeoutMs: 5000, idleTimeoutMs: 5000 });
+      const out = [];
+      for (let i = 0; i < 2; i++) {
+        try {
+          const res = await r.get(new URL(process.argv[1]), {}, () => ({ skip: 0, take: Infinity }));
+          const h = createHash('sha256');
+          for await (const c of res.body) h.update(c);
+          out.push(h.digest('hex'));
+        } catch (e) {
+          out.push(e.code ?? String(e));
+        }
+      }
+      out.push(r.stats().idle);
+      r.close();
+      console.log(JSON.stringify(out));`;
+    const child = async (env: NodeJS.ProcessEnv) => {
+      const r = await run(process.execPath, ['--input-type=module', '-e', script, url], { env: { PATH: process.env.PATH ?? '', ...env }, timeoutMs: 30_000 });
+      return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as unknown[];
+    };
+    assert.deepEqual(await child({ NODE_EXTRA_CA_CERTS: ca.certFile }), [sha256(data), sha256(data), 1]);
+    assert.equal(connections, 1, 'the second GET reused the connection');
+    assert.deepEqual(names, ['localhost']);
+    const untrusted = await child({});
+    assert.match(String(untrusted[0]), /CERT|SIGNATURE|ISSUER/);
+  });
+});
+
+describe('S3BlobStore.read against a scripted endpoint: error mapping and retries', () => {
+  let srv: Awaited<ReturnType<typeof scripted>>;
+  before(async () => {
+    srv = await scripted();
+  });
+  after(async () => {
+    await srv.close();
+  });
+  const store = (): S3BlobStore =>
+    new S3BlobStore({ bucket: 'b', endpoint: srv.url, forcePathStyle: true, region: 'us-east-1', accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret-never-logged', prefix: 'p' });
+  const answer = (status: number, code: string) => (_req: Request, socket: Socket) => {
+    const xml = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>m</Message></Error>`;
+    socket.write(`HTTP/1.1 ${status} X\r\ncontent-type: application/xml\r\ncontent-length: ${xml.length}\r\n\r\n${xml}`);
+  };
+  const noSecrets = (e: unknown): void => {
+    const text = `${(e as Error).message} ${String((e as Error).cause)} ${JSON.stringify(e)}`;
+    assert.doesNotMatch(text, /X-Amz-Signature|X-Amz-Credential|secret-never-logged|AKIDEXAMPLE/);
+  };
+
+  it('sends a presigned GET with the Range unsigned, and serves the body', async () => {
+    const s = store();
+    try {
+      srv.set((_req, socket) => void socket.write('HTTP/1.1 206 Partial Content\r\ncontent-range: bytes 5-9/100\r\ncontent-length: 5\r\n\r\nhello'));
+      const key = randomKey();
+      assert.equal((await readAll(await s.read(key, { start: 5, end: 9 }))).toString(), 'hello');
+      const req = srv.requests.at(-1)!;
+      assert.equal(req.method, 'GET');
+      assert.ok(req.path.startsWith(`/b/p/${key}?`), req.path);
+      assert.match(req.path, /X-Amz-Signature=/);
+      assert.match(req.path, /X-Amz-SignedHeaders=host(&|$)/);
+      assert.equal(req.headers.range, 'bytes=5-9');
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('maps 404 to BlobNotFoundError and 416 on a range to an empty body', async () => {
+    const s = store();
+    try {
+      srv.set(answer(404, 'NoSuchKey'));
+      await assert.rejects(s.read(randomKey()), BlobNotFoundError);
+      srv.set(answer(416, 'InvalidRange'));
+      assert.equal((await readAll(await s.read(randomKey(), { start: 500, end: 600 }))).length, 0);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('retries 5xx and throttling up to maxAttempts, then fails with the S3 code; 403 at once', async () => {
+    const s = store();
+    try {
+      srv.set(answer(503, 'SlowDown'));
+      let n = srv.requests.length;
+      await assert.rejects(s.read(randomKey()), (e: unknown) => {
+        assert.ok(e instanceof StorageUnavailableError);
+        assert.match(e.message, /^s3 unavailable: GET p\/blobs\/sha256\/\w+\/\w+: SlowDown \(HTTP 503\)$/);
+        noSecrets(e);
+        return true;
+      });
+      assert.equal(srv.requests.length - n, 3);
+
+      n = srv.requests.length;
+      srv.set(answer(403, 'AccessDenied'));
+      await assert.rejects(s.read(randomKey()), (e: unknown) => {
+        assert.ok(e instanceof StorageUnavailableError);
+        assert.match(e.message, /AccessDenied \(HTTP 403\)$/);
+        noSecrets(e);
+        return true;
+      });
+      assert.equal(srv.requests.length - n, 1);
+
+      // A 500 first, then the object.
+      let failed = false;
+      srv.set((req, socket) => {
+        if (!failed) return void ((failed = true), answer(500, 'InternalError')(req, socket));
+        socket.write('HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc');
+      });
+      n = srv.requests.length;
+      assert.equal((await readAll(await s.read(randomKey()))).toString(), 'abc');
+      assert.equal(srv.requests.length - n, 2);
+    } finally {
+      await s.close();
+    }
+  });
+
+  it('fails with StorageUnavailableError (no URL in it) when the endpoint refuses connections', async () => {
+    const dead = new S3BlobStore({ bucket: 'b', endpoint: 'http://127.0.0.1:9', forcePathStyle: true, region: 'us-east-1', accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret-never-logged', maxAttempts: 2 });
+    try {
+      await assert.rejects(dead.read(randomKey()), (e: unknown) => {
+        assert.ok(e instanceof StorageUnavailableError);
+        assert.match(e.message, /ECONNREFUSED/);
+        noSecrets(e);
+        return true;
+      });
+    } finally {
+      await dead.close();
+    }
+  });
+});
