@@ -1,8 +1,10 @@
 import { createReadStream } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { open, rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -10,12 +12,13 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { BlobEntry, BlobStore, ByteRange } from './blob-store.js';
 import { BlobNotFoundError, StorageUnavailableError } from './errors.js';
+import { PartBuffers } from './part-buffers.js';
 import { ObjectReader, type BodyPlan, type GetResult, type ResponseHead } from './s3-object-reader.js';
 
 const KEY = /^[a-z0-9][a-z0-9_.-]*(\/[a-z0-9][a-z0-9_.-]*)*$/;
@@ -42,9 +45,9 @@ export interface S3BlobStoreOptions {
   /** Lifetime of presigned URLs (S3 checks it when the GET starts). Default 20 min. */
   redirectExpiresSec?: number;
   /**
-   * Files above this go multipart (lib-storage), in parts of this size; smaller ones are one
-   * streamed PutObject. Memory per multipart upload is about partSize × (queueSize + 1), since
-   * lib-storage buffers each part. Default 8 MiB (S3 minimum: 5 MiB).
+   * Files above this go multipart, in parts of this size; smaller ones are one streamed
+   * PutObject. Uploads share at most 2 × queueSize part buffers (see PartBuffers), so upload
+   * memory is bounded by 2 × queueSize × partSize. Default 8 MiB (S3 minimum: 5 MiB).
    */
   partSize?: number;
   /** Parts in flight per multipart upload. Default 4. */
@@ -98,8 +101,8 @@ class S3ReadError extends Error {
  * (s3rver, the test double, is weaker: it writes a PutObject body in place as it arrives; real
  * S3, MinIO, Ceph RGW and R2 do not.)
  *
- * Memory stays flat: small files stream from disk in one PutObject; large ones go through
- * lib-storage, which holds at most (queueSize + 1) parts. Reads do not go through the SDK: they
+ * Memory stays flat: small files stream from disk in one PutObject; large ones go multipart
+ * through a bounded set of reused part buffers. Reads do not go through the SDK: they
  * fetch a presigned GET URL with {@link ObjectReader}, which reads the response into a few reused
  * 256 KiB buffers instead of a fresh buffer per socket read (see there for why). Everything else
  * (uploads, HEAD, DELETE, listing, presigning) is the SDK's.
@@ -113,6 +116,7 @@ export class S3BlobStore implements BlobStore {
   private readonly redirectExpiresSec: number;
   private readonly partSize: number;
   private readonly queueSize: number;
+  private readonly partBuffers: PartBuffers;
   private readonly staleUploadAgeMs: number;
   private readonly maxAttempts: number;
   private readonly listPageSize: number | undefined;
@@ -130,6 +134,7 @@ export class S3BlobStore implements BlobStore {
     this.redirectExpiresSec = opts.redirectExpiresSec ?? 20 * 60;
     this.partSize = Math.max(opts.partSize ?? 8 << 20, 5 << 20);
     this.queueSize = opts.queueSize ?? 4;
+    this.partBuffers = new PartBuffers(this.partSize, 2 * this.queueSize);
     this.staleUploadAgeMs = opts.staleUploadAgeMs ?? 24 * 3600_000;
     this.maxAttempts = opts.maxAttempts ?? 3;
     this.listPageSize = opts.listPageSize;
@@ -329,23 +334,85 @@ export class S3BlobStore implements BlobStore {
     }
   }
 
+  /**
+   * CreateMultipartUpload, then queueSize parts at a time, each read from the file into a shared
+   * part buffer (see PartBuffers) and sent as UploadPart (a buffer body, so the SDK can retry it),
+   * then CompleteMultipartUpload. On failure the upload is aborted and the first error kept.
+   */
   private async uploadMultipart(Key: string, path: string, size: number): Promise<void> {
-    const upload = new Upload({
-      client: this.client,
-      params: { Bucket: this.bucket, Key, Body: createReadStream(path, { highWaterMark: 1 << 20 }), ContentLength: size },
-      partSize: this.partSize,
-      queueSize: this.queueSize,
-      // lib-storage would abort on error itself, but when the abort fails (s3rver answers
-      // MethodNotAllowed; a network that just failed fails again) its error replaces the real one.
-      // We abort ourselves and keep the original error.
-      leavePartsOnError: true,
-    });
+    let UploadId: string | undefined;
     try {
-      await upload.done();
+      UploadId = (await this.client.send(new CreateMultipartUploadCommand({ Bucket: this.bucket, Key }))).UploadId;
+      if (!UploadId) throw new StorageUnavailableError('s3', `CreateMultipartUpload for ${Key} returned no UploadId`);
+      const parts = await this.uploadParts(Key, UploadId, path, size);
+      await this.client.send(
+        new CompleteMultipartUploadCommand({
+          Bucket: this.bucket,
+          Key,
+          UploadId,
+          MultipartUpload: { Parts: parts.map((ETag, i) => ({ ETag, PartNumber: i + 1 })) },
+        }),
+      );
     } catch (err) {
-      if (upload.uploadId) await this.abortUpload(Key, upload.uploadId);
+      if (UploadId) await this.abortUpload(Key, UploadId);
       throw this.fail(err, `multipart PUT ${Key}`);
     }
+  }
+
+  /** The parts' ETags in order; stops taking new parts at the first failure and rethrows it. */
+  private async uploadParts(Key: string, UploadId: string, path: string, size: number): Promise<string[]> {
+    const count = Math.ceil(size / this.partSize);
+    const etags: string[] = new Array<string>(count);
+    const fh = await open(path, 'r');
+    let next = 0;
+    let failure: { err: unknown } | undefined;
+    // Parts are read one after another from the file's current offset, not by position: the
+    // file may be a pipe (the crash test feeds one), and reading is fast next to sending.
+    let readTurn: Promise<unknown> = Promise.resolve();
+    const readPart = async (buf: Buffer, len: number, start: number): Promise<void> => {
+      for (let off = 0; off < len; ) {
+        const { bytesRead } = await fh.read(buf, off, len - off, null);
+        // The spool file is ours and complete: shorter means it changed under us.
+        if (bytesRead === 0) throw new StorageUnavailableError('s3', `${path} ended at ${start + off} bytes, expected ${size}`);
+        off += bytesRead;
+      }
+    };
+    const worker = async (): Promise<void> => {
+      for (;;) {
+        const buf = await this.partBuffers.take();
+        // The part number is taken after the buffer, in the same turn as the read is queued, so
+        // reads are queued in part order.
+        if (failure || next >= count) {
+          this.partBuffers.give(buf);
+          return;
+        }
+        const i = next++;
+        const start = i * this.partSize;
+        const len = Math.min(this.partSize, size - start);
+        const read = readTurn.then(() => readPart(buf, len, start));
+        readTurn = read.catch(() => {});
+        try {
+          await read;
+          const r = await this.client.send(
+            new UploadPartCommand({ Bucket: this.bucket, Key, UploadId, PartNumber: i + 1, Body: buf.subarray(0, len), ContentLength: len }),
+          );
+          if (!r.ETag) throw new StorageUnavailableError('s3', `UploadPart ${i + 1} of ${Key} returned no ETag`);
+          etags[i] = r.ETag;
+        } catch (err) {
+          failure ??= { err };
+        } finally {
+          this.partBuffers.give(buf);
+        }
+      }
+    };
+    try {
+      // Every worker has finished (none still reads the file) before it is closed.
+      await Promise.all(Array.from({ length: Math.min(this.queueSize, count) }, worker));
+    } finally {
+      await fh.close();
+    }
+    if (failure) throw failure.err;
+    return etags;
   }
 
   /** Best effort: unsupported (s3rver) or unreachable just leaves the parts for cleanup() or a lifecycle rule. */

@@ -170,6 +170,22 @@ describe('S3BlobStore on s3rver: specifics', () => {
     await tmp?.cleanup();
   });
 
+  it('commits more concurrent multipart uploads than it has part buffers, each object whole and in order', async () => {
+    // queueSize 1 = 2 shared part buffers for 3 uploads of 3 parts each: uploads wait for buffers.
+    const store = new S3BlobStore(s3Options(s3, { queueSize: 1 }));
+    try {
+      const blobs = Array.from({ length: 3 }, () => ({ key: randomKey(), data: randomBytes(2 * PART + 777) }));
+      await Promise.all(blobs.map(async (b) => store.putFile(b.key, await spool(b.data), b.data.length)));
+      for (const b of blobs) {
+        assert.deepEqual(await store.stat(b.key), { size: b.data.length });
+        assert.equal(sha256(await readAll(await store.read(b.key))), sha256(b.data));
+      }
+      assert.deepEqual(await s3rverUploads(s3, prefixOf(store)), [], 'no multipart upload left open');
+    } finally {
+      await store.close();
+    }
+  });
+
   it('stores exactly the file: no aws-chunked framing in the object (size and bytes equal)', async (t) => {
     const store = new S3BlobStore(s3Options(s3));
     try {
