@@ -8,6 +8,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { get as httpGet } from 'node:http';
+import { connect as tlsConnect } from 'node:tls';
+import { connect as netConnect, type Socket } from 'node:net';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -124,10 +126,11 @@ let pt: Pullthrough;
 let trusted: Hijack;
 let image: PushResult;
 let ptCa: string;
+let tlsIp: string;
 
 before(async () => {
   [up, fault, redis, resolver] = await Promise.all([startUpstreamRegistry(), startFaultUpstream(), startRedis(), startTestResolver({ 'example.test': ['192.0.2.10'] })]);
-  const ip = randomLoopback();
+  const ip = (tlsIp = randomLoopback());
   pt = await startPullthrough({
     workers: 2,
     listen: { mirror: '127.0.0.1:0', tls: `${ip}:443`, proxy: '127.0.0.1:0', dns: '127.0.0.1:0' },
@@ -173,6 +176,81 @@ test('workers: skopeo pulls through the mirror door and the TLS door get the ups
     await r.cleanup();
   }
   assert.ok(pt.requests().some((l) => l.door === 'tls' && l.repo === 'team/app' && l.status === 200));
+});
+
+/**
+ * One TLS connection for quay.io that sends `GET /v2/`: to the TLS door (`tls`: host and port), or
+ * tunnelled through a CONNECT door (`proxyPort`). Resolves with its session ticket and whether it
+ * resumed `session`.
+ */
+async function tlsRequest(to: { host: string; port: number } | { proxyPort: number }, ca: string, session?: Buffer): Promise<{ session: Buffer | undefined; reused: boolean }> {
+  let socket: Socket | undefined;
+  if ('proxyPort' in to) {
+    socket = netConnect(to.proxyPort, '127.0.0.1');
+    socket.write('CONNECT quay.io:443 HTTP/1.1\r\nhost: quay.io:443\r\n\r\n');
+    const head = await new Promise<string>((resolve, reject) => {
+      let got = '';
+      const onData = (b: Buffer): void => {
+        got += b.toString('latin1');
+        if (got.includes('\r\n\r\n')) {
+          socket!.off('data', onData);
+          resolve(got);
+        }
+      };
+      socket!.on('data', onData);
+      socket!.once('error', reject);
+    });
+    assert.match(head, /^HTTP\/1\.1 200/);
+  }
+  return new Promise((resolve, reject) => {
+    let ticket: Buffer | undefined;
+    const options = { servername: 'quay.io', ca, session, ALPNProtocols: ['http/1.1'] };
+    const s = tlsConnect(socket ? { ...options, socket } : { ...options, ...(to as { host: string; port: number }) }, () => {
+      s.write('GET /v2/ HTTP/1.1\r\nhost: quay.io\r\nconnection: close\r\n\r\n');
+    });
+    s.on('session', (b: Buffer) => (ticket = b));
+    s.on('data', () => {});
+    s.on('end', () => resolve({ session: ticket, reused: s.isSessionReused() }));
+    s.on('error', reject);
+  });
+}
+
+/**
+ * New TLS connections resuming one session, in batches, until each of `p`'s workers has accepted a
+ * few (the kernel picks who accepts); every one must have resumed.
+ */
+async function resumeOnBothWorkers(p: Pullthrough, connect: (session?: Buffer) => ReturnType<typeof tlsRequest>): Promise<void> {
+  const first = await connect();
+  assert.ok(first.session, 'got a session ticket');
+  const served = (): Map<unknown, number> => {
+    const m = new Map<unknown, number>();
+    for (const l of p.requests()) if (l.door === 'tls' && l.kind === 'base') m.set(l.worker, (m.get(l.worker) ?? 0) + 1);
+    return m;
+  };
+  let n = 0;
+  while (n < 240 && !([1, 2] as const).every((w) => (served().get(w) ?? 0) >= 3)) {
+    const batch = await Promise.all(Array.from({ length: 8 }, () => connect(first.session)));
+    assert.deepEqual(batch.map((r) => r.reused), Array(8).fill(true), `batch after ${n} connections: every one resumed`);
+    n += 8;
+    await new Promise((r) => setTimeout(r, 20)); // request lines are written when responses close
+  }
+  assert.ok(([1, 2] as const).every((w) => (served().get(w) ?? 0) >= 3), `both workers resumed sessions: ${JSON.stringify([...served()])}`);
+}
+
+test('workers: a TLS session resumes on whichever worker accepts it: TLS door, and CONNECT door without a TLS listener (shared ticket keys)', async (t) => {
+  await resumeOnBothWorkers(pt, (session) => tlsRequest({ host: tlsIp, port: 443 }, ptCa, session));
+  // node:cluster itself hands the first worker's ticket keys to the others for a listening TLS
+  // server; without listen.tls only the keys from the primary make CONNECT-tunnelled sessions resume.
+  const proxyOnly = await startPullthrough({
+    workers: 2,
+    listen: { mirror: '127.0.0.1:0', proxy: '127.0.0.1:0' },
+    registries: { 'quay.io': { upstream: up.url } },
+    metadata: redisMetadata(redis, 'proxy-only:'),
+  });
+  t.after(() => proxyOnly.cleanup());
+  await waitForLog(proxyOnly, 'both workers ready', (l) => l.msg === 'workers ready');
+  const ca = await readFile(join(proxyOnly.dataDir, 'ca', 'ca.crt'), 'utf8');
+  await resumeOnBothWorkers(proxyOnly, (session) => tlsRequest({ proxyPort: proxyOnly.ports.proxy! }, ca, session));
 });
 
 test('workers: the CONNECT door terminates TLS for a registry name; the DNS door answers and forwards over UDP and TCP', async () => {

@@ -37,7 +37,9 @@ export interface DoorOptions {
 export interface TlsDoorOptions extends DoorOptions {
   /**
    * Session ticket keys (48 bytes). Default: random for this process. Workers get the same keys
-   * from the primary, so a session ticket issued by one worker resumes on any other.
+   * from the primary, so a session ticket issued by one worker resumes on any other. (node:cluster
+   * copies the first worker's keys to the others for a listening server, but not for the CONNECT
+   * door's TLS when listen.tls is off, nor after the daily setSecureContext below.)
    */
   ticketKeys?: Buffer;
 }
