@@ -1,12 +1,16 @@
 #!/usr/bin/env node
 /**
  * The command line: the only reader of argv and the environment. Loads the config, builds, starts,
- * and stops on SIGTERM/SIGINT after draining.
+ * and stops on SIGTERM/SIGINT after draining. With `workers` > 1, `serve` runs as the primary of
+ * that many worker processes (src/workers/), and in each worker takes its config from the primary.
  */
+import cluster from 'node:cluster';
 import { parseArgs } from 'node:util';
 import { loadConfig, ConfigError, type Config } from './config/index.js';
-import { createLogger } from './observability/logger.js';
-import { startServer, publicHostOf } from './server.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { startServer, publicHostOf, type RunningServer, type ServerOptions } from './server.js';
+import { runPrimary } from './workers/primary.js';
+import { joinPrimary } from './workers/worker.js';
 import { CertificateAuthority } from './pki/index.js';
 import { setupScript, corednsConfig, SETUP_CLIENTS, type SetupClient } from './setup/scripts.js';
 
@@ -37,15 +41,36 @@ function config(file: string | undefined): Config {
 }
 
 async function serve(file: string | undefined): Promise<void> {
+  if (cluster.isWorker) {
+    // A worker of `workers` > 1: the config is the one the primary validated (--config is its).
+    const w = await joinPrimary();
+    return run(w.config, createLogger(w.config.log.level, process.stdout, { worker: w.slot }), w.serverOptions, (server) => w.ready(server));
+  }
   const cfg = config(file);
   const log = createLogger(cfg.log.level);
+  if (cfg.workers > 1) {
+    process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: (err as Error)?.stack ?? String(err) }));
+    try {
+      // Node's own variable for the cluster's scheduling policy; only `rr` changes ours.
+      await runPrimary(cfg, log, { roundRobin: process.env.NODE_CLUSTER_SCHED_POLICY === 'rr' });
+    } catch (err) {
+      fail(`pullthrough: ${(err as Error).message}`, 1);
+    }
+    return;
+  }
+  return run(cfg, log);
+}
+
+/** Starts the server and stops it on SIGTERM/SIGINT after draining (exit 0), or exits 1 if it cannot start. */
+async function run(cfg: Config, log: Logger, opts: ServerOptions = {}, started?: (server: RunningServer) => void): Promise<void> {
   process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: (err as Error)?.stack ?? String(err) }));
-  let server;
+  let server: RunningServer;
   try {
-    server = await startServer(cfg, log);
+    server = await startServer(cfg, log, opts);
   } catch (err) {
     fail(`pullthrough: ${(err as Error).message}`, 1);
   }
+  started?.(server);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

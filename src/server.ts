@@ -27,7 +27,7 @@ import { loadTokenSecret } from './auth/token-secret.js';
 import { TokenBuckets } from './util/token-bucket.js';
 
 /** How long SIGTERM waits for responses and blob downloads in progress before cutting them. */
-const DRAIN_GRACE_MS = 30_000;
+export const DRAIN_GRACE_MS = 30_000;
 /** Node's default header limit (16 KiB) made explicit: larger requests get 431, never a crash. */
 const MAX_HEADER_BYTES = 16 * 1024;
 
@@ -37,6 +37,14 @@ export interface RunningServer {
   readonly metrics: Metrics;
   /** Stops accepting, drains in-flight responses and downloads (bounded), closes storage. */
   close(): Promise<void>;
+}
+
+/** What a worker process adds to a server (see src/workers/). */
+export interface ServerOptions {
+  /** TLS session ticket keys shared by all workers (default: random for this process). */
+  ticketKeys?: Buffer;
+  /** The /metrics text of all workers combined, from the primary (default: this process's). */
+  metricsText?: () => Promise<string>;
 }
 
 function listen(server: HttpServer, host: string, port: number): Promise<AddressInfo> {
@@ -49,7 +57,6 @@ function listen(server: HttpServer, host: string, port: number): Promise<Address
   });
 }
 
-/**
 /**
  * The host clients reach this instance at, for setup scripts: publicUrl, else the Host the request
  * came in on (setupScript validates it), else the mirror's listen address.
@@ -90,7 +97,7 @@ async function probeStores(blobs: BlobStore, meta: MetadataStore): Promise<void>
  * Builds pullthrough from a validated config and starts its listeners.
  * @throws when storage cannot be opened or a listener cannot bind (the error names the address).
  */
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+export async function startServer(config: Config, log: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
   await mkdir(config.paths.dataDir, { recursive: true, mode: 0o750 });
   // Client authentication first: a bad htpasswd file or token secret stops the start before any
   // listener opens (never an open mirror by accident).
@@ -109,6 +116,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const rateLimit = config.rateLimit.requestsPerSecond !== null ? new TokenBuckets(config.rateLimit.requestsPerSecond, config.rateLimit.burst) : undefined;
   const access = new AccessControl({ config, rules, clientAuth });
   // Spool files are downloads that were in progress when the process died: never valid content.
+  // paths.spool is this process's own: a worker's is a directory of its own (src/workers/primary.ts).
   await rm(config.paths.spool, { recursive: true, force: true });
   await mkdir(config.paths.spool, { recursive: true, mode: 0o700 });
   const blobs = await openBlobStore(config, { logger: log });
@@ -144,6 +152,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     accepting: () => accepting,
     caPem: () => ca.caPem(),
     setupScript: setup,
+    metricsText: opts.metricsText,
   };
   // With client authentication on, the client's Authorization is pullthrough's own: pushes go
   // upstream with the credentials configured for the repository (after the rules' push check).
@@ -187,7 +196,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       // CONNECT-tunnelled TLS is handed to the TLS door's server in-process, so both doors share
       // one app (door 'tls': pushes relayed); plain HTTP on the proxy port gets its own.
       const tlsApp = createApp({ ...common, door: 'tls', push, doorAuth, access });
-      tlsDoor = await startTlsDoor(config, tlsApp.callback(), ca, { log });
+      tlsDoor = await startTlsDoor(config, tlsApp.callback(), ca, { log, ticketKeys: opts.ticketKeys });
       track(tlsDoor.server as unknown as HttpServer);
       if (tlsDoor.address) addresses.tls = tlsDoor.address;
       if (config.listen.proxy) {

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import { loadConfig, ConfigError } from '../src/config/index.js';
 import { tempDir, run } from './helpers/process.js';
 import { MAIN } from './helpers/pullthrough.js';
@@ -131,6 +132,30 @@ test('cache.fillLease and cache.evictionGrace: defaults, durations, lower bounds
     const msg = problems(() => loadConfig({ file: bad, env: {} }));
     assert.match(msg, /cache\.fillLease: must be at least 1s/);
     assert.match(msg, /cache\.evictionGrace: must be at least 3s/);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('workers: default 1, a whole number or auto (one per core), PULLTHROUGH_WORKERS; more than one needs Redis metadata', async () => {
+  assert.equal(loadConfig({ env: {} }).workers, 1);
+  const redis = { PULLTHROUGH_REDIS_URL: 'redis://127.0.0.1:6379' };
+  assert.equal(loadConfig({ env: { ...redis, PULLTHROUGH_WORKERS: '3' } }).workers, 3);
+  assert.equal(loadConfig({ env: { ...redis, PULLTHROUGH_WORKERS: 'auto' } }).workers, availableParallelism());
+  const dir = await tempDir();
+  try {
+    const f = join(dir.path, 'w.yml');
+    await writeFile(f, 'workers: 2\nmetadata: { driver: redis, url: "redis://127.0.0.1:6379" }\nstorage: { driver: fs }\n');
+    assert.equal(loadConfig({ file: f, env: {} }).workers, 2);
+    // The file metadata store is one process's: the error names the key and says why.
+    await writeFile(f, 'workers: 2\n');
+    assert.match(problems(() => loadConfig({ file: f, env: {} })), /workers: 2 worker processes need metadata\.driver: redis \(the file metadata store belongs to one process/);
+    assert.match(problems(() => loadConfig({ env: { PULLTHROUGH_WORKERS: '4' } })), /workers \(from PULLTHROUGH_WORKERS\): 4 worker processes need metadata\.driver: redis/);
+    for (const bad of ['0', '-1', '1.5', "'many'", '1000', 'true']) {
+      await writeFile(f, `workers: ${bad}\nmetadata: { driver: redis, url: "redis://127.0.0.1:6379" }\n`);
+      assert.match(problems(() => loadConfig({ file: f, env: {} })), /workers: .*must be a whole number from 1 to 256, or auto/, `workers: ${bad}`);
+    }
+    assert.match(problems(() => loadConfig({ env: { ...redis, PULLTHROUGH_WORKERS: 'many' } })), /workers \(from PULLTHROUGH_WORKERS\): must be a whole number from 1 to 256, or auto \(one per core\): "many"/);
   } finally {
     await dir.cleanup();
   }

@@ -426,7 +426,11 @@ export class PullThroughCache {
       await this.d.meta.link(r.slice(0, i), r.slice(i + 1), digest);
     }
     await this.d.meta.putBlob(digest, { size, lastAccess: Date.now() });
-    this.d.metrics.cacheSizeBytes.inc(size);
+    // The shared total, which other replicas and workers add to as well: a gauge that only added
+    // this process's downloads to the total it read at start would drift apart between them.
+    const total = await this.d.meta.totalBlobSize().catch(() => null);
+    if (total !== null) this.d.metrics.cacheSizeBytes.set(total);
+    else this.d.metrics.cacheSizeBytes.inc(size);
     void this.d.evictor?.trigger();
   }
 

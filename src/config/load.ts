@@ -14,6 +14,7 @@ type Env = Readonly<Record<string, string | undefined>>;
 /** PULLTHROUGH_* variables → config key paths. Values are strings; "off"/"" disables a listener. */
 const ENV_KEYS: ReadonlyArray<[string, string[], 'string' | 'list' | 'bool' | 'path']> = [
   ['PULLTHROUGH_DATA_DIR', ['dataDir'], 'path'],
+  ['PULLTHROUGH_WORKERS', ['workers'], 'string'],
   ['PULLTHROUGH_LISTEN_MIRROR', ['listen', 'mirror'], 'string'],
   ['PULLTHROUGH_LISTEN_TLS', ['listen', 'tls'], 'string'],
   ['PULLTHROUGH_LISTEN_PROXY', ['listen', 'proxy'], 'string'],
@@ -183,6 +184,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   if (problems.length) throw new ConfigError(problems);
 
   const dataDir = abs(c.dataDir);
+  const blobsRoot = c.storage.driver === 'fs' ? abs(c.storage.root ?? join(dataDir, 'blobs')) : join(dataDir, 'blobs');
   const config: Config = {
     ...c,
     dataDir,
@@ -193,7 +195,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     auth: { ...c.auth, htpasswd },
     paths: {
       dataDir,
-      blobs: c.storage.driver === 'fs' ? abs(c.storage.root ?? join(dataDir, 'blobs')) : join(dataDir, 'blobs'),
+      blobs: blobsRoot,
+      blobsTmp: join(blobsRoot, '_tmp'),
       metadata: join(dataDir, 'metadata'),
       spool: join(dataDir, 'spool'),
       ca: join(dataDir, 'ca'),
@@ -203,7 +206,8 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   return deepFreeze(config);
 }
 
-function deepFreeze<T>(o: T): T {
+/** Freezes a config and everything in it (a config that crossed a process boundary, say). */
+export function deepFreeze<T>(o: T): T {
   if (o && typeof o === 'object' && !Object.isFrozen(o)) {
     Object.freeze(o);
     for (const v of Object.values(o)) deepFreeze(v);

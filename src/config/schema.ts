@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { parseDuration, parseSize } from './units.js';
 import { compileGlob } from '../auth/glob.js';
 
@@ -60,6 +61,20 @@ const cidr = z.string().refine((s) => {
   const n = Number(bits);
   return Number.isInteger(n) && n >= 0 && n <= (v === 4 ? 32 : 128);
 }, 'must be an IP address or CIDR range, e.g. 10.0.0.0/8');
+
+/** Most worker processes `workers` may ask for: a typo must not fork thousands of processes. */
+export const MAX_WORKERS = 256;
+
+/** `auto` (one per core: os.availableParallelism()) or a whole number; YAML numbers and env strings alike. */
+const workerCount = z.unknown().transform((v, ctx) => {
+  if (v === 'auto') return availableParallelism();
+  const n = typeof v === 'number' ? v : typeof v === 'string' && /^\s*\d+\s*$/.test(v) ? Number(v) : NaN;
+  if (!Number.isInteger(n) || n < 1 || n > MAX_WORKERS) {
+    ctx.addIssue({ code: 'custom', message: `must be a whole number from 1 to ${MAX_WORKERS}, or auto (one per core): ${JSON.stringify(v)}` });
+    return z.NEVER;
+  }
+  return n;
+});
 
 const redisUrl = z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL');
 
@@ -142,6 +157,11 @@ const tagRule = z.strictObject({
 
 export const configSchema = z.strictObject({
   dataDir: z.string().min(1).default('./data'),
+  /**
+   * Processes serving on this host (node:cluster), sharing the listeners; 1 = one process, no
+   * cluster. More need the Redis metadata store: the file store belongs to one process.
+   */
+  workers: workerCount.default(1),
   /**
    * Sent upstream in the Via header; a request arriving with this name in its Via is a loop and is
    * refused. Give chained pullthrough tiers different names.
@@ -322,6 +342,15 @@ export const configSchema = z.strictObject({
       burst: z.number().int().min(1).max(1_000_000).default(100),
     })
     .prefault({}),
+}).superRefine((c, ctx) => {
+  // The one place this is checked: serve forks workers only from a config that passed here.
+  if (c.workers > 1 && c.metadata.driver !== 'redis') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['workers'],
+      message: `${c.workers} worker processes need metadata.driver: redis (the file metadata store belongs to one process: it keeps its locks and the blob LRU index in memory); use workers: 1 or Redis`,
+    });
+  }
 });
 
 export type ConfigInput = z.input<typeof configSchema>;
@@ -333,5 +362,15 @@ export type ListenAddress = { host: string; port: number };
 export type Config = Omit<Parsed, 'registries'> & {
   registries: Readonly<Record<string, RegistryConfig>>;
   /** Absolute paths derived from dataDir. */
-  paths: { dataDir: string; blobs: string; metadata: string; spool: string; ca: string; tokenSecret: string };
+  paths: {
+    dataDir: string;
+    blobs: string;
+    /** Temp files of the fs blob store (copies across filesystems); wiped at start by whoever owns it. */
+    blobsTmp: string;
+    metadata: string;
+    /** Downloads in progress; wiped at start by whoever owns it. */
+    spool: string;
+    ca: string;
+    tokenSecret: string;
+  };
 };

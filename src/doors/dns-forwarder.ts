@@ -88,7 +88,10 @@ export class DnsForwarder {
         socket.on('error', () => {
           /* a send error surfaces as a timeout of that query */
         });
-        socket.bind(0);
+        // Exclusive: in a cluster worker a plain bind(0) is shared with the other workers (the
+        // primary hands every worker's first such socket the same port), and answers to this
+        // worker's queries would be read by another, which drops them as unknown.
+        socket.bind({ port: 0, exclusive: true });
         socket.unref();
         pool.push(entry);
       }

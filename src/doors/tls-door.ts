@@ -33,6 +33,17 @@ export interface DoorOptions {
   log?: LogSink;
 }
 
+/** Options of the TLS door. */
+export interface TlsDoorOptions extends DoorOptions {
+  /**
+   * Session ticket keys (48 bytes). Default: random for this process. Workers get the same keys
+   * from the primary, so a session ticket issued by one worker resumes on any other. (node:cluster
+   * copies the first worker's keys to the others for a listening server, but not for the CONNECT
+   * door's TLS when listen.tls is off, nor after the daily setSecureContext below.)
+   */
+  ticketKeys?: Buffer;
+}
+
 /** Docker and containerd keep idle connections 90 s; close ours a little earlier so they never reuse a closing one. */
 const KEEP_ALIVE_TIMEOUT_MS = 75_000;
 const DAY_MS = 86_400_000;
@@ -42,10 +53,10 @@ const DAY_MS = 86_400_000;
  * @throws the listen error (EADDRINUSE, EACCES), or the CA's error when the certificate for
  *   handshakes without SNI (the first IP among the served names) cannot be issued.
  */
-export async function startTlsDoor(config: Config, handler: RequestHandler, ca: CertificateAuthority, opts: DoorOptions = {}): Promise<TlsDoor> {
+export async function startTlsDoor(config: Config, handler: RequestHandler, ca: CertificateAuthority, opts: TlsDoorOptions = {}): Promise<TlsDoor> {
   const log = opts.log ?? silentLog;
   // One set of ticket keys for the server's lifetime, kept across setSecureContext, so sessions resume.
-  const ticketKeys = randomBytes(48);
+  const ticketKeys = opts.ticketKeys ?? randomBytes(48);
   const noCertificate = createSecureContext({});
   const defaultName = ca.defaultName();
   const server = createServer(

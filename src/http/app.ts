@@ -42,6 +42,11 @@ export interface AppDeps {
   readonly clientAuth?: ClientAuth;
   /** Per-client-address request rate limit (rateLimit.requestsPerSecond). */
   readonly rateLimit?: TokenBuckets;
+  /**
+   * The /metrics text, when it is not this process's registry alone: a worker asks the primary
+   * for every worker's metrics combined. Rejects (503) when they cannot be had.
+   */
+  readonly metricsText?: () => Promise<string>;
 }
 
 const MAX_QUERY = 4096;
@@ -152,6 +157,20 @@ export function createApp(deps: AppDeps): Koa {
     }
   });
   ops.get('/metrics', opsKind, async (ctx) => {
+    if (deps.metricsText) {
+      try {
+        const text = await deps.metricsText();
+        ctx.type = metrics.registry.contentType;
+        ctx.body = text;
+      } catch (err) {
+        // Not this worker's metrics alone: a scrape that silently saw one worker would look like
+        // counters going backwards.
+        ctx.status = 503;
+        ctx.type = 'text/plain';
+        ctx.body = `metrics unavailable: ${(err as Error).message}\n`;
+      }
+      return;
+    }
     ctx.type = metrics.registry.contentType;
     ctx.body = await metrics.registry.metrics();
   });

@@ -10,12 +10,15 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-/** A logger writing JSON lines at or above `level` to `out`. */
-export function createLogger(level: LogLevel = 'info', out: NodeJS.WritableStream = process.stdout): Logger {
+/**
+ * A logger writing JSON lines at or above `level` to `out`; `base` fields (a worker's `worker`
+ * number) go on every line, after `msg`.
+ */
+export function createLogger(level: LogLevel = 'info', out: NodeJS.WritableStream = process.stdout, base?: Record<string, unknown>): Logger {
   const min = RANK[level];
   const write = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
     if (RANK[lvl] < min) return;
-    out.write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...fields }) + '\n');
+    out.write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...base, ...fields }) + '\n');
   };
   return {
     debug: (m, f) => write('debug', m, f),

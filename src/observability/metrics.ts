@@ -1,6 +1,10 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** Every Prometheus metric pullthrough exports; one instance per process. */
+/**
+ * Every Prometheus metric pullthrough exports; one instance per process. With `workers`, the
+ * primary sums the workers' metrics (prom-client's AggregatorRegistry.aggregate); metrics that
+ * must not be summed say how they combine with `aggregator`.
+ */
 export class Metrics {
   readonly registry = new Registry();
 
@@ -44,6 +48,8 @@ export class Metrics {
     name: 'pullthrough_upstream_ratelimit_remaining',
     help: "Docker Hub's ratelimit-remaining as last reported by the upstream",
     labelNames: ['registry'] as const,
+    // Workers share the upstream account: the lowest any of them last saw (summing would be wrong).
+    aggregator: 'min',
     registers: [this.registry],
   });
 
@@ -70,6 +76,8 @@ export class Metrics {
   readonly cacheSizeBytes = new Gauge({
     name: 'pullthrough_cache_size_bytes',
     help: 'Bytes of blobs in the cache (as recorded in metadata)',
+    // Every worker reads the same shared total: summing would multiply it; max() as across replicas.
+    aggregator: 'max',
     registers: [this.registry],
   });
 

@@ -1,7 +1,8 @@
 /**
  * Certificates for the names pullthrough stands in for, issued on first use by its CA. Each name
- * is issued once per process even under concurrent handshakes (single-flight), cached in memory
- * and on disk, and reissued when near expiry, when the CA changed, or when leafValidityDays shrank.
+ * is issued once even under concurrent handshakes (single-flight in a process, a lock file across
+ * the workers sharing the data directory), cached in memory and on disk, and reissued when near
+ * expiry, when the CA changed, or when leafValidityDays shrank.
  */
 import { createPrivateKey, generateKeyPair, X509Certificate } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -144,18 +145,32 @@ export class CertificateAuthority {
     return p;
   }
 
-  /** From disk when a usable leaf is there (first use only), else a new one. */
+  /**
+   * From disk when a usable leaf is there, else a new one. Other processes on this data directory
+   * (workers) issue on their own: under the store's lock for the name, disk is read again, so of
+   * two workers meeting a new (or due) name at once, one issues and the other uses its leaf.
+   */
   private async obtain(name: string, tryDisk: boolean): Promise<Entry> {
     if (tryDisk) {
-      const stored = await this.store.read(name);
-      const entry = stored && this.usable(name, stored.certPem, stored.keyPem);
-      if (entry) {
-        this.counters.loadedFromDisk++;
-        this.entries.set(name, entry);
-        return entry;
-      }
+      const entry = await this.fromDisk(name);
+      if (entry) return entry;
     }
-    const entry = await this.issue(name);
+    const release = await this.store.lock(name);
+    try {
+      const entry = (await this.fromDisk(name)) ?? (await this.issue(name));
+      this.entries.set(name, entry);
+      return entry;
+    } finally {
+      await release();
+    }
+  }
+
+  /** The stored leaf for `name` when it is usable (counted, and kept in memory); else null. */
+  private async fromDisk(name: string): Promise<Entry | null> {
+    const stored = await this.store.read(name);
+    const entry = stored && this.usable(name, stored.certPem, stored.keyPem);
+    if (!entry) return null;
+    this.counters.loadedFromDisk++;
     this.entries.set(name, entry);
     return entry;
   }

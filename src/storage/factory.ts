@@ -21,7 +21,7 @@ export async function openBlobStore(config: Config, opts: StoreOptions = {}): Pr
   const s = config.storage;
   switch (s.driver) {
     case 'fs': {
-      const store = new FsBlobStore(s.root ?? config.paths.blobs);
+      const store = new FsBlobStore(s.root ?? config.paths.blobs, config.paths.blobsTmp);
       await store.cleanup();
       return store;
     }

@@ -76,13 +76,25 @@ export class FileRangeReadable extends Readable {
 
 const KEY = /^[a-z0-9][a-z0-9_.-]*(\/[a-z0-9][a-z0-9_.-]*)*$/;
 
-/** Blobs as files under `root`; commits are renames, so a reader never sees a partial file. */
+/**
+ * Blobs as files under `root`; commits are renames, so a reader never sees a partial file, and
+ * several processes (workers, or replicas on one disk) can share the directory: committing a blob
+ * twice renames the same bytes over it, and a reader keeps the file it opened.
+ */
 export class FsBlobStore implements BlobStore {
   readonly kind = 'fs';
   private readonly tmpDir: string;
 
-  constructor(private readonly root: string) {
-    this.tmpDir = join(root, '_tmp');
+  /**
+   * @param tmpDir where copies from another filesystem are staged (on `root`'s filesystem), owned
+   *   by this process alone: `cleanup()` wipes it. Default `<root>/_tmp`; workers each get their
+   *   own directory below it, so a restarting worker never deletes another's copy in progress.
+   */
+  constructor(
+    private readonly root: string,
+    tmpDir?: string,
+  ) {
+    this.tmpDir = tmpDir ?? join(root, '_tmp');
   }
 
   private pathOf(key: string): string {
@@ -166,6 +178,7 @@ export class FsBlobStore implements BlobStore {
     }
   }
 
+  /** Removes what interrupted copies left in this store's temp directory (its own only). */
   async cleanup(): Promise<void> {
     await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });

@@ -6,8 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
-import { X509Certificate } from 'node:crypto';
-import { chmodSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
+import { chmodSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertificateAuthority } from '../../src/pki/index.js';
 import { startTlsDoor } from '../../src/doors/tls-door.js';
@@ -212,6 +212,38 @@ test('two processes starting at once on a new data directory end up with one CA;
     const d = await CertificateAuthority.load(config);
     assert.equal(d.fingerprint, a.fingerprint);
     assert.equal(mode(join(config.paths.ca, 'ca.key')), 0o600);
+  } finally {
+    await tmp.cleanup();
+  }
+});
+
+test('two CA instances on one data directory (workers) issuing the same names at once: each name issued once, key and certificate on disk match', async () => {
+  const tmp = await tempDir();
+  try {
+    const names = Array.from({ length: 20 }, (_, i) => `shared${i}.test`);
+    const config = testConfig(tmp.path, { registries: Object.fromEntries(names.map((n) => [n, { upstream: `https://${n}` }])) });
+    // As each worker does: its own instance, loading the CA the primary created.
+    await CertificateAuthority.load(config);
+    const [a, b] = await Promise.all([CertificateAuthority.load(config), CertificateAuthority.load(config)]);
+    const leaves = await Promise.all(names.flatMap((n) => [a!.certificateFor(n), b!.certificateFor(n)]));
+    assert.equal(a!.stats().issued + b!.stats().issued, 20, `one issuance per name over both: ${JSON.stringify([a!.stats(), b!.stats()])}`);
+    assert.equal(a!.stats().loadedFromDisk + b!.stats().loadedFromDisk, 20, 'the other instance used the stored leaf');
+    for (let i = 0; i < names.length; i++) {
+      assert.equal(leaves[2 * i]!.certPem, leaves[2 * i + 1]!.certPem, `${names[i]}: both serve one certificate`);
+      const dir = join(config.paths.ca, 'leaves');
+      const cert = new X509Certificate(readFileSync(join(dir, `${names[i]}.crt`)));
+      assert.ok(cert.checkPrivateKey(createPrivateKey(readFileSync(join(dir, `${names[i]}.key`)))), `${names[i]}: key matches certificate on disk`);
+    }
+    assert.deepEqual(readdirSync(join(config.paths.ca, 'leaves')).filter((f) => f.endsWith('.lock')), [], 'no lock left behind');
+
+    // A lock left by a process that died while issuing is taken over once it is stale (10 s).
+    const lock = join(config.paths.ca, 'leaves', 'late.test.lock');
+    writeFileSync(lock, '');
+    utimesSync(lock, new Date(Date.now() - 60_000), new Date(Date.now() - 60_000));
+    const late = testConfig(tmp.path, { registries: { 'late.test': { upstream: 'https://late.test' } } }, 'late.yaml');
+    const c = await CertificateAuthority.load(late);
+    assert.ok(await c.certificateFor('late.test'));
+    assert.equal(c.stats().issued, 1);
   } finally {
     await tmp.cleanup();
   }
