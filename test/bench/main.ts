@@ -269,6 +269,8 @@ async function main(): Promise<void> {
     systems.push(
       new PullthroughSystem('pt-fs', 'pullthrough fs + file', 'fs', up.url, doors.tls),
       new PullthroughSystem('pt-s3', 'pullthrough S3 + Redis', 's3', up.url, doors.tls),
+      // Both cores for TLS (node:cluster workers need shared metadata, hence Redis).
+      new PullthroughSystem('pt-w2', 'pullthrough fs + Redis, 2 workers', 'fs', up.url, doors.tls, 2),
       new NginxProxySystem(up.url, cert),
       new RegistryProxySystem(up.url, cert),
     );
@@ -309,7 +311,7 @@ async function main(): Promise<void> {
     for (const { w, own, side } of rss) {
       const peak = own.stop();
       const sidePeak = side.stop();
-      w.col.cells.set('rss', `${fmt(peak)}${w.sidePids().length ? ` (+ s3rver & redis ${fmt(sidePeak)})` : ''}`);
+      w.col.cells.set('rss', `${fmt(peak)}${w.sidePids().length ? ` (+ ${w.key === 'pt-s3' ? 's3rver & redis' : 'redis'} ${fmt(sidePeak)})` : ''}`);
       log(`  ${w.col.label}: peak RSS ${fmt(peak)} MB`);
     }
 

@@ -153,23 +153,26 @@ export class PullthroughSystem implements System {
   constructor(
     readonly key: string,
     readonly label: string,
+    /** Blob storage; metadata is Redis with s3 or with more than one worker, the file store otherwise. */
     private readonly storage: 'fs' | 's3',
     private readonly upstreamUrl: string,
     private readonly tlsDoor: boolean,
+    private readonly workers = 1,
   ) {}
 
   async startCold(): Promise<Running> {
     const n = ++this.runs;
-    let stores: Record<string, unknown> = {};
+    const stores: Record<string, unknown> = {};
+    if (this.storage === 's3' || this.workers > 1) {
+      this.redis ??= await startRedis();
+      // A fresh key prefix (and S3 prefix) per run: an empty cache without restarting the servers.
+      stores.metadata = { driver: 'redis', url: this.redis.url, keyPrefix: `run${n}:` };
+    }
     if (this.storage === 's3') {
       this.s3 ??= await startS3rver('bench');
-      this.redis ??= await startRedis();
-      // A fresh prefix and key prefix per run: an empty cache without restarting the servers.
-      stores = {
-        storage: { driver: 's3', bucket: 'bench', endpoint: this.s3.endpoint, forcePathStyle: true, accessKeyId: this.s3.accessKeyId, secretAccessKey: this.s3.secretAccessKey, prefix: `run${n}/` },
-        metadata: { driver: 'redis', url: this.redis.url, keyPrefix: `run${n}:` },
-      };
+      stores.storage = { driver: 's3', bucket: 'bench', endpoint: this.s3.endpoint, forcePathStyle: true, accessKeyId: this.s3.accessKeyId, secretAccessKey: this.s3.secretAccessKey, prefix: `run${n}/` };
     }
+    if (this.workers > 1) stores.workers = this.workers;
     const pt = await startPt({
       ...ptRegistries(this.upstreamUrl),
       ...stores,
