@@ -49,8 +49,9 @@ export class Spool extends EventEmitter {
   /**
    * A writable that hashes what passes through and appends it to the file. Upstream bodies
    * arrive in 64 KiB socket reads; everything that queued up while the previous write was on
-   * disk is written as one buffer, so a 1 GiB blob costs hundreds of file writes, progress events
-   * and reader chunks rather than ~16,000 (each write is a thread-pool round trip).
+   * disk goes to the file in one writev, so a 1 GiB blob costs hundreds of file writes and
+   * progress events rather than ~16,000 (each write is a thread-pool round trip). The chunks are
+   * not concatenated: a copy into a fresh buffer cost more (page faults) than it saved.
    */
   writer(hash: Hash, onBytes?: (n: number) => void): Writable {
     return new Writable({
@@ -81,21 +82,12 @@ export class Spool extends EventEmitter {
     // Readers get the chunks from memory now, not after the file write: the client's copy and the
     // disk's are made side by side instead of one after the other.
     this.emit('progress');
-    let done = (await this.fh.writev(bufs, start)).bytesWritten;
-    // The kernel may stop a writev early; the rest goes buffer by buffer.
-    for (let i = 0, skip = 0; done < total; i++) {
-      const b = bufs[i]!;
-      if (skip + b.length <= done) {
-        skip += b.length;
-        continue;
-      }
-      for (let off = done - skip; off < b.length; ) {
-        const { bytesWritten } = await this.fh.write(b, off, b.length - off, start + done);
-        if (bytesWritten === 0) throw new Error('spool write made no progress');
-        off += bytesWritten;
-        done += bytesWritten;
-      }
-      skip += b.length;
+    // The kernel may stop a writev early: go on from where it stopped.
+    for (let pos = start, rest = bufs; rest.length > 0; ) {
+      const { bytesWritten } = await this.fh.writev(rest, pos);
+      if (bytesWritten === 0) throw new Error('spool write made no progress');
+      pos += bytesWritten;
+      rest = dropBytes(rest, bytesWritten);
     }
     this.durable = start + total;
     this.trimRecent();
@@ -191,13 +183,9 @@ export class Spool extends EventEmitter {
           const stop = end === undefined ? limit : Math.min(limit, end + 1);
           if (pos < stop) {
             let chunk = this.fromMemory(pos, stop);
-            if (!chunk && pos >= this.durable) {
-              // Neither in memory nor on disk yet (cannot happen while chunks stay in memory until
-              // written, but a wait is the safe answer).
-              await new Promise<void>((resolve) => this.once('progress', resolve));
-              continue;
-            }
             if (!chunk) {
+              // trimRecent keeps every chunk not yet on disk, so bytes missing from memory are on disk.
+              if (pos >= this.durable) throw new Error('spool bytes neither in memory nor on disk');
               const n = Math.min(READ_CHUNK, Math.min(stop, this.durable) - pos);
               const buf = Buffer.allocUnsafe(n);
               const { bytesRead } = await this.fh.read(buf, 0, n, pos);
@@ -231,4 +219,12 @@ export class Spool extends EventEmitter {
       void this.fh.close().catch(() => {});
     }
   }
+}
+
+/** `bufs` without their first `n` bytes (slices, no copies). */
+function dropBytes(bufs: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < bufs.length && n >= bufs[i]!.length) n -= bufs[i++]!.length;
+  if (i === bufs.length) return [];
+  return [bufs[i]!.subarray(n), ...bufs.slice(i + 1)];
 }
