@@ -76,21 +76,28 @@ function rssKb(pid: number): number {
   }
 }
 
+/** The fields of /proc/PID/stat after the command (field 3, state, is [0]); null once exited. */
+function statFields(pid: number | string): string[] | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command may contain spaces and parentheses: the fields start after the last ')'.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
 /** `pid` and all its descendants (nginx's workers, cache manager and loader). */
 export function processTree(pid: number): number[] {
   const children = new Map<number, number[]>();
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e)) continue;
-    try {
-      const stat = readFileSync(`/proc/${e}/stat`, 'utf8');
-      // The command may contain spaces and parentheses: the fields start after the last ')'.
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(e));
-      children.set(ppid, list);
-    } catch {
-      /* exited meanwhile */
-    }
+    const f = statFields(e);
+    if (!f) continue;
+    const ppid = Number(f[1]);
+    const list = children.get(ppid) ?? [];
+    list.push(Number(e));
+    children.set(ppid, list);
   }
   const out: number[] = [];
   const walk = (p: number): void => {
@@ -163,14 +170,9 @@ export function handshake(port: number, servername: string, timeoutMs = 30_000):
 export function cpuSeconds(pids: number[]): number {
   let ticks = 0;
   for (const p of new Set(pids.flatMap(processTree))) {
-    try {
-      const f = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-      // Fields 14 and 15 of stat (utime, stime) are 11 and 12 after the command; clock ticks of 1/100 s.
-      ticks += Number(rest[11]) + Number(rest[12]);
-    } catch {
-      /* exited meanwhile */
-    }
+    const f = statFields(p);
+    // utime and stime (fields 14 and 15 of stat), in clock ticks of 1/100 s.
+    if (f) ticks += Number(f[11]) + Number(f[12]);
   }
   return ticks / 100;
 }
