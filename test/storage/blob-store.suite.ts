@@ -68,17 +68,21 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+/** Makes local files with given bytes under `dir()`, as the cache layer hands them to putFile. */
+export function spoolFiles(dir: () => string): (data: Buffer) => Promise<string> {
+  let n = 0;
+  return async (data) => {
+    const p = join(dir(), `spool-${n++}`);
+    await writeFile(p, data);
+    return p;
+  };
+}
+
 export function blobStoreSuite(name: string, h: BlobStoreHarness): void {
   describe(`BlobStore contract: ${name}`, () => {
     let store: BlobStore;
     let tmp: { path: string; cleanup: () => Promise<void> };
-    let n = 0;
-    /** A local file with `data`, as the cache layer would hand to putFile. */
-    const spool = async (data: Buffer): Promise<string> => {
-      const p = join(tmp.path, `spool-${n++}`);
-      await writeFile(p, data);
-      return p;
-    };
+    const spool = spoolFiles(() => tmp.path);
 
     before(async () => {
       tmp = await tempDir('pullthrough-blobsuite-');

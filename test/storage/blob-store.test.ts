@@ -15,7 +15,7 @@ import { BlobNotFoundError, StorageUnavailableError } from '../../src/storage/er
 import { run, startProcess, tempDir } from '../helpers/process.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
 import { SLAB_SIZE } from '../../src/storage/s3-object-reader.js';
-import { blobStoreSuite, hashStream, randomKey, readAll, sha256 } from './blob-store.suite.js';
+import { blobStoreSuite, hashStream, randomKey, readAll, sha256, spoolFiles } from './blob-store.suite.js';
 
 const PART = 5 << 20;
 
@@ -155,12 +155,7 @@ const prefixOf = (store: S3BlobStore): string => (store as unknown as { prefix: 
 describe('S3BlobStore on s3rver: specifics', () => {
   let s3: S3rverHandle;
   let tmp: { path: string; cleanup: () => Promise<void> };
-  let n = 0;
-  const spool = async (data: Buffer): Promise<string> => {
-    const p = join(tmp.path, `spool-${n++}`);
-    await writeFile(p, data);
-    return p;
-  };
+  const spool = spoolFiles(() => tmp.path);
   before(async () => {
     tmp = await tempDir('pullthrough-s3specific-');
     s3 = await startS3rver();
