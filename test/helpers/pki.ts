@@ -74,27 +74,34 @@ function validity(cert: forge.pki.Certificate, days: number): void {
   }
 }
 
+/** A self-signed certificate valid for a year, with a new key; subject = issuer = `attrs`. */
+function selfSigned(attrs: forge.pki.CertificateField[], extensions: object[]): { certPem: string; keyPem: string } {
+  const { pub, priv, keyPem } = newKey();
+  const cert = forge.pki.createCertificate();
+  cert.publicKey = pub;
+  cert.serialNumber = serial();
+  validity(cert, 365);
+  cert.setSubject(attrs);
+  cert.setIssuer(attrs);
+  cert.setExtensions(extensions);
+  cert.sign(priv, forge.md.sha256.create());
+  return { certPem: forge.pki.certificateToPem(cert), keyPem };
+}
+
 /** Creates a CA (RSA 2048, SHA-256) in `dir` or a fresh temp dir. */
 export async function createCA(opts: { dir?: string; commonName?: string } = {}): Promise<TestCA> {
   const made = opts.dir ? undefined : await tempDir('pullthrough-pki-');
   const own = made ? { cleanup: removeOnExit(made.path) } : undefined;
   const dir = opts.dir ?? made!.path;
   await mkdir(dir, { recursive: true });
-  const { pub, priv, keyPem } = newKey();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = pub;
-  cert.serialNumber = serial();
-  validity(cert, 365);
-  const attrs = [{ name: 'commonName', value: opts.commonName ?? 'pullthrough test CA' }, { name: 'organizationName', value: 'pullthrough tests' }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true, critical: true },
-    { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
-    { name: 'subjectKeyIdentifier' },
-  ]);
-  cert.sign(priv, forge.md.sha256.create());
-  const certPem = forge.pki.certificateToPem(cert);
+  const { certPem, keyPem } = selfSigned(
+    [{ name: 'commonName', value: opts.commonName ?? 'pullthrough test CA' }, { name: 'organizationName', value: 'pullthrough tests' }],
+    [
+      { name: 'basicConstraints', cA: true, critical: true },
+      { name: 'keyUsage', keyCertSign: true, cRLSign: true, digitalSignature: true, critical: true },
+      { name: 'subjectKeyIdentifier' },
+    ],
+  );
   const certFile = join(dir, 'ca.pem');
   const keyFile = join(dir, 'ca-key.pem');
   const certDir = join(dir, 'certdir');
@@ -142,21 +149,10 @@ export async function issueServerCert(ca: TestCA, opts: ServerCertOptions = {}):
  */
 export async function createSigningCert(dir: string, name = 'token-signer'): Promise<CertFiles> {
   await mkdir(dir, { recursive: true });
-  const { pub, priv, keyPem } = newKey();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = pub;
-  cert.serialNumber = serial();
-  validity(cert, 365);
-  const attrs = [{ name: 'commonName', value: name }];
-  cert.setSubject(attrs);
-  cert.setIssuer(attrs);
-  cert.setExtensions([
-    { name: 'basicConstraints', cA: true },
-    { name: 'keyUsage', digitalSignature: true, keyCertSign: true },
-    { name: 'subjectKeyIdentifier' },
-  ]);
-  cert.sign(priv, forge.md.sha256.create());
-  const certPem = forge.pki.certificateToPem(cert);
+  const { certPem, keyPem } = selfSigned(
+    [{ name: 'commonName', value: name }],
+    [{ name: 'basicConstraints', cA: true }, { name: 'keyUsage', digitalSignature: true, keyCertSign: true }, { name: 'subjectKeyIdentifier' }],
+  );
   const certFile = join(dir, `${name}.pem`);
   const keyFile = join(dir, `${name}-key.pem`);
   await Promise.all([writeFile(certFile, certPem), writeFile(keyFile, keyPem, { mode: 0o600 })]);
