@@ -19,7 +19,7 @@ import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import type { BlobEntry, BlobStore, ByteRange } from './blob-store.js';
 import { BlobNotFoundError, StorageUnavailableError } from './errors.js';
 import { PartBuffers } from './part-buffers.js';
-import { ObjectReader, type BodyPlan, type GetResult, type ResponseHead } from './s3-object-reader.js';
+import { ObjectReader, type BodyPlan, type GetResult, type ResponseHead } from '../net/object-reader.js';
 
 const KEY = /^[a-z0-9][a-z0-9_.-]*(\/[a-z0-9][a-z0-9_.-]*)*$/;
 
@@ -223,7 +223,7 @@ export class S3BlobStore implements BlobStore {
     for (let attempt = 1; ; attempt++) {
       let res: GetResult;
       try {
-        res = await this.reader.get(url, headers, plan, bodyError);
+        res = await this.reader.get(url, headers, plan, { mapError: bodyError });
       } catch (err) {
         if (err instanceof StorageUnavailableError) throw err;
         if (attempt >= this.maxAttempts || this.closed) throw this.fail(err, `GET ${Key}`);

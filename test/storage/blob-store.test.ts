@@ -14,7 +14,7 @@ import { S3BlobStore, type S3BlobStoreOptions } from '../../src/storage/s3-blob-
 import { BlobNotFoundError, StorageUnavailableError } from '../../src/storage/errors.js';
 import { run, startProcess, tempDir } from '../helpers/process.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
-import { SLAB_SIZE } from '../../src/storage/s3-object-reader.js';
+import { SLAB_SIZE } from '../../src/net/object-reader.js';
 import { blobStoreSuite, hashStream, randomKey, readAll, sha256, spoolFiles } from './blob-store.suite.js';
 
 const PART = 5 << 20;

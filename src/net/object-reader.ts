@@ -1,10 +1,11 @@
-import { connect as netConnect, isIP, type Socket } from 'node:net';
+import { connect as netConnect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { Readable } from 'node:stream';
 
 /**
- * HTTP/1.1 GETs of S3 objects (presigned URLs) that read the response straight into reused
- * buffers.
+ * HTTP/1.1 GETs of large objects that read the response straight into reused buffers: S3 objects
+ * (presigned URLs, S3BlobStore.read) and blobs downloaded from upstream registries and their CDNs
+ * (RegistryUpstream, for blob fills).
  *
  * Why not the SDK's GetObjectCommand, or undici: both receive every socket read (64 KiB) in a
  * freshly allocated buffer (undici also copies each into its parser's memory). At 1 GB/s that is
@@ -20,10 +21,10 @@ import { Readable } from 'node:stream';
  * download of any size cycles through a few slabs. A consumer that never recycles just leaves the
  * slabs to the GC.
  *
- * Scope: what S3-compatible object GETs need. No request body, no pipelining, no proxies, no
- * redirects, no compression (none is asked for); Content-Length, chunked and close-delimited
- * bodies; keep-alive reuse with a transparent retry when a reused connection turns out to have
- * been closed by the server.
+ * Scope: what object GETs need. No request body, no pipelining, no proxies, no redirects (the
+ * caller follows them), no compression (none is asked for); Content-Length, chunked and
+ * close-delimited bodies; keep-alive reuse with a transparent retry when a reused connection turns
+ * out to have been closed by the server.
  */
 
 /**
@@ -82,6 +83,12 @@ export interface ObjectReaderOptions {
   connectTimeoutMs: number;
   /** Longest wait for the next bytes of a response; not counted while the consumer holds reading back. */
   idleTimeoutMs: number;
+  /** Longest wait for a response's head, when it should differ from idleTimeoutMs. */
+  headTimeoutMs?: number;
+  /** Name resolution for the connections (net.connect's `lookup`). */
+  lookup?: LookupFunction;
+  /** Trusted CAs for HTTPS, replacing Node's default roots (tls.connect's `ca`). */
+  ca?: string[];
   /** How long a connection is kept for reuse (below the usual server keep-alive timeouts). Default 4 s. */
   keepAliveMs?: number;
 }
@@ -248,11 +255,12 @@ class Conn {
     if (url.protocol === 'https:') {
       // tls.connect takes net.connect's `onread` as well (the user buffer then receives the
       // decrypted bytes), though @types/node does not declare it.
-      const options: ConnectionOptions = { host, port, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'] };
+      const { lookup, ca } = reader.opts;
+      const options: ConnectionOptions = { host, port, servername: isIP(host) ? undefined : host, ALPNProtocols: ['http/1.1'], ...(lookup ? { lookup } : {}), ...(ca ? { ca } : {}) };
       this.sock = tlsConnect(Object.assign(options, { onread }));
       this.sock.once('secureConnect', () => this.onConnect());
     } else {
-      this.sock = netConnect({ host, port, onread });
+      this.sock = netConnect({ host, port, onread, ...(reader.opts.lookup ? { lookup: reader.opts.lookup } : {}) });
       this.sock.once('connect', () => this.onConnect());
     }
     this.sock.setNoDelay(true);
@@ -296,11 +304,10 @@ class Conn {
         cline: '',
         chunkLeft: 0,
       };
-      if (this.uses > 1) {
-        this.sock.ref();
-        this.sock.setTimeout(this.reader.opts.idleTimeoutMs);
-      }
-      let req = `GET ${path} HTTP/1.1\r\nhost: ${host}\r\nuser-agent: pullthrough\r\n`;
+      if (this.uses > 1) this.sock.ref();
+      this.sock.setTimeout(this.reader.opts.headTimeoutMs ?? this.reader.opts.idleTimeoutMs);
+      let req = `GET ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
+      if (!('user-agent' in headers)) req += 'user-agent: pullthrough\r\n';
       for (const [k, v] of Object.entries(headers)) req += `${k}: ${v}\r\n`;
       this.sock.write(req + '\r\n');
     });
@@ -400,6 +407,7 @@ class Conn {
   private startBody(ex: Exchange, head: ResponseHead): void {
     ex.head = head;
     ex.phase = 'body';
+    if (this.reader.opts.headTimeoutMs !== undefined) this.sock.setTimeout(this.reader.opts.idleTimeoutMs);
     const h = head.headers;
     const conn = (h['connection'] ?? '').toLowerCase();
     ex.keepAlive = !/\bclose\b/.test(conn);
@@ -517,9 +525,9 @@ class Conn {
     if (this.ex?.body === body) this.sock.destroy();
   }
 
-  /** Leaves the pool (idle timeout, or the reader closes). */
-  destroy(): void {
-    this.sock.destroy();
+  /** Leaves the pool (idle timeout, or the reader closes), or ends an exchange with `err`. */
+  destroy(err?: Error): void {
+    this.sock.destroy(err);
   }
 
   /** Between exchanges, in the pool. */
@@ -541,7 +549,8 @@ class Conn {
     }
     // Held back by a slow consumer: not the server's fault (re-armed on resume).
     if (this.paused) return;
-    this.sock.destroy(new ObjectReadError(this.connected ? 'timed out waiting for the server' : 'connect timed out', 'ETIMEDOUT'));
+    const what = !this.connected ? 'connect timed out' : this.ex.phase === 'head' ? 'timed out waiting for response headers' : 'timed out waiting for the response body';
+    this.sock.destroy(new ObjectReadError(what, 'ETIMEDOUT'));
   }
 
   private onClose(): void {
@@ -594,21 +603,42 @@ export class ObjectReader {
   /**
    * GET `url` with `headers`; `plan` decides from the head what becomes of the body. A reused
    * connection the server had already closed is replaced transparently; any other failure
-   * (ObjectReadError, or a socket error with its code) is the caller's to retry.
+   * (ObjectReadError, or a socket error with its code) is the caller's to retry. `signal` aborts
+   * the exchange, the body included, with the signal's reason.
    */
-  async get(url: URL, headers: Record<string, string>, plan: (head: ResponseHead) => BodyPlan, mapError: BodyErrorMapper = (e) => e): Promise<GetResult> {
+  async get(url: URL, headers: Record<string, string>, plan: (head: ResponseHead) => BodyPlan, opts: { mapError?: BodyErrorMapper; signal?: AbortSignal } = {}): Promise<GetResult> {
     if (this.shut) throw new ObjectReadError('reader closed', 'ECLOSED');
+    const { mapError = (e: Error) => e, signal } = opts;
+    signal?.throwIfAborted();
     const origin = `${url.protocol}//${url.host}`;
     const path = url.pathname + url.search;
-    for (;;) {
-      const reused = this.takeIdle(origin);
-      const conn = reused ?? this.open(origin, url);
-      try {
-        return await conn.exchange(path, url.host, headers, plan, mapError);
-      } catch (err) {
-        if (reused && (err as { staleConnection?: boolean }).staleConnection) continue;
-        throw err;
+    let conn: Conn | undefined;
+    let body: ObjectBody | undefined;
+    const onAbort = (): void => {
+      const why = signal!.reason instanceof Error ? signal!.reason : new ObjectReadError('aborted', 'ABORT_ERR');
+      if (body) body.destroy(why);
+      else conn?.destroy(why);
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      for (;;) {
+        const reused = this.takeIdle(origin);
+        conn = reused ?? this.open(origin, url);
+        try {
+          const res = await conn.exchange(path, url.host, headers, plan, mapError);
+          body = res.body;
+          // The signal is let go with the body (or at once when there is none to abort).
+          if (body) body.once('close', () => signal?.removeEventListener('abort', onAbort));
+          else signal?.removeEventListener('abort', onAbort);
+          return res;
+        } catch (err) {
+          if (reused && !signal?.aborted && (err as { staleConnection?: boolean }).staleConnection) continue;
+          throw err;
+        }
       }
+    } catch (err) {
+      signal?.removeEventListener('abort', onAbort);
+      throw err;
     }
   }
 

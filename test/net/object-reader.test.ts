@@ -1,5 +1,5 @@
 /**
- * ObjectReader (the HTTP client of S3BlobStore.read) against a scripted HTTP/1.1 server on a real
+ * ObjectReader (the HTTP client of S3BlobStore.read and of upstream blob fills) against a scripted HTTP/1.1 server on a real
  * socket, for what s3rver never sends: chunked and close-delimited bodies, heads split across
  * packets, 100 Continue, connections closed while kept alive, error answers and retries. The
  * everyday path (Content-Length bodies from s3rver) is covered by the BlobStore suite.
@@ -11,10 +11,10 @@ import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { createServer as createTlsServer } from 'node:tls';
 import { fileURLToPath } from 'node:url';
-import { ObjectReader, type BodyPlan } from '../../src/storage/s3-object-reader.js';
+import { ObjectReader, type BodyPlan } from '../../src/net/object-reader.js';
 import { S3BlobStore } from '../../src/storage/s3-blob-store.js';
 import { BlobNotFoundError, StorageUnavailableError } from '../../src/storage/errors.js';
-import { randomKey, readAll, sha256 } from './blob-store.suite.js';
+import { randomKey, readAll, sha256 } from '../storage/blob-store.suite.js';
 import { createCA, issueServerCert } from '../helpers/pki.js';
 import { run } from '../helpers/process.js';
 
@@ -206,6 +206,58 @@ describe('ObjectReader on a scripted HTTP/1.1 server', () => {
     await sleep(20);
     assert.equal(r.stats().active, 0);
   });
+
+  it('resolves names with the given lookup, and bounds the wait for a head apart from the body', async () => {
+    const looked: string[] = [];
+    const r = new ObjectReader({
+      connectTimeoutMs: 2000,
+      idleTimeoutMs: 5000,
+      headTimeoutMs: 300,
+      lookup: (host, opts, cb) => {
+        looked.push(host);
+        // net asks for every address (`all`) when it may try several families.
+        const answer = cb as (e: Error | null, a: unknown, f?: number) => void;
+        if (opts.all) answer(null, [{ address: '127.0.0.1', family: 4 }]);
+        else answer(null, '127.0.0.1', 4);
+      },
+    });
+    try {
+      const port = new URL(srv.url).port;
+      srv.set((req, socket) => void socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${req.headers['user-agent']!.length}\r\n\r\n${req.headers['user-agent']}`));
+      const res = await r.get(new URL(`http://blobs.example:${port}/b/k`), { 'user-agent': 'pullthrough/test' }, () => whole);
+      assert.equal((await readAll(res.body!)).toString(), 'pullthrough/test', 'the caller\'s User-Agent, sent once');
+      assert.deepEqual(looked, ['blobs.example']);
+      // A head that never comes: the head timeout, not the (longer) idle one.
+      srv.set(() => {});
+      const started = Date.now();
+      await assert.rejects(r.get(new URL(`${srv.url}/b/k`), {}, () => whole), /timed out waiting for response headers/);
+      assert.ok(Date.now() - started < 3000);
+      // A body that starts and stalls: slower than the head timeout is fine as long as bytes come.
+      srv.set((_req, socket) => void trickle(socket, ['HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n', 'a']).then(() => sleep(500)).then(() => socket.write('b')));
+      const slow = await r.get(new URL(`${srv.url}/b/k`), {}, () => whole);
+      assert.equal((await readAll(slow.body!)).toString(), 'ab');
+    } finally {
+      r.close();
+    }
+  });
+
+  it('aborts with the signal: before the head (the connection is not retried) and in the middle of a body', async () => {
+    const r = fresh();
+    srv.set(() => {});
+    const early = new AbortController();
+    setTimeout(() => early.abort(new Error('caller gave up')), 50);
+    await assert.rejects(r.get(new URL(`${srv.url}/b/k`), {}, () => whole, { signal: early.signal }), /caller gave up/);
+    srv.set((_req, socket) => void socket.write('HTTP/1.1 200 OK\r\ncontent-length: 1000000\r\n\r\n' + 'x'.repeat(1000)));
+    const late = new AbortController();
+    const res = await r.get(new URL(`${srv.url}/b/k`), {}, () => whole, { signal: late.signal });
+    const reading = readAll(res.body!);
+    await sleep(50);
+    late.abort(new Error('fill timed out'));
+    await assert.rejects(reading, /fill timed out/);
+    await sleep(20);
+    assert.equal(r.stats().active, 0, 'the aborted connection is gone');
+    await assert.rejects(r.get(new URL(`${srv.url}/b/k`), {}, () => whole, { signal: late.signal }), /fill timed out/, 'an aborted signal fails at once');
+  });
 });
 
 describe('ObjectReader over HTTPS', () => {
@@ -233,7 +285,7 @@ describe('ObjectReader over HTTPS', () => {
     t.after(() => new Promise((r) => server.close(r)));
     const url = `https://localhost:${(server.address() as AddressInfo).port}/b/k`;
     // A child process, since NODE_EXTRA_CA_CERTS is read at start.
-    const reader = fileURLToPath(new URL('../../src/storage/s3-object-reader.js', import.meta.url));
+    const reader = fileURLToPath(new URL('../../src/net/object-reader.js', import.meta.url));
     const script = `
       import { createHash } from 'node:crypto';
       const { ObjectReader } = await import(${JSON.stringify(reader)});
