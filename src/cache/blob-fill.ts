@@ -78,7 +78,10 @@ export class BlobFill {
     try {
       try {
         // Bytes are counted per spool write (batches), not per 64 KiB socket read.
-        await pipeline(res.body as Readable, spool.writer(hash, (n) => this.ctx.onBytes(n)));
+        // Blob bodies come from ObjectReader, whose buffers the spool hands back for reuse.
+        const body = res.body as Readable & { recycle?: (chunk: Buffer) => void };
+        const recycle = typeof body.recycle === 'function' ? body.recycle.bind(body) : undefined;
+        await pipeline(body, spool.writer(hash, (n) => this.ctx.onBytes(n), recycle));
       } catch (err) {
         if (signal.aborted) throw new UpstreamUnavailableError(this.upstream.registry.name, `blob download exceeded ${this.ctx.fillTimeoutMs} ms`);
         throw err instanceof UpstreamUnavailableError ? err : new UpstreamUnavailableError(this.upstream.registry.name, `blob download broke off: ${(err as Error).message}`, { cause: err });
@@ -101,7 +104,7 @@ export class BlobFill {
    * The blob's bytes (or `range` of them) as they arrive.
    * @throws when called before `started` resolved.
    */
-  reader(range?: ByteRange): Readable {
+  reader(range?: ByteRange): Readable & { recycle(chunk: Buffer): void } {
     if (!this.spool) throw new Error('fill has not started');
     return this.spool.reader(range);
   }

@@ -7,11 +7,13 @@ import { Spool } from '../../src/cache/spool.js';
 import { tempDir } from '../helpers/process.js';
 
 /** Feeds `data` to the spool's writer in `chunk`-byte writes, yielding to the event loop between them. */
-async function feed(spool: Spool, data: Buffer, chunk: number): Promise<string> {
+async function feed(spool: Spool, data: Buffer, chunk: number, recycle?: (c: Buffer) => void): Promise<string> {
   const hash = createHash('sha256');
-  const w = spool.writer(hash);
+  const w = spool.writer(hash, undefined, recycle);
   for (let off = 0; off < data.length; off += chunk) {
-    if (!w.write(data.subarray(off, off + chunk))) await new Promise((r) => w.once('drain', r));
+    // A copy per write when recycling: each chunk is a buffer of its own, as a source's slabs are.
+    const part = recycle ? Buffer.from(data.subarray(off, off + chunk)) : data.subarray(off, off + chunk);
+    if (!w.write(part)) await new Promise((r) => w.once('drain', r));
     await new Promise((r) => setImmediate(r));
   }
   await new Promise<void>((resolve, reject) => w.end((err?: Error | null) => (err ? reject(err) : resolve())));
@@ -67,6 +69,52 @@ test('Spool: a failed download aborts its readers and removes the file', async (
     assert.ok(r.bytes().length < 3 << 20);
     await new Promise((res) => setTimeout(res, 50));
     await assert.rejects(readFile(spool.path), { code: 'ENOENT' });
+    spool.release();
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('Spool: source chunks are handed back for reuse once on disk and returned by every reader, never earlier', async () => {
+  const dir = await tempDir();
+  try {
+    const chunk = 256 << 10;
+    const data = randomBytes(16 << 20);
+    const spool = await Spool.create(dir.path);
+    const recycled = new Set<Buffer>();
+    let twice = 0;
+    // Reuse is simulated by scribbling over a chunk as soon as it comes back: a reader still
+    // holding a slice of it would then see wrong bytes.
+    const recycle = (c: Buffer): void => {
+      if (recycled.has(c)) twice++;
+      recycled.add(c);
+      c.fill(0xee);
+    };
+    // A prompt reader copies each chunk and hands it back at once.
+    const prompt = spool.reader();
+    const promptParts: Buffer[] = [];
+    prompt.on('data', (c: Buffer) => {
+      promptParts.push(Buffer.from(c));
+      prompt.recycle(c);
+    });
+    // A holding reader keeps every chunk it got and hands them back only at the end.
+    const holding = spool.reader();
+    const held: Buffer[] = [];
+    holding.on('data', (c: Buffer) => held.push(c));
+    const ended = (r: Readable) => new Promise<void>((resolve, reject) => (r.once('end', resolve), r.once('error', reject)));
+    const done = Promise.all([ended(prompt), ended(holding)]);
+    await feed(spool, data, chunk, recycle);
+    spool.markVerified();
+    await done;
+    assert.ok(Buffer.concat(promptParts).equals(data));
+    const beforeHandBack = recycled.size;
+    assert.ok(Buffer.concat(held).equals(data), 'no chunk a reader still held was reused');
+    for (const c of held) holding.recycle(c);
+    // Every chunk but those still among the recent ones (4 MiB) came back, each once.
+    assert.equal(twice, 0);
+    assert.ok(recycled.size > beforeHandBack, 'the holding reader kept chunks from reuse until it handed them back');
+    assert.ok(recycled.size >= (data.length - (4 << 20)) / chunk - 1, `${recycled.size} of ${data.length / chunk} chunks recycled`);
+    assert.ok((await readFile(spool.path)).equals(data));
     spool.release();
   } finally {
     await dir.cleanup();
