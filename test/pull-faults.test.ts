@@ -1,7 +1,7 @@
 /**
  * Failures the real upstream cannot produce, served by a fault upstream on a real socket:
  * wrong bytes for a digest, a connection dying mid-blob, stalls (ranges on in-flight blobs,
- * clients that leave), and 429/503 answers (stale-if-error).
+ * clients that leave, bodyTimeout), a trickle (fillTimeout), and 429/503 answers (stale-if-error).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,6 +72,40 @@ test('upstream dies mid-blob: client aborted, nothing cached, a retry succeeds',
   assert.equal(await exists(blobFile(digest)), false);
   up.setBlobBehaviour(digest, { kind: 'ok' });
   assert.equal(sha(await readAll(await fetch(blobUrl(digest)))), digest);
+});
+
+test('an upstream that stalls mid-blob is given up after upstream.bodyTimeout, one that trickles after fillTimeout; nothing cached', async () => {
+  const slow = await startPullthrough({ registries: { 'fault.test': { upstream: up.url } }, defaultRegistry: 'fault.test', upstream: { bodyTimeout: '1s', fillTimeout: '3s' } });
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  try {
+    const url = (digest: string): string => `${slow.url}/v2/team/app/blobs/${digest}`;
+    const file = (digest: string): string => join(slow.dataDir, 'blobs', 'blobs', 'sha256', digest.slice(7, 9), digest.slice(7));
+    // Stalls after 1 MiB: no byte for longer than bodyTimeout.
+    const stalled = randomBlob(3 << 20);
+    const stalledDigest = up.addBlob(stalled, { kind: 'stall', after: 1 << 20, release: released });
+    let t0 = Date.now();
+    await assert.rejects(readAll(await fetch(url(stalledDigest))));
+    assert.ok(Date.now() - t0 < 2500, `given up after ${Date.now() - t0} ms, not at bodyTimeout`);
+    // Trickles 64 KiB every 200 ms (~10 s for the blob): never idle for a second, but over fillTimeout.
+    const trickled = randomBlob(3 << 20);
+    const trickledDigest = up.addBlob(trickled, { kind: 'trickle', bytes: 64 << 10, everyMs: 200 });
+    t0 = Date.now();
+    await assert.rejects(readAll(await fetch(url(trickledDigest))));
+    const took = Date.now() - t0;
+    assert.ok(took >= 2500 && took < 8000, `given up after ${took} ms`);
+    assert.equal(await exists(file(stalledDigest)), false);
+    assert.equal(await exists(file(trickledDigest)), false);
+    // Both fetched again in full once the upstream behaves.
+    up.setBlobBehaviour(stalledDigest, { kind: 'ok' });
+    up.setBlobBehaviour(trickledDigest, { kind: 'ok' });
+    assert.equal(sha(await readAll(await fetch(url(stalledDigest)))), stalledDigest);
+    assert.equal(sha(await readAll(await fetch(url(trickledDigest)))), trickledDigest);
+    assert.equal(await eventuallyExists(file(trickledDigest)), true);
+  } finally {
+    release();
+    await slow.cleanup();
+  }
 });
 
 test('range reads on a blob still being fetched, and on the cached blob; one upstream GET', async () => {

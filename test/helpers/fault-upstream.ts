@@ -12,6 +12,7 @@ export type BlobBehaviour =
   | { kind: 'corrupt' } // same length, different bytes
   | { kind: 'truncate'; after: number } // sends `after` bytes, then destroys the socket
   | { kind: 'stall'; after: number; release: Promise<void> } // sends `after` bytes, waits, then the rest
+  | { kind: 'trickle'; bytes: number; everyMs: number } // sends `bytes` at a time, `everyMs` apart
   | { kind: 'status'; status: number };
 
 export interface FaultUpstream {
@@ -111,6 +112,19 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
         res.write(blob.data.subarray(0, b.after));
         void b.release.then(() => res.end(blob.data.subarray(b.after)));
         return;
+      case 'trickle': {
+        let off = 0;
+        const next = (): void => {
+          if (res.destroyed) return;
+          const part = blob.data.subarray(off, off + b.bytes);
+          off += part.length;
+          if (off >= blob.data.length) return void res.end(part);
+          res.write(part);
+          setTimeout(next, b.everyMs);
+        };
+        next();
+        return;
+      }
     }
   };
 
