@@ -7,6 +7,8 @@ import type { Hash } from 'node:crypto';
 import type { ByteRange } from '../storage/blob-store.js';
 
 const READ_CHUNK = 1 << 20;
+/** File-read buffers a reader keeps for reuse (as FileRangeReadable): one read into, one or two out. */
+const MAX_FREE_READ_BUFFERS = 3;
 /** Recent chunks kept in memory, so readers keeping pace with the download never touch the disk. */
 const RECENT_BYTES = 4 << 20;
 
@@ -190,7 +192,10 @@ export class Spool extends EventEmitter {
    * A plain Readable rather than `Readable.from(async generator)`: it pushes every chunk that is
    * available in one `_read` turn (recent ones straight from memory, zero-copy) and only waits on
    * `progress` when it has caught up with the download. Its `recycle(chunk)` hands back a chunk
-   * once written (see writer); a consumer that never does so only keeps buffers from reuse.
+   * once written: a slice of a recent chunk (see writer), or a buffer it read from the file, which
+   * its next file read reuses. Readers that fall behind, or join while a big blob is still being
+   * committed (an S3 upload takes a while), would otherwise read into a fresh 1 MiB buffer each
+   * time. A consumer that never recycles only keeps buffers from reuse.
    */
   reader(range?: ByteRange): Readable & { recycle(chunk: Buffer): void } {
     this.refs++;
@@ -198,6 +203,8 @@ export class Spool extends EventEmitter {
     const end = range?.end; // inclusive; undefined = to whatever the end turns out to be
     let pumping = false;
     let released = false;
+    const freeReadBuffers: Buffer[] = [];
+    const ownReadBuffers = new WeakSet<ArrayBufferLike>();
     const release = (): void => {
       if (released) return;
       released = true;
@@ -214,7 +221,12 @@ export class Spool extends EventEmitter {
           cb(err);
         },
       }),
-      { recycle: (chunk: Buffer) => this.handBack(chunk) },
+      {
+        recycle: (chunk: Buffer): void => {
+          if (!ownReadBuffers.has(chunk.buffer)) return this.handBack(chunk);
+          if (freeReadBuffers.length < MAX_FREE_READ_BUFFERS && !stream.destroyed) freeReadBuffers.push(Buffer.from(chunk.buffer, 0, READ_CHUNK));
+        },
+      },
     );
     const pump = async (): Promise<void> => {
       pumping = true;
@@ -231,11 +243,15 @@ export class Spool extends EventEmitter {
               // trimRecent keeps every chunk not yet on disk, so bytes missing from memory are on disk.
               if (pos >= this.durable) throw new Error('spool bytes neither in memory nor on disk');
               const n = Math.min(READ_CHUNK, Math.min(stop, this.durable) - pos);
-              const buf = Buffer.allocUnsafe(n);
+              let buf = freeReadBuffers.pop();
+              if (!buf) {
+                buf = Buffer.allocUnsafeSlow(READ_CHUNK);
+                ownReadBuffers.add(buf.buffer);
+              }
               const { bytesRead } = await this.fh.read(buf, 0, n, pos);
               if (bytesRead === 0) throw new Error('spool file shorter than recorded');
               if (stream.destroyed) return;
-              chunk = bytesRead === n ? buf : buf.subarray(0, bytesRead);
+              chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
             }
             pos += chunk.length;
             if (!stream.push(chunk)) return; // read() is called again when the consumer wants more

@@ -120,3 +120,31 @@ test('Spool: source chunks are handed back for reuse once on disk and returned b
     await dir.cleanup();
   }
 });
+
+test('Spool: a reader that reads the file (joined late) reuses the buffers it hands back, and gets the right bytes', async () => {
+  const dir = await tempDir();
+  try {
+    const data = randomBytes(12 << 20);
+    const spool = await Spool.create(dir.path);
+    await feed(spool, data, 256 << 10);
+    spool.markVerified();
+    // Everything beyond the recent 4 MiB comes from the file now.
+    const late = spool.reader({ start: 100, end: data.length - 1 });
+    const parts: Buffer[] = [];
+    const buffers = new Set<ArrayBufferLike>();
+    late.on('data', (c: Buffer) => {
+      buffers.add(c.buffer);
+      parts.push(Buffer.from(c));
+      // Handed back a tick later, as a response writer would once the bytes are in the kernel.
+      setImmediate(() => late.recycle(c));
+    });
+    await new Promise<void>((resolve, reject) => (late.once('end', resolve), late.once('error', reject)));
+    assert.ok(Buffer.concat(parts).equals(data.subarray(100)));
+    // ~8 MiB read from the file in 1 MiB reads, plus the recent chunks' own buffers.
+    const fileBuffers = [...buffers].filter((b) => b.byteLength === 1 << 20).length;
+    assert.ok(fileBuffers <= 4, `${fileBuffers} file-read buffers for ~8 MiB`);
+    spool.release();
+  } finally {
+    await dir.cleanup();
+  }
+});
