@@ -1,8 +1,10 @@
 /**
- * ObjectReader (the HTTP client of S3BlobStore.read and of upstream blob fills) against a scripted HTTP/1.1 server on a real
- * socket, for what s3rver never sends: chunked and close-delimited bodies, heads split across
- * packets, 100 Continue, connections closed while kept alive, error answers and retries. The
- * everyday path (Content-Length bodies from s3rver) is covered by the BlobStore suite.
+ * ObjectReader (the HTTP client of S3BlobStore.read and of upstream blob fills) against a
+ * scripted HTTP/1.1 server on a real socket, for what s3rver and docker-registry never send:
+ * chunked and close-delimited bodies, heads split across packets, 100 Continue, connections closed
+ * while kept alive, error answers and retries, heads that never come, and aborts. The everyday
+ * paths (Content-Length bodies from s3rver and the upstream registry) are covered by the BlobStore
+ * suite and the pull tests.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
