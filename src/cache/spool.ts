@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import type { ByteRange } from '../storage/blob-store.js';
+import { ReusableBuffers } from '../util/reusable-buffers.js';
 
 const READ_CHUNK = 1 << 20;
 /** File-read buffers a reader keeps for reuse (as FileRangeReadable): one read into, one or two out. */
@@ -203,8 +204,7 @@ export class Spool extends EventEmitter {
     const end = range?.end; // inclusive; undefined = to whatever the end turns out to be
     let pumping = false;
     let released = false;
-    const freeReadBuffers: Buffer[] = [];
-    const ownReadBuffers = new WeakSet<ArrayBufferLike>();
+    const readBuffers = new ReusableBuffers(READ_CHUNK, MAX_FREE_READ_BUFFERS);
     const release = (): void => {
       if (released) return;
       released = true;
@@ -223,8 +223,8 @@ export class Spool extends EventEmitter {
       }),
       {
         recycle: (chunk: Buffer): void => {
-          if (!ownReadBuffers.has(chunk.buffer)) return this.handBack(chunk);
-          if (freeReadBuffers.length < MAX_FREE_READ_BUFFERS && !stream.destroyed) freeReadBuffers.push(Buffer.from(chunk.buffer, 0, READ_CHUNK));
+          if (!readBuffers.owns(chunk)) this.handBack(chunk);
+          else if (!stream.destroyed) readBuffers.giveBack(chunk);
         },
       },
     );
@@ -243,11 +243,7 @@ export class Spool extends EventEmitter {
               // trimRecent keeps every chunk not yet on disk, so bytes missing from memory are on disk.
               if (pos >= this.durable) throw new Error('spool bytes neither in memory nor on disk');
               const n = Math.min(READ_CHUNK, Math.min(stop, this.durable) - pos);
-              let buf = freeReadBuffers.pop();
-              if (!buf) {
-                buf = Buffer.allocUnsafeSlow(READ_CHUNK);
-                ownReadBuffers.add(buf.buffer);
-              }
+              const buf = readBuffers.take();
               const { bytesRead } = await this.fh.read(buf, 0, n, pos);
               if (bytesRead === 0) throw new Error('spool file shorter than recorded');
               if (stream.destroyed) return;

@@ -5,6 +5,7 @@ import { Readable } from 'node:stream';
 import type { BlobEntry, BlobStore, ByteRange } from './blob-store.js';
 import { BlobNotFoundError } from './errors.js';
 import { isErrno } from '../util/atomic-file.js';
+import { ReusableBuffers } from '../util/reusable-buffers.js';
 
 /** 1 MiB reads: far fewer syscalls and event-loop turns than the 64 KiB default on big layers. */
 const READ_CHUNK = 1 << 20;
@@ -21,8 +22,7 @@ const MAX_FREE = 3;
  * failed or abandoned).
  */
 export class FileRangeReadable extends Readable {
-  private readonly free: Buffer[] = [];
-  private readonly own = new WeakSet<ArrayBufferLike>();
+  private readonly buffers = new ReusableBuffers(READ_CHUNK, MAX_FREE);
 
   constructor(
     private readonly fh: FileHandle,
@@ -34,9 +34,7 @@ export class FileRangeReadable extends Readable {
 
   /** Hands back a chunk this stream produced, once the consumer no longer needs its bytes. */
   recycle(chunk: Buffer): void {
-    if (this.own.has(chunk.buffer) && this.free.length < MAX_FREE && !this.destroyed) {
-      this.free.push(Buffer.from(chunk.buffer, 0, READ_CHUNK));
-    }
+    if (!this.destroyed) this.buffers.giveBack(chunk);
   }
 
   override _read(): void {
@@ -45,11 +43,7 @@ export class FileRangeReadable extends Readable {
       this.push(null);
       return;
     }
-    let buf = this.free.pop();
-    if (!buf) {
-      buf = Buffer.allocUnsafeSlow(READ_CHUNK);
-      this.own.add(buf.buffer);
-    }
+    const buf = this.buffers.take();
     this.fh.read(buf, 0, n, this.pos).then(
       ({ bytesRead }) => {
         if (this.destroyed) return;
@@ -66,7 +60,7 @@ export class FileRangeReadable extends Readable {
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
-    this.free.length = 0;
+    this.buffers.clear();
     this.fh.close().then(
       () => cb(err),
       () => cb(err),
