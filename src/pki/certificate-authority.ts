@@ -151,27 +151,25 @@ export class CertificateAuthority {
    * two workers meeting a new (or due) name at once, one issues and the other uses its leaf.
    */
   private async obtain(name: string, tryDisk: boolean): Promise<Entry> {
-    if (tryDisk) {
-      const entry = await this.fromDisk(name);
-      if (entry) return entry;
+    let entry = tryDisk ? await this.fromDisk(name) : null;
+    if (!entry) {
+      const release = await this.store.lock(name);
+      try {
+        entry = (await this.fromDisk(name)) ?? (await this.issue(name));
+      } finally {
+        await release();
+      }
     }
-    const release = await this.store.lock(name);
-    try {
-      const entry = (await this.fromDisk(name)) ?? (await this.issue(name));
-      this.entries.set(name, entry);
-      return entry;
-    } finally {
-      await release();
-    }
+    this.entries.set(name, entry);
+    return entry;
   }
 
-  /** The stored leaf for `name` when it is usable (counted, and kept in memory); else null. */
+  /** The stored leaf for `name` when it is usable (counted); else null. */
   private async fromDisk(name: string): Promise<Entry | null> {
     const stored = await this.store.read(name);
     const entry = stored && this.usable(name, stored.certPem, stored.keyPem);
     if (!entry) return null;
     this.counters.loadedFromDisk++;
-    this.entries.set(name, entry);
     return entry;
   }
 

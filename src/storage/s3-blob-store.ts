@@ -75,6 +75,9 @@ interface SdkError {
 
 const silent: StoreLogger = { warn() {} };
 
+/** The wait before retrying a request after failed attempt number `attempt`: 200 ms, 400 ms, 800 ms, ... */
+const backoff = (attempt: number): Promise<void> => new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+
 /**
  * Lifetime of the presigned URLs read() fetches itself. They never leave the process; S3 checks
  * the expiry when a GET starts, so this only has to cover the retries of one read.
@@ -227,7 +230,7 @@ export class S3BlobStore implements BlobStore {
       } catch (err) {
         if (err instanceof StorageUnavailableError) throw err;
         if (attempt >= this.maxAttempts || this.closed) throw this.fail(err, `GET ${Key}`);
-        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+        await backoff(attempt);
         continue;
       }
       if (res.body) return res.body;
@@ -237,7 +240,7 @@ export class S3BlobStore implements BlobStore {
       const err = new S3ReadError(/<Code>([^<]{1,100})<\/Code>/.exec(res.text ?? '')?.[1] ?? (status === 404 ? 'NotFound' : 'UnknownError'), status);
       if (S3BlobStore.isNotFound(err)) throw new BlobNotFoundError(key);
       if ((status >= 500 || status === 429) && attempt < this.maxAttempts && !this.closed) {
-        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+        await backoff(attempt);
         continue;
       }
       throw this.fail(err, `GET ${Key}`);
@@ -327,7 +330,7 @@ export class S3BlobStore implements BlobStore {
         const status = (err as SdkError).$metadata?.httpStatusCode;
         const retryable = status === undefined || status >= 500 || status === 429;
         if (!retryable || attempt >= this.maxAttempts) throw this.fail(err, `PUT ${Key}`);
-        await new Promise((r) => setTimeout(r, 100 * 2 ** attempt));
+        await backoff(attempt);
       } finally {
         Body.destroy();
       }
