@@ -32,6 +32,7 @@ import {
   probeDoors,
   ptRegistries,
   startPt,
+  tlsEndpoint,
   type System,
   type TlsEndpoint,
 } from './systems.js';
@@ -306,14 +307,7 @@ async function main(): Promise<void> {
       col: refCol,
       key: 'static',
       http: { url: `http://127.0.0.1:${st.httpPort}/big` },
-      tls: {
-        target: { url: `https://${UPSTREAM_NAME}:${st.tlsPort}/big`, resolve: `${UPSTREAM_NAME}:${st.tlsPort}:127.0.0.1` },
-        port: st.tlsPort,
-        servername: UPSTREAM_NAME,
-        via: 'nginx static file',
-        pids: () => [st.proc.pid],
-        stop: async () => {},
-      },
+      tls: tlsEndpoint(st.tlsPort, 'nginx static file', st.proc.pid, { path: '/big' }),
       pids: () => [st.proc.pid],
       sidePids: () => [],
       stop: () => st.stop(),

@@ -35,6 +35,22 @@ export interface TlsEndpoint {
   stop(): Promise<void>;
 }
 
+/**
+ * The endpoint of a system's TLS listener on 127.0.0.1:`port`, reached as UPSTREAM_NAME (`path`:
+ * where throughput downloads go, when not the registry's own blob URL); `stop` stops a listener
+ * started for it alone.
+ */
+export function tlsEndpoint(port: number, via: string, pid: number, opts: { path?: string; stop?: () => Promise<void> } = {}): TlsEndpoint {
+  return {
+    target: { url: `https://${UPSTREAM_NAME}:${port}${opts.path ?? ''}`, resolve: `${UPSTREAM_NAME}:${port}:127.0.0.1` },
+    port,
+    servername: UPSTREAM_NAME,
+    via,
+    pids: () => [pid],
+    stop: opts.stop ?? (async () => {}),
+  };
+}
+
 /** A system started with an empty cache. */
 export interface Running {
   /** `127.0.0.1:PORT` of its plain-HTTP registry endpoint. */
@@ -185,15 +201,7 @@ export class PullthroughSystem implements System {
       sidePids: side,
       tls: async () => {
         if (pt.ports.tls === undefined) return { na: 'n/a (door not available)' };
-        const port = pt.ports.tls;
-        return {
-          target: { url: `https://${UPSTREAM_NAME}:${port}`, resolve: `${UPSTREAM_NAME}:${port}:127.0.0.1` },
-          port,
-          servername: UPSTREAM_NAME,
-          via: 'own (TLS door)',
-          pids: () => [pt.proc.pid],
-          stop: async () => {},
-        };
+        return tlsEndpoint(pt.ports.tls, 'own (TLS door)', pt.proc.pid);
       },
       stop: () => pt.stop(),
     };
@@ -223,14 +231,7 @@ export class NginxProxySystem implements System {
       host: `127.0.0.1:${ng.httpPort}`,
       pids: () => [ng.proc.pid],
       sidePids: () => [],
-      tls: async () => ({
-        target: { url: `https://${UPSTREAM_NAME}:${ng.tlsPort}`, resolve: `${UPSTREAM_NAME}:${ng.tlsPort}:127.0.0.1` },
-        port: ng.tlsPort,
-        servername: UPSTREAM_NAME,
-        via: 'own (nginx ssl)',
-        pids: () => [ng.proc.pid],
-        stop: async () => {},
-      }),
+      tls: async () => tlsEndpoint(ng.tlsPort, 'own (nginx ssl)', ng.proc.pid),
       stop: async () => {
         await ng.stop();
         await dir.cleanup();
@@ -293,14 +294,7 @@ export class RegistryProxySystem implements System {
       // storage serves TLS with distribution's own TLS.
       tls: async () => {
         const t = await startRegistry(dir.path, storage, this.upstreamUrl, this.cert);
-        return {
-          target: { url: `https://${UPSTREAM_NAME}:${t.port}`, resolve: `${UPSTREAM_NAME}:${t.port}:127.0.0.1` },
-          port: t.port,
-          servername: UPSTREAM_NAME,
-          via: 'own (Go crypto/tls)',
-          pids: () => [t.proc.pid],
-          stop: () => t.proc.stop(),
-        };
+        return tlsEndpoint(t.port, 'own (Go crypto/tls)', t.proc.pid, { stop: () => t.proc.stop() });
       },
       stop: async () => {
         await http.proc.stop();
