@@ -43,4 +43,5 @@ VOLUME ["/data"]
 # Mirror (HTTP), TLS door, CONNECT door, DNS door; the last three are off until configured
 # (PULLTHROUGH_LISTEN_TLS=0.0.0.0:443, PULLTHROUGH_LISTEN_PROXY=0.0.0.0:3128, PULLTHROUGH_LISTEN_DNS=0.0.0.0:53).
 EXPOSE 5000 443 3128 53/tcp 53/udp
-CMD ["node", "dist/src/main.js", "serve"]
+# V8's young generation capped at 4 MB per semi-space (as npm start): see README, Operations, Memory.
+CMD ["node", "--max-semi-space-size=4", "dist/src/main.js", "serve"]

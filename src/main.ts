@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=4
 /**
  * The command line: the only reader of argv and the environment. Loads the config, builds, starts,
  * and stops on SIGTERM/SIGINT after draining. With `workers` > 1, `serve` runs as the primary of

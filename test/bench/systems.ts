@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
 import { freePort, startProcess, waitForPort, type Proc } from '../helpers/process.js';
 import { benchTemp } from './measure.js';
-import { MAIN } from '../helpers/pullthrough.js';
+import { MAIN, NODE_FLAGS } from '../helpers/pullthrough.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
 import { startRedis, type RedisHandle } from '../helpers/redis-server.js';
 import type { ServerCert } from './cert.js';
@@ -90,7 +90,7 @@ export async function startPt(config: Record<string, unknown>, graceMs = 4000): 
   const full: Record<string, unknown> = { dataDir: join(dir.path, 'data'), ...config };
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
-  const proc = startProcess(process.execPath, [MAIN, 'serve', '--config', configFile], {
+  const proc = startProcess(process.execPath, [...NODE_FLAGS, MAIN, 'serve', '--config', configFile], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path },
   });
   const listen = (full.listen ?? {}) as Record<string, unknown>;

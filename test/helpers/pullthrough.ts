@@ -9,6 +9,11 @@ import { startProcess, tempDir, type Proc } from './process.js';
 
 /** dist/src/main.js, relative to this compiled file (dist/test/helpers). */
 export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
+/**
+ * The Node.js flags pullthrough ships with (package.json's start, the Dockerfile's CMD, main.ts's
+ * shebang), so the tests and the bench run it as users do.
+ */
+export const NODE_FLAGS = ['--max-semi-space-size=4'];
 
 /** One JSON log line of pullthrough. */
 export type LogLine = Record<string, unknown> & { msg: string; level: string };
@@ -66,7 +71,7 @@ export async function startPullthrough(config: Record<string, unknown>, opts: St
   const full = { dataDir, listen: { mirror: '127.0.0.1:0' }, ...config };
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
-  const proc = startProcess(process.execPath, [MAIN, 'serve', '--config', configFile], {
+  const proc = startProcess(process.execPath, [...NODE_FLAGS, MAIN, 'serve', '--config', configFile], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path, ...opts.env },
   });
   const wanted = Object.entries((full.listen ?? {}) as Record<string, unknown>).filter(([, v]) => v !== null).map(([k]) => k);
