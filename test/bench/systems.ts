@@ -60,13 +60,21 @@ export interface Running {
   sidePids(): number[];
   /** Its TLS endpoint, or why there is none. */
   tls(): Promise<TlsEndpoint | { na: string }>;
+  /** The DNS door's port, when started with `dns` and the door came up. */
+  readonly dnsPort?: number;
   stop(): Promise<void>;
+}
+
+/** What a system is started with besides its registry endpoint. */
+export interface StartOptions {
+  /** pullthrough's DNS door too, answering the registry names with 127.0.0.1. */
+  readonly dns?: boolean;
 }
 
 export interface System {
   readonly key: string;
   readonly label: string;
-  startCold(): Promise<Running>;
+  startCold(opts?: StartOptions): Promise<Running>;
   /** Stops what outlives single runs (s3rver, redis). */
   close(): Promise<void>;
 }
@@ -176,7 +184,7 @@ export class PullthroughSystem implements System {
     private readonly workers = 1,
   ) {}
 
-  async startCold(): Promise<Running> {
+  async startCold(opts: StartOptions = {}): Promise<Running> {
     const n = ++this.runs;
     const stores: Record<string, unknown> = {};
     if (this.storage === 's3' || this.workers > 1) {
@@ -192,11 +200,13 @@ export class PullthroughSystem implements System {
     const pt = await startPt({
       ...ptRegistries(this.upstreamUrl),
       ...stores,
-      listen: { mirror: '127.0.0.1:0', ...(this.tlsDoor ? { tls: '127.0.0.1:0' } : {}) },
+      listen: { mirror: '127.0.0.1:0', ...(this.tlsDoor ? { tls: '127.0.0.1:0' } : {}), ...(opts.dns ? { dns: '127.0.0.1:0' } : {}) },
+      ...(opts.dns ? { dns: { answer: ['127.0.0.1'] } } : {}),
     });
     const side = (): number[] => [this.s3?.pid(), this.redis?.pid()].filter((p): p is number => p !== undefined);
     return {
       host: `127.0.0.1:${pt.ports.mirror}`,
+      dnsPort: pt.ports.dns,
       pids: () => [pt.proc.pid],
       sidePids: side,
       tls: async () => {
