@@ -68,7 +68,7 @@ const ROWS: Array<[string, string]> = [
   ['tlsvia', 'TLS terminated by'],
   ['rss', 'peak RSS during the rows above (MB)'],
   ['cold', 'cold pull ~120 MB image, skopeo (s; server warmed up on another image)'],
-  ['coldratio', 'cold pull / direct pull in the same repetition (median)'],
+  ['coldratio', `cold pull / direct pull made just before it (median of ${COLD_REPS})`],
   ['pull8', `slowest of ${CONCURRENT_PULLS} concurrent cold pulls (s)`],
   ['up8', `upstream requests, ${CONCURRENT_PULLS} concurrent cold pulls (blob GET / manifest GET / HEAD)`],
   ['warmman', 'upstream manifest GETs per warm pull, unchanged tag (HEADs)'],
@@ -100,10 +100,12 @@ interface Warm {
 }
 
 /**
- * Figure (2), interleaved: each repetition pulls straight from the upstream and then through
- * every system (each started with an empty cache and warmed up on another image), so the
- * direct baseline is measured next to the pulls it is compared with. The ratio shown is the
- * median of the per-repetition ratios.
+ * Figure (2), interleaved: each repetition pulls through every system in turn (each started with
+ * an empty cache and warmed up on another image), each pull right after a direct pull from the
+ * upstream, so every ratio compares two pulls made seconds apart under the same conditions (a
+ * single direct pull per repetition was up to a minute older than the last system's pull). The
+ * ratio shown is the median of those per-pull ratios; the direct time shown is the median of all
+ * direct pulls.
  */
 async function coldPullFigures(systems: System[], cols: Map<System, Column>, up: BenchUpstream, refCol: Column): Promise<void> {
   const app = (host: string): string => `${host}/${up.content.app.repo}:${up.content.app.tag}`;
@@ -112,20 +114,22 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
   const ratios = new Map<System, number[]>();
   await warmUp(up, up.hostPort);
   for (let i = 0; i < COLD_REPS; i++) {
-    const direct = await timedPull(app(up.hostPort));
-    directs.push(direct);
+    const line: string[] = [];
     for (const sys of systems) {
       const run = await sys.startCold();
       try {
         await warmUp(up, run.host);
+        const direct = await timedPull(app(up.hostPort));
         const t = await timedPull(app(run.host));
+        directs.push(direct);
         times.set(sys, [...(times.get(sys) ?? []), t]);
         ratios.set(sys, [...(ratios.get(sys) ?? []), t / direct]);
+        line.push(`${sys.label} ${t.toFixed(2)} s (direct ${direct.toFixed(2)} s)`);
       } finally {
         await run.stop();
       }
     }
-    log(`  repetition ${i + 1}: direct ${direct.toFixed(2)} s; ${systems.map((s) => `${s.label} ${times.get(s)!.at(-1)!.toFixed(2)} s`).join('; ')}`);
+    log(`  repetition ${i + 1}: ${line.join('; ')}`);
   }
   for (const sys of systems) {
     cols.get(sys)!.cells.set('cold', fmt(median(times.get(sys)!), 2));
