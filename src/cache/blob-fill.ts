@@ -6,6 +6,7 @@ import type { RegistryUpstream, Credentials } from '../upstream/registry-upstrea
 import { upstreamStatusError } from '../upstream/registry-upstream.js';
 import { UpstreamIntegrityError, UpstreamUnavailableError } from '../upstream/errors.js';
 import { Spool } from './spool.js';
+import { recyclerOf, type Recycling } from '../util/reusable-buffers.js';
 
 /** What the fill needs from its surroundings. */
 export interface FillContext {
@@ -79,9 +80,7 @@ export class BlobFill {
       try {
         // Bytes are counted per spool write (batches), not per 64 KiB socket read.
         // Blob bodies come from ObjectReader, whose buffers the spool hands back for reuse.
-        const body = res.body as Readable & { recycle?: (chunk: Buffer) => void };
-        const recycle = typeof body.recycle === 'function' ? body.recycle.bind(body) : undefined;
-        await pipeline(body, spool.writer(hash, (n) => this.ctx.onBytes(n), recycle));
+        await pipeline(res.body, spool.writer(hash, (n) => this.ctx.onBytes(n), recyclerOf(res.body)));
       } catch (err) {
         if (signal.aborted) throw new UpstreamUnavailableError(this.upstream.registry.name, `blob download exceeded ${this.ctx.fillTimeoutMs} ms`);
         throw err instanceof UpstreamUnavailableError ? err : new UpstreamUnavailableError(this.upstream.registry.name, `blob download broke off: ${(err as Error).message}`, { cause: err });
@@ -104,7 +103,7 @@ export class BlobFill {
    * The blob's bytes (or `range` of them) as they arrive.
    * @throws when called before `started` resolved.
    */
-  reader(range?: ByteRange): Readable & { recycle(chunk: Buffer): void } {
+  reader(range?: ByteRange): Readable & Recycling {
     if (!this.spool) throw new Error('fill has not started');
     return this.spool.reader(range);
   }

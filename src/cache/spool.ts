@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
 import type { Hash } from 'node:crypto';
 import type { ByteRange } from '../storage/blob-store.js';
-import { ReusableBuffers } from '../util/reusable-buffers.js';
+import { ReusableBuffers, type Recycling } from '../util/reusable-buffers.js';
 
 const READ_CHUNK = 1 << 20;
 /** File-read buffers a reader keeps for reuse (as FileRangeReadable): one read into, one or two out. */
@@ -198,7 +198,7 @@ export class Spool extends EventEmitter {
    * committed (an S3 upload takes a while), would otherwise read into a fresh 1 MiB buffer each
    * time. A consumer that never recycles only keeps buffers from reuse.
    */
-  reader(range?: ByteRange): Readable & { recycle(chunk: Buffer): void } {
+  reader(range?: ByteRange): Readable & Recycling {
     this.refs++;
     let pos = range?.start ?? 0;
     const end = range?.end; // inclusive; undefined = to whatever the end turns out to be

@@ -13,6 +13,7 @@ import { TOKEN_RELAY_PATH, type DoorAuth } from './door-auth.js';
 import type { RequestState } from './state.js';
 import type { AccessControl } from './access.js';
 import type { Action } from '../auth/rules.js';
+import { recyclerOf } from '../util/reusable-buffers.js';
 
 /** Which door a request came through; only the TLS and CONNECT doors relay pushes. */
 export type DoorKind = 'mirror' | 'tls' | 'proxy';
@@ -61,11 +62,6 @@ function readOnly(ctx: Context): boolean {
   return ctx.method === 'GET' || ctx.method === 'HEAD';
 }
 
-/** A stream whose chunks may be handed back for reuse once written (see FsBlobStore.read). */
-interface Recycling {
-  recycle?(chunk: Buffer): void;
-}
-
 /**
  * Sends a stream as the body, writing it to the response here rather than through koa's pipe:
  * each chunk's write callback (the bytes are in the kernel) hands the buffer back to streams that
@@ -73,10 +69,10 @@ interface Recycling {
  * read (page faults, and garbage the GC only collects after tens of MB). A failing stream aborts
  * the connection rather than ending it cleanly; a client that goes away destroys the stream.
  */
-function streamBody(ctx: Context, stream: Readable & Recycling): void {
+function streamBody(ctx: Context, stream: Readable): void {
   const res = ctx.res;
   ctx.respond = false;
-  const recycle = typeof stream.recycle === 'function' ? stream.recycle.bind(stream) : undefined;
+  const recycle = recyclerOf(stream);
   // 'data' events rather than read() or async iteration: read() concatenates whatever chunks are
   // buffered into a new buffer (a copy of every byte, and an unrecyclable buffer).
   stream.on('data', (chunk: Buffer) => {

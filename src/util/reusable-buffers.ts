@@ -39,3 +39,17 @@ export class ReusableBuffers {
     this.free.length = 0;
   }
 }
+
+/**
+ * A stream whose chunks may be handed back with `recycle(chunk)` once the consumer is done with
+ * their bytes (FileRangeReadable, ObjectBody, spool readers), so the stream can reuse the memory.
+ */
+export interface Recycling {
+  recycle(chunk: Buffer): void;
+}
+
+/** `stream`'s `recycle`, bound to it, when it has one. */
+export function recyclerOf(stream: object): ((chunk: Buffer) => void) | undefined {
+  const recycle = (stream as Partial<Recycling>).recycle;
+  return typeof recycle === 'function' ? recycle.bind(stream) : undefined;
+}
