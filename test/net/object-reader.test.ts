@@ -261,45 +261,37 @@ describe('ObjectReader on a scripted HTTP/1.1 server', () => {
     assert.equal(r.stats().active, 0, 'the aborted connection is gone');
     await assert.rejects(r.get(new URL(`${srv.url}/b/k`), {}, () => whole, { signal: late.signal }), /fill timed out/, 'an aborted signal fails at once');
   });
-});
 
-describe('ObjectReader slab reuse', () => {
   it('keeps the slabs of many concurrent bodies for reuse (allocations follow concurrency, not bytes), and lets the surplus go once idle', async () => {
-    const srv = await scripted();
-    const r = new ObjectReader({ connectTimeoutMs: 2000, idleTimeoutMs: 5000 });
-    try {
-      const size = 8 << 20;
-      const bodies = 16;
-      const data = randomBytes(size);
-      srv.set((_req, socket) => {
-        socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\n\r\n`);
-        socket.write(data);
+    const r = fresh();
+    const size = 8 << 20;
+    const bodies = 16;
+    const data = randomBytes(size);
+    srv.set((_req, socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\n\r\n`);
+      socket.write(data);
+    });
+    // A consumer like the response writer: each chunk handed back a little later (once
+    // "written"), the slices of a slab returning out of step with other bodies'.
+    const readOne = async (): Promise<string> => {
+      const res = await r.get(new URL(`${srv.url}/b/k`), {}, () => whole);
+      const body = res.body!;
+      const hash = createHash('sha256');
+      body.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        setImmediate(() => body.recycle(chunk));
       });
-      // A consumer like the response writer: each chunk handed back a little later (once
-      // "written"), the slices of a slab returning out of step with other bodies'.
-      const readOne = async (): Promise<string> => {
-        const res = await r.get(new URL(`${srv.url}/b/k`), {}, () => whole);
-        const body = res.body!;
-        const hash = createHash('sha256');
-        body.on('data', (chunk: Buffer) => {
-          hash.update(chunk);
-          setImmediate(() => body.recycle(chunk));
-        });
-        await once(body, 'end');
-        return hash.digest('hex');
-      };
-      const digests = await Promise.all(Array.from({ length: bodies }, readOne));
-      // Reuse must never hand a slab out while a slice of it is still being read.
-      for (const d of digests) assert.equal(d, sha256(data));
-      const slabsRead = (bodies * size) / SLAB_SIZE;
-      assert.ok(r.slabs.allocated <= bodies * 6, `${r.slabs.allocated} slabs allocated for ${slabsRead} slabs' worth of reads by ${bodies} bodies`);
-      assert.ok(r.slabs.idle > 8, `the slabs are kept for the next reads (${r.slabs.idle})`);
-      await sleep(2_300);
-      assert.ok(r.slabs.idle <= 8, `after 2 s without reads at most 8 are kept (${r.slabs.idle})`);
-    } finally {
-      r.close();
-      await srv.close();
-    }
+      await once(body, 'end');
+      return hash.digest('hex');
+    };
+    const digests = await Promise.all(Array.from({ length: bodies }, readOne));
+    // Reuse must never hand a slab out while a slice of it is still being read.
+    for (const d of digests) assert.equal(d, sha256(data));
+    const slabsRead = (bodies * size) / SLAB_SIZE;
+    assert.ok(r.slabs.allocated <= bodies * 6, `${r.slabs.allocated} slabs allocated for ${slabsRead} slabs' worth of reads by ${bodies} bodies`);
+    assert.ok(r.slabs.idle > 8, `the slabs are kept for the next reads (${r.slabs.idle})`);
+    await sleep(2_300);
+    assert.ok(r.slabs.idle <= 8, `after 2 s without reads at most 8 are kept (${r.slabs.idle})`);
   });
 });
 
