@@ -2,14 +2,17 @@
 # pullthrough: build with the dev dependencies, run with the production ones only, as a non-root
 # user allowed nothing but binding ports below 1024 (443 for the TLS door, 53 for DNS).
 ARG NODE_IMAGE=node:24-bookworm-slim
+# The build stage needs a C compiler for the DNS door's native fast path (src/native); the full
+# image of the same Debian release has one, and its glibc matches the slim image's.
+ARG BUILD_IMAGE=node:24-bookworm
 
-FROM ${NODE_IMAGE} AS build
+FROM ${BUILD_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-RUN npm run build
+RUN npm run build && test -f dist/native/dns-fast-path.node
 
 FROM ${NODE_IMAGE} AS production-deps
 WORKDIR /app
@@ -36,6 +39,7 @@ ENV NODE_ENV=production \
 COPY package.json package-lock.json ./
 COPY --from=production-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
+COPY --from=build /app/dist/native ./dist/native
 # The data directory (blobs, metadata, the CA and its key) belongs to the unprivileged user.
 RUN mkdir -p /data && chown node:node /data && chmod 0700 /data
 USER node

@@ -76,6 +76,9 @@ test('PULLTHROUGH_* variables override the file and are named in errors', () => 
   assert.deepEqual(c.listen.mirror, { host: '0.0.0.0', port: 5555 });
   assert.equal(c.metadata.driver, 'redis');
   assert.match(problems(() => loadConfig({ env: { PULLTHROUGH_LISTEN_MIRROR: 'x:y' } })), /listen\.mirror \(from PULLTHROUGH_LISTEN_MIRROR\)/);
+  assert.equal(loadConfig({ env: {} }).dns.fastPath, 'auto');
+  assert.equal(loadConfig({ env: { PULLTHROUGH_DNS_FAST_PATH: 'off' } }).dns.fastPath, 'off');
+  assert.match(problems(() => loadConfig({ env: { PULLTHROUGH_DNS_FAST_PATH: 'fast' } })), /dns\.fastPath \(from PULLTHROUGH_DNS_FAST_PATH\)/);
 });
 
 test("rpardini/docker-registry-proxy variables: REGISTRIES, AUTH_REGISTRIES with delimiters, manifest cache tiers, CACHE_MAX_SIZE", () => {

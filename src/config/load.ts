@@ -23,6 +23,7 @@ const ENV_KEYS: ReadonlyArray<[string, string[], 'string' | 'list' | 'bool' | 'p
   ['PULLTHROUGH_DEFAULT_REGISTRY', ['defaultRegistry'], 'string'],
   ['PULLTHROUGH_DNS_ANSWER', ['dns', 'answer'], 'list'],
   ['PULLTHROUGH_DNS_FORWARDERS', ['dns', 'forwarders'], 'list'],
+  ['PULLTHROUGH_DNS_FAST_PATH', ['dns', 'fastPath'], 'string'],
   ['PULLTHROUGH_CACHE_MAX_SIZE', ['cache', 'maxSize'], 'string'],
   ['PULLTHROUGH_LOG_LEVEL', ['log', 'level'], 'string'],
   ['PULLTHROUGH_AUTH_TOKEN_SECRET', ['auth', 'tokenSecret'], 'string'],

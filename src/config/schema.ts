@@ -186,6 +186,11 @@ export const configSchema = z.strictObject({
       /** Source networks allowed to use the forwarding (not an open resolver). */
       allow: z.array(cidr).default(['127.0.0.0/8', '::1/128', '10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', 'fc00::/7', 'fe80::/10']),
       ttl: z.number().int().min(0).max(86400).default(60),
+      /**
+       * UDP answers for served names from a native thread (src/native), built when a C compiler
+       * was there: auto = when built; on = required (start fails without it); off = Node's dgram.
+       */
+      fastPath: z.enum(['auto', 'on', 'off']).default('auto'),
     })
     .prefault({}),
   tls: z

@@ -8,8 +8,11 @@
  *
  * Answers for served names are precomputed and written straight into a buffer; the query is read
  * only as far as its question. (A dns2 handler that decodes and re-encodes every packet reaches
- * about half of dnsmasq's rate; dns2 stays in the tests, as the resolver forwarded to.)
+ * about half of dnsmasq's rate; dns2 stays in the tests, as the resolver forwarded to.) Over UDP,
+ * the native fast path (dns-fast-path.ts, dns.fastPath) answers served names itself, in batches,
+ * and hands every other datagram to the same code as dgram would.
  */
+import cluster from 'node:cluster';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIP, type Server, type Socket } from 'node:net';
 import type { Config } from '../config/index.js';
@@ -19,6 +22,7 @@ import { doorForwarders, formatDnsEndpoint } from '../net/dns-endpoints.js';
 import { ipToBytes } from '../net/ip-bytes.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
 import { DnsForwarder } from './dns-forwarder.js';
+import { FastPathSocket, fastPathBinding } from './dns-fast-path.js';
 import { answerRecord, buildHeaderOnly, buildResponse, parseQuery, QCLASS_IN, QTYPE, RCODE } from './dns-wire.js';
 
 /** Counters since start. */
@@ -33,11 +37,15 @@ export interface DnsStats {
   malformed: number;
   /** Ignored: too short, or not a query. */
   dropped: number;
+  /** Of `answered`, those the native fast path answered over UDP without JavaScript. */
+  answeredByFastPath: number;
 }
 
 /** A running DNS door. */
 export interface DnsDoor {
   readonly address: { host: string; port: number };
+  /** Whether the native fast path answers served names over UDP (dns.fastPath). */
+  readonly fastPath: boolean;
   /** The resolvers forwarded to, as `ip:port`. */
   readonly forwarders: readonly string[];
   stats(): DnsStats;
@@ -63,20 +71,38 @@ const TCP_MAX_CONNECTIONS = 512;
 /** Pipelined TCP queries one connection may have in flight before reading pauses. */
 const TCP_MAX_INFLIGHT = 32;
 
-/** The answer sections for every served name, computed once. */
-function answerTable(config: Config): Map<string, Answers> {
+/** The answer sections, the same for every served name, computed once. */
+function answerSections(config: Config): Answers {
   const v4 = config.dns.answer.filter((ip) => isIP(ip) === 4);
   const v6 = config.dns.answer.filter((ip) => isIP(ip) === 6);
   const ttl = config.dns.ttl;
-  const answers: Answers = {
+  return {
     a: Buffer.concat(v4.map((ip) => answerRecord(QTYPE.A, ttl, ipToBytes(ip)))),
     aCount: v4.length,
     aaaa: Buffer.concat(v6.map((ip) => answerRecord(QTYPE.AAAA, ttl, ipToBytes(ip)))),
     aaaaCount: v6.length,
   };
-  const table = new Map<string, Answers>();
-  for (const host of hijackedNames(config)) table.set(host, answers);
-  return table;
+}
+
+/** Where UDP queries arrive and answers leave: Node's dgram, or the native fast path. */
+interface UdpEndpoint {
+  readonly port: number;
+  send(answer: Buffer, address: string, port: number): void;
+  /** Queries the native side answered without JavaScript (0 for dgram). */
+  nativeAnswered(): number;
+  close(): Promise<void>;
+}
+
+type OnDatagram = (msg: Buffer, address: string, port: number) => void;
+
+/** The native fast path, when dns.fastPath and the build allow it; throws for `on` without it. */
+function fastPathFor(config: Config): Exclude<ReturnType<typeof fastPathBinding>, string> | null {
+  const mode = config.dns.fastPath;
+  if (mode === 'off') return null;
+  const native = fastPathBinding();
+  if (typeof native !== 'string') return native;
+  if (mode === 'on') throw new Error(`dns.fastPath is on, but the native DNS fast path ${native}; set dns.fastPath: auto to use Node's dgram`);
+  return null;
 }
 
 /**
@@ -88,12 +114,15 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
   const listen = config.listen.dns;
   if (!listen) throw new Error('listen.dns is off');
   const log = opts.log ?? silentLog;
-  const table = answerTable(config);
+  const sections = answerSections(config);
+  const names = hijackedNames(config);
+  const table = new Map<string, Answers>(names.map((n) => [n, sections]));
+  const native = fastPathFor(config);
   const allow = new CidrList(config.dns.allow);
   const endpoints = doorForwarders(config, opts.resolvConf);
   if (endpoints.length === 0) log.warn('DNS door has no resolver to forward to: names other than the registries get SERVFAIL (set dns.forwarders)');
   const forwarder = new DnsForwarder(endpoints);
-  const counters: DnsStats = { answered: 0, forwarded: 0, refused: 0, failed: 0, malformed: 0, dropped: 0 };
+  const counters: DnsStats = { answered: 0, forwarded: 0, refused: 0, failed: 0, malformed: 0, dropped: 0, answeredByFastPath: 0 };
 
   // The allow check runs per query (its result sets RA); remember it per source.
   const allowedCache = new Map<string, boolean>();
@@ -145,12 +174,11 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
   };
 
   const host = listen.host === 'localhost' ? '127.0.0.1' : listen.host;
-  const { udp, tcp } = await bindBoth(host, listen.port);
-
-  udp.on('message', (msg, rinfo) => {
+  let udp: UdpEndpoint | undefined;
+  const onDatagram: OnDatagram = (msg, address, port) => {
     let r: ReturnType<typeof respond>;
     try {
-      r = respond(msg, rinfo.address, false);
+      r = respond(msg, address, false);
     } catch (err) {
       // Unreachable by design (the parser checks every bound); counted, never fatal.
       counters.dropped++;
@@ -159,17 +187,19 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
     }
     if (r === null) return;
     const send = (b: Buffer | null): void => {
-      if (!b) return;
-      try {
-        udp.send(b, rinfo.port, rinfo.address);
-      } catch {
-        // The socket closed while the answer was being forwarded (shutdown): nothing to send on.
-      }
+      if (b) udp?.send(b, address, port);
     };
     if (r instanceof Promise) r.then(send, () => {});
     else send(r);
-  });
-  udp.on('error', (err) => log.error('DNS UDP socket error', { error: err.message }));
+  };
+  const openUdp = native
+    ? // Worker processes each bind their own socket to the port (SO_REUSEPORT), as a cluster
+      // cannot share a socket it did not create.
+      (port: number) => nativeUdp(FastPathSocket.open(native, host, port, { names, ...sections, allow: config.dns.allow }, onDatagram, cluster.isWorker))
+    : (port: number) => dgramUdp(host, port, onDatagram, log);
+  const bound = await bindBoth(host, listen.port, openUdp);
+  udp = bound.udp;
+  const tcp = bound.tcp;
 
   const connections = new Set<Socket>();
   tcp.maxConnections = TCP_MAX_CONNECTIONS;
@@ -180,17 +210,78 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
   });
   tcp.on('error', (err) => log.error('DNS TCP server error', { error: err.message }));
 
-  const addr = udp.address();
-  log.info('DNS door forwarding', { forwarders: endpoints.map(formatDnsEndpoint) });
+  log.info('DNS door forwarding', { forwarders: endpoints.map(formatDnsEndpoint), fastPath: native !== null });
+  const endpoint = udp;
   return {
-    address: { host: addr.address, port: addr.port },
+    address: { host, port: endpoint.port },
+    fastPath: native !== null,
     forwarders: endpoints.map(formatDnsEndpoint),
-    stats: () => ({ ...counters }),
+    stats: () => {
+      const fast = endpoint.nativeAnswered();
+      return { ...counters, answered: counters.answered + fast, answeredByFastPath: fast };
+    },
     close: async () => {
       forwarder.close();
       for (const s of connections) s.destroy();
-      await Promise.all([new Promise<void>((r) => udp.close(() => r())), new Promise<void>((r) => tcp.close(() => r()))]);
+      await Promise.all([endpoint.close(), new Promise<void>((r) => tcp.close(() => r()))]);
     },
+  };
+}
+
+/**
+ * A port free for both UDP and TCP on `host`, for workers that must agree on one before binding
+ * it each. (Another process could take it in between; only port 0, a test's choice, asks.)
+ */
+export async function pickDnsPort(host: string): Promise<number> {
+  const ip = host === 'localhost' ? '127.0.0.1' : host;
+  const bound = await bindBoth(ip, 0, (port) => dgramUdp(ip, port, () => {}, silentLog));
+  await Promise.all([bound.udp.close(), new Promise<void>((r) => bound.tcp.close(() => r()))]);
+  return bound.udp.port;
+}
+
+/** UDP through Node's dgram: every datagram to `onDatagram`. */
+async function dgramUdp(host: string, port: number, onDatagram: OnDatagram, log: LogSink): Promise<UdpEndpoint> {
+  // Replies go to the source address, always an IP literal: dgram's default lookup would still
+  // defer each send by a tick through dns.lookup.
+  const type = isIP(host) === 6 ? 'udp6' : 'udp4';
+  const udp: UdpSocket = createSocket({ type, lookup: (address, _family, cb) => cb(null, address, isIP(address)) });
+  await new Promise<void>((resolve, reject) => {
+    udp.once('error', reject);
+    udp.bind(port, host, () => {
+      udp.off('error', reject);
+      resolve();
+    });
+  });
+  // A bigger receive buffer rides out bursts; the kernel caps it at net.core.rmem_max.
+  try {
+    udp.setRecvBufferSize(4 << 20);
+  } catch {
+    /* keep the default */
+  }
+  udp.on('message', (msg, rinfo) => onDatagram(msg, rinfo.address, rinfo.port));
+  udp.on('error', (err) => log.error('DNS UDP socket error', { error: err.message }));
+  let closed = false;
+  return {
+    port: udp.address().port,
+    send: (answer, address, to) => {
+      // After close (an answer forwarded during shutdown) there is nothing to send on.
+      if (!closed) udp.send(answer, to, address);
+    },
+    nativeAnswered: () => 0,
+    close: () => {
+      closed = true;
+      return new Promise<void>((r) => udp.close(() => r()));
+    },
+  };
+}
+
+/** UDP through the native fast path: served names answered there, the rest to `onDatagram`. */
+function nativeUdp(socket: FastPathSocket): UdpEndpoint {
+  return {
+    port: socket.port,
+    send: (answer, address, to) => void socket.send(answer, address, to),
+    nativeAnswered: () => socket.answered(),
+    close: async () => socket.close(),
   };
 }
 
@@ -231,37 +322,21 @@ function serveTcp(socket: Socket, respond: (msg: Buffer) => Buffer | null | Prom
 }
 
 /** Binds UDP, then TCP on the same port; with port 0, retries when TCP finds the UDP port taken. */
-async function bindBoth(host: string, port: number): Promise<{ udp: UdpSocket; tcp: Server }> {
-  const type = isIP(host) === 6 ? 'udp6' : 'udp4';
+async function bindBoth(host: string, port: number, openUdp: (port: number) => UdpEndpoint | Promise<UdpEndpoint>): Promise<{ udp: UdpEndpoint; tcp: Server }> {
   for (let attempt = 0; ; attempt++) {
-    // Replies go to the source address, always an IP literal: dgram's default lookup would still
-    // defer each send by a tick through dns.lookup.
-    const udp = createSocket({ type, lookup: (address, _family, cb) => cb(null, address, isIP(address)) });
-    await new Promise<void>((resolve, reject) => {
-      udp.once('error', reject);
-      udp.bind(port, host, () => {
-        udp.off('error', reject);
-        resolve();
-      });
-    });
-    // A bigger receive buffer rides out bursts; the kernel caps it at net.core.rmem_max.
-    try {
-      udp.setRecvBufferSize(4 << 20);
-    } catch {
-      /* keep the default */
-    }
+    const udp = await openUdp(port);
     const tcp = createServer();
     try {
       await new Promise<void>((resolve, reject) => {
         tcp.once('error', reject);
-        tcp.listen(udp.address().port, host, () => {
+        tcp.listen(udp.port, host, () => {
           tcp.off('error', reject);
           resolve();
         });
       });
       return { udp, tcp };
     } catch (err) {
-      udp.close();
+      await udp.close();
       if (port !== 0 || attempt >= 5 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw err;
     }
   }

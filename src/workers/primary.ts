@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../observability/logger.js';
 import { CertificateAuthority } from '../pki/index.js';
+import { pickDnsPort } from '../doors/index.js';
 import { DRAIN_GRACE_MS } from '../server.js';
 import { WorkerMetrics } from './metrics-aggregate.js';
 import { isMessage, type FromPrimary, type FromWorker } from './protocol.js';
@@ -70,6 +71,9 @@ export async function runPrimary(config: Config, log: Logger, opts: PrimaryOptio
   if (config.storage.driver === 'fs') await rm(config.paths.blobsTmp, { recursive: true, force: true });
   // One set of TLS session ticket keys for every worker: a ticket resumes on whichever accepts.
   const ticketKeys = randomBytes(48);
+  // The DNS door's native fast path binds a socket of its own in each worker (SO_REUSEPORT), not
+  // one the cluster shares, so with port 0 the workers would each get another port: pick it here.
+  const dnsListen = config.listen.dns?.port === 0 ? { ...config.listen.dns, port: await pickDnsPort(config.listen.dns.host) } : config.listen.dns;
 
   // SCHED_NONE: every worker accepts on the shared listening socket itself. Round-robin has the
   // primary accept each connection and pass it to a worker over IPC: one more hop, a file
@@ -116,6 +120,7 @@ export async function runPrimary(config: Config, log: Logger, opts: PrimaryOptio
 
   const workerConfig = (slot: Slot): Config => ({
     ...config,
+    listen: { ...config.listen, dns: dnsListen },
     paths: { ...config.paths, spool: join(config.paths.spool, String(slot.n)), blobsTmp: join(config.paths.blobsTmp, String(slot.n)) },
   });
 

@@ -43,5 +43,8 @@ export async function startTestResolver(zone: Record<string, string[]>, ttl = 30
     server.once('error', reject);
     server.listen({ udp: { port, address: '127.0.0.1' }, tcp: { port, address: '127.0.0.1' } }).then(() => resolve(), reject);
   });
+  // A production resolver reads with a big socket buffer (unbound's so-rcvbuf); dgram's default
+  // holds ~250 small datagrams, and a burst of forwarded queries would overflow it.
+  (server as unknown as { servers: { udp: { setRecvBufferSize(n: number): void } } }).servers.udp.setRecvBufferSize(4 << 20);
   return { port, seen, close: () => server.close() };
 }

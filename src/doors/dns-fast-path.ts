@@ -1,0 +1,109 @@
+/**
+ * The DNS door's UDP fast path: src/native/dns-fast-path.c, built into dist/native by `npm run
+ * build` when a C compiler is there. A thread answers served names from the socket in batches and
+ * hands every other datagram to the door's JavaScript; without it the door answers through dgram.
+ */
+import { createRequire } from 'node:module';
+import { isIP } from 'node:net';
+import { ipToBytes } from '../net/ip-bytes.js';
+
+/** What the door gives the native side: the answers for served names and who gets RA. */
+export interface FastPathAnswers {
+  /** Served names, lowercase, dot-joined, no trailing dot. */
+  names: readonly string[];
+  /** The A and AAAA answer records (owner 0xC00C) and how many each holds. */
+  a: Buffer;
+  aCount: number;
+  aaaa: Buffer;
+  aaaaCount: number;
+  /** dns.allow, as `ip` or `ip/bits`; the native side sets RA for these sources as CidrList does. */
+  allow: readonly string[];
+}
+
+interface Handle {
+  readonly __brand: 'dns-fast-path';
+}
+
+interface Binding {
+  open(options: {
+    host: string;
+    port: number;
+    reusePort: boolean;
+    names: readonly string[];
+    a: Buffer;
+    aCount: number;
+    aaaa: Buffer;
+    aaaaCount: number;
+    allow: Array<{ family: number; bytes: Buffer; prefix: number }>;
+    onQuery: (msg: Buffer, address: string, port: number) => void;
+  }): Handle;
+  port(h: Handle): number;
+  send(h: Handle, msg: Buffer, address: string, port: number): boolean;
+  stats(h: Handle): { answered: number; handedOff: number; dropped: number };
+  close(h: Handle): void;
+}
+
+let binding: Binding | string | undefined;
+
+/** The native module, or why it cannot be used (not built, or built for another platform). */
+export function fastPathBinding(): Binding | string {
+  if (binding === undefined) {
+    try {
+      binding = createRequire(import.meta.url)('../../native/dns-fast-path.node') as Binding;
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      binding = e.code === 'MODULE_NOT_FOUND' ? 'not built (npm run build needs a C compiler)' : `cannot be loaded: ${e.message}`;
+    }
+  }
+  return binding;
+}
+
+/** A UDP socket served by the native thread. */
+export class FastPathSocket {
+  private closed = false;
+
+  private constructor(
+    private readonly native: Binding,
+    private readonly handle: Handle,
+    readonly port: number,
+  ) {}
+
+  /**
+   * Binds `host`:`port` (0: the OS picks) and starts answering.
+   * @param onQuery every datagram the native side does not answer itself, with its source
+   * @throws Error with the errno name as code (EADDRINUSE, EACCES, …) when the bind fails
+   */
+  static open(
+    native: Binding,
+    host: string,
+    port: number,
+    answers: FastPathAnswers,
+    onQuery: (msg: Buffer, address: string, port: number) => void,
+    reusePort = false,
+  ): FastPathSocket {
+    const allow = answers.allow.map((entry) => {
+      const [addr = '', bits] = entry.split('/');
+      const family = isIP(addr);
+      return { family, bytes: ipToBytes(addr), prefix: bits === undefined ? (family === 4 ? 32 : 128) : Number(bits) };
+    });
+    const handle = native.open({ host, port, reusePort, ...answers, allow, onQuery });
+    return new FastPathSocket(native, handle, native.port(handle));
+  }
+
+  /** Sends one datagram; false when it could not go out (closed, or refused by the kernel). */
+  send(msg: Buffer, address: string, port: number): boolean {
+    return !this.closed && this.native.send(this.handle, msg, address, port);
+  }
+
+  /** Queries answered by the native thread since open. */
+  answered(): number {
+    return this.native.stats(this.handle).answered;
+  }
+
+  /** Stops the thread and closes the socket (idempotent). */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.native.close(this.handle);
+  }
+}

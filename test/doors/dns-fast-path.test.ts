@@ -1,0 +1,166 @@
+/**
+ * The native DNS fast path against the JavaScript door it stands in for: the same queries (every
+ * served name in mixed case, every type and flag that matters, EDNS, other classes, other names,
+ * and mutated packets), from an allowed and a refused source, over IPv4 and a dual-stack IPv6
+ * socket, must get byte-identical answers or the same silence. The DNS door suite
+ * (dns-door-suite.ts) covers each behaviour on its own, with both.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createSocket, type SocketType } from 'node:dgram';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../../src/config/index.js';
+import { hijackedNames } from '../../src/config/served-names.js';
+import { startDnsDoor, type DnsDoor } from '../../src/doors/dns-server.js';
+import { freePort, tempDir } from '../helpers/process.js';
+import { testConfig } from '../helpers/config.js';
+import { query } from './dns-door-suite.js';
+
+let tmp: { path: string; cleanup: () => Promise<void> };
+let resolvConf: string;
+
+before(async () => {
+  tmp = await tempDir();
+  // No resolver at all: other names from allowed sources get SERVFAIL at once, from both doors.
+  resolvConf = join(tmp.path, 'resolv.conf');
+  writeFileSync(resolvConf, '# none\n');
+});
+
+after(async () => {
+  await tmp?.cleanup();
+});
+
+async function door(host: string, fastPath: 'on' | 'off', name: string): Promise<{ door: DnsDoor; config: Config }> {
+  const port = await freePort();
+  const config = testConfig(
+    tmp.path,
+    {
+      listen: { dns: host.includes(':') ? `[${host}]:${port}` : `${host}:${port}` },
+      dns: { answer: ['127.0.0.10', '127.0.0.11', 'fd00::10'], allow: ['127.0.0.1/32', '::1'], ttl: 300, fastPath },
+      tls: { extraNames: ['mirror.internal', '127.0.0.5'] },
+    },
+    name,
+  );
+  return { door: await startDnsDoor(config, { resolvConf }), config };
+}
+
+/** Sends `packets` (ids 0..n-1, one window at a time) from `from` and returns each answer by id. */
+async function exchange(type: SocketType, from: string, to: string, port: number, packets: Buffer[]): Promise<Map<number, Buffer>> {
+  const sock = createSocket(type);
+  const got = new Map<number, Buffer>();
+  sock.on('message', (m) => {
+    if (m.length >= 2) got.set(m.readUInt16BE(0), m);
+  });
+  await new Promise<void>((r) => sock.bind(0, from, r));
+  for (let i = 0; i < packets.length; i += 100) {
+    for (const p of packets.slice(i, i + 100)) sock.send(p, port, to);
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  sock.close();
+  return got;
+}
+
+/** The queries: served names in every case and type, flag and EDNS variants, and mutations. */
+function corpus(names: string[]): Buffer[] {
+  let seed = 7;
+  const rand = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return (seed >> 8) % n;
+  };
+  const out: Buffer[] = [];
+  const mixCase = (s: string): string => [...s].map((c) => (rand(2) ? c.toUpperCase() : c)).join('');
+  const edns = Buffer.from([0, 0, 41, 0x10, 0, 0, 0, 0, 0, 0, 0]); // OPT, 4096-byte payload
+  for (const name of [...names, 'example.test', 'cdn.quay.io', 'quay.io.example']) {
+    for (const type of [1, 28, 255, 65, 15, 5]) {
+      const q = query(0, mixCase(name), type);
+      out.push(q);
+      const flags = Buffer.from(q);
+      flags[2] = 0x00; // RD off
+      flags[3] = 0x30; // AD, CD on
+      out.push(flags);
+      const withEdns = Buffer.concat([q, edns]);
+      withEdns.writeUInt16BE(1, 10);
+      out.push(withEdns);
+    }
+    const chaos = query(0, name, 1);
+    chaos.writeUInt16BE(3, chaos.length - 2); // class CH
+    out.push(chaos);
+  }
+  // Mutations of served queries: one to three bytes after the id changed at random.
+  const base = out.slice(0, names.length * 18);
+  for (let i = 0; i < 600; i++) {
+    const m = Buffer.from(base[rand(base.length)]!);
+    for (let k = 0, n = 1 + rand(3); k < n; k++) m[2 + rand(m.length - 2)] = rand(256);
+    out.push(rand(10) === 0 ? m.subarray(0, 2 + rand(m.length - 2)) : m);
+  }
+  return out.map((p, i) => {
+    const b = Buffer.from(p);
+    if (b.length >= 2) b.writeUInt16BE(i, 0);
+    return b;
+  });
+}
+
+test('the fast path answers exactly as the JavaScript door: same bytes, same silence, from allowed and refused sources', async () => {
+  const js = await door('127.0.0.1', 'off', 'js.yaml');
+  const fast = await door('127.0.0.1', 'on', 'fast.yaml');
+  try {
+    assert.equal(fast.door.fastPath, true);
+    assert.equal(js.door.fastPath, false);
+    const packets = corpus(hijackedNames(fast.config));
+    for (const from of ['127.0.0.1', '127.0.0.2']) {
+      const want = await exchange('udp4', from, '127.0.0.1', js.door.address.port, packets);
+      const got = await exchange('udp4', from, '127.0.0.1', fast.door.address.port, packets);
+      assert.ok(want.size > packets.length / 2, `the JavaScript door answered ${want.size} of ${packets.length}`);
+      assert.deepEqual([...got.keys()].sort((a, b) => a - b), [...want.keys()].sort((a, b) => a - b), `${from}: the same queries answered`);
+      for (const [id, answer] of want) assert.ok(got.get(id)!.equals(answer), `${from}: answer ${id} differs: ${got.get(id)!.toString('hex')} vs ${answer.toString('hex')}`);
+    }
+    const s = fast.door.stats();
+    const j = js.door.stats();
+    assert.equal(s.answered, j.answered);
+    assert.ok(s.answeredByFastPath > 0 && s.answeredByFastPath === s.answered, `every served answer came from the fast path: ${JSON.stringify(s)}`);
+    assert.equal(j.answeredByFastPath, 0);
+    assert.deepEqual({ ...s, answered: 0, answeredByFastPath: 0 }, { ...j, answered: 0, answeredByFastPath: 0 }, 'refused, failed, malformed, dropped agree');
+  } finally {
+    await Promise.all([js.door.close(), fast.door.close()]);
+  }
+});
+
+test('on a dual-stack socket the fast path answers IPv4 and IPv6 clients as the JavaScript door does', async () => {
+  const js = await door('::', 'off', 'js6.yaml');
+  const fast = await door('::', 'on', 'fast6.yaml');
+  try {
+    const packets = corpus(['quay.io', 'mirror.internal']).slice(0, 200);
+    for (const [type, from, to] of [['udp4', '127.0.0.1', '127.0.0.1'], ['udp4', '127.0.0.2', '127.0.0.1'], ['udp6', '::1', '::1']] as const) {
+      const want = await exchange(type, from, to, js.door.address.port, packets);
+      const got = await exchange(type, from, to, fast.door.address.port, packets);
+      assert.ok(want.size > 100, `${from}: the JavaScript door answered ${want.size}`);
+      assert.equal(got.size, want.size, `${from}: the same number answered`);
+      for (const [id, answer] of want) assert.ok(got.get(id)?.equals(answer), `${from}: answer ${id} differs`);
+    }
+    // IPv4 peers arrive as ::ffff:127.0.0.1 and still match dns.allow's 127.0.0.1/32 (RA set).
+    const [ra] = [...(await exchange('udp4', '127.0.0.1', '127.0.0.1', fast.door.address.port, [query(1, 'quay.io')])).values()];
+    assert.equal(ra![3]! & 0x80, 0x80);
+    assert.ok(fast.door.stats().answeredByFastPath > 0);
+  } finally {
+    await Promise.all([js.door.close(), fast.door.close()]);
+  }
+});
+
+test('closing the fast path frees its port at once, and a closed door stays closed', async () => {
+  const first = await door('127.0.0.1', 'on', 'reopen.yaml');
+  const port = first.door.address.port;
+  await first.door.close();
+  await first.door.close();
+  const again = await startDnsDoor(first.config, { resolvConf });
+  try {
+    assert.equal(again.address.port, port);
+    const got = await exchange('udp4', '127.0.0.1', '127.0.0.1', port, [query(5, 'quay.io')]);
+    assert.equal(got.get(5)?.readUInt16BE(6), 2, 'two A records');
+  } finally {
+    await again.close();
+  }
+  const silent = await exchange('udp4', '127.0.0.1', '127.0.0.1', port, [query(6, 'quay.io')]);
+  assert.equal(silent.size, 0);
+});
