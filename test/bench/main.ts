@@ -76,6 +76,7 @@ const ROWS: Array<[string, string]> = [
   ['hscpu', 'server CPU per new TLS connection (ms)'],
   ['firstcert', 'first-certificate handshake (ms)'],
   ['dns', `DNS answers/s (dnsperf -c 4 -q 200; median of ${DNS_REPS} run(s) of ${DNS_SECONDS} s)`],
+  ['dnsdgram', "DNS answers/s without the fast path (dns.fastPath: off: Node's dgram only; same runs)"],
 ];
 
 const fmt = (x: number, digits = 0): string => (Number.isFinite(x) ? x.toFixed(digits) : '–');
@@ -235,27 +236,30 @@ async function throughputFigures(warm: Warm[]): Promise<void> {
 }
 
 /**
- * Figure (7): dnsmasq and pullthrough's DNS door (in one process, and in 2 workers sharing one UDP
- * socket), all started first and then measured in turn DNS_REPS times; the median is shown.
+ * Figure (7): dnsmasq and pullthrough's DNS door (in one process, and in 2 workers), with its
+ * native fast path and with dgram only, all started first and then measured in turn DNS_REPS
+ * times; the median is shown.
  */
 async function dnsFigures(dir: string, refCol: Column, pts: Array<{ sys: PullthroughSystem; col: Column }>): Promise<void> {
   log('DNS: dnsmasq and the DNS door');
-  const servers: Array<{ col: Column; port: number; suffix: string; stop(): Promise<void>; qps: number[]; lost: number }> = [];
+  const servers: Array<{ col: Column; row: string; port: number; suffix: string; stop(): Promise<void>; qps: number[]; lost: number }> = [];
   try {
     const dnsPort = await freePort();
     const dm = startProcess('dnsmasq', [
       '--keep-in-foreground', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1', `--port=${dnsPort}`, '--pid-file=',
       ...DNS_NAMES.map((n) => `--address=/${n}/127.0.0.1`),
     ]);
-    servers.push({ col: refCol, port: dnsPort, suffix: ' (dnsmasq)', stop: () => dm.stop(), qps: [], lost: 0 });
+    servers.push({ col: refCol, row: 'dns', port: dnsPort, suffix: ' (dnsmasq)', stop: () => dm.stop(), qps: [], lost: 0 });
     await waitForPort(dnsPort, '127.0.0.1', 10_000, dm);
     for (const { sys, col } of pts) {
-      const run = await sys.startCold({ dns: true });
-      if (run.dnsPort === undefined) {
-        await run.stop();
-        throw new Error(`${sys.label}: the DNS door did not come up`);
+      for (const [row, dnsFastPath] of [['dns', 'on'], ['dnsdgram', 'off']] as const) {
+        const run = await sys.startCold({ dns: true, dnsFastPath });
+        if (run.dnsPort === undefined) {
+          await run.stop();
+          throw new Error(`${sys.label}: the DNS door did not come up`);
+        }
+        servers.push({ col, row, port: run.dnsPort, suffix: '', stop: () => run.stop(), qps: [], lost: 0 });
       }
-      servers.push({ col, port: run.dnsPort, suffix: '', stop: () => run.stop(), qps: [], lost: 0 });
     }
     for (let i = 0; i < DNS_REPS; i++) {
       for (const s of servers) {
@@ -263,9 +267,9 @@ async function dnsFigures(dir: string, refCol: Column, pts: Array<{ sys: Pullthr
         s.qps.push(d.qps);
         s.lost += d.lost;
       }
-      log(`  repetition ${i + 1}: ${servers.map((s) => `${s.col.label}${s.suffix} ${fmt(s.qps.at(-1)!)}/s`).join('; ')}`);
+      log(`  repetition ${i + 1}: ${servers.map((s) => `${s.col.label}${s.row === 'dnsdgram' ? ' (dgram)' : ''}${s.suffix} ${fmt(s.qps.at(-1)!)}/s`).join('; ')}`);
     }
-    for (const s of servers) s.col.cells.set('dns', `${fmt(median(s.qps))}${s.suffix}${s.lost ? `, ${s.lost} lost` : ''}`);
+    for (const s of servers) s.col.cells.set(s.row, `${fmt(median(s.qps))}${s.suffix}${s.lost ? `, ${s.lost} lost` : ''}`);
   } finally {
     for (const s of servers) await s.stop().catch(() => {});
   }

@@ -67,8 +67,10 @@ export interface Running {
 
 /** What a system is started with besides its registry endpoint. */
 export interface StartOptions {
-  /** pullthrough's DNS door too, answering the registry names with 127.0.0.1. */
+  /** pullthrough's DNS door too, answering the registry names with 127.0.0.1, with or without its
+   * native UDP fast path (dns.fastPath; default on, so a build without it fails loudly). */
   readonly dns?: boolean;
+  readonly dnsFastPath?: 'on' | 'off';
 }
 
 export interface System {
@@ -201,7 +203,7 @@ export class PullthroughSystem implements System {
       ...ptRegistries(this.upstreamUrl),
       ...stores,
       listen: { mirror: '127.0.0.1:0', ...(this.tlsDoor ? { tls: '127.0.0.1:0' } : {}), ...(opts.dns ? { dns: '127.0.0.1:0' } : {}) },
-      ...(opts.dns ? { dns: { answer: ['127.0.0.1'] } } : {}),
+      ...(opts.dns ? { dns: { answer: ['127.0.0.1'], fastPath: opts.dnsFastPath ?? 'on' } } : {}),
     });
     const side = (): number[] => [this.s3?.pid(), this.redis?.pid()].filter((p): p is number => p !== undefined);
     return {
