@@ -265,7 +265,12 @@ async function dgramUdp(host: string, port: number, onDatagram: OnDatagram, log:
     port: udp.address().port,
     send: (answer, address, to) => {
       // After close (an answer forwarded during shutdown) there is nothing to send on.
-      if (!closed) udp.send(answer, to, address);
+      if (closed) return;
+      try {
+        udp.send(answer, to, address);
+      } catch {
+        // A source dgram will not send to (port 0 from a forged packet): no answer, no crash.
+      }
     },
     nativeAnswered: () => 0,
     close: () => {

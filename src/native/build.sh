@@ -4,7 +4,7 @@
 # version from 20 on). Without a C compiler or the headers it says so and succeeds: the DNS door
 # then answers through Node's dgram (dns.fastPath: auto), only slower.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 out=dist/native/dns-fast-path.node
 cc=${CC:-cc}
 inc=$(node -p "require('path').resolve(process.execPath, '../../include/node')")

@@ -22,6 +22,9 @@ check openssl openssl
 check redis-cli redis-tools
 # rootful podman wants the id-mapping helpers present even with the vfs driver
 check newuidmap uidmap
+# the build compiles the DNS door's fast path (src/native), which its tests require
+check cc gcc
+[ -f /usr/include/stdio.h ] || need+=(libc6-dev)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "missing test dependencies (${need[*]}); run as root or install them: apt-get install ${need[*]}" >&2
