@@ -45,14 +45,14 @@ interface Binding {
 
 let binding: Binding | string | undefined;
 
-/** The native module, or why it cannot be used (not built, or built for another platform). */
+/** The native module, or why it cannot be used ("is not built …", "failed to load: …"). */
 export function fastPathBinding(): Binding | string {
   if (binding === undefined) {
     try {
       binding = createRequire(import.meta.url)('../../native/dns-fast-path.node') as Binding;
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      binding = e.code === 'MODULE_NOT_FOUND' ? 'not built (npm run build needs a C compiler)' : `cannot be loaded: ${e.message}`;
+      binding = e.code === 'MODULE_NOT_FOUND' ? 'is not built (npm run build needs a C compiler)' : `failed to load: ${e.message}`;
     }
   }
   return binding;

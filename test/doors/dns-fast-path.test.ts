@@ -3,17 +3,20 @@
  * served name in mixed case, every type and flag that matters, EDNS, other classes, other names,
  * and mutated packets), from an allowed and a refused source, over IPv4 and a dual-stack IPv6
  * socket, must get byte-identical answers or the same silence. The DNS door suite
- * (dns-door-suite.ts) covers each behaviour on its own, with both.
+ * (dns-door-suite.ts) covers each behaviour on its own, with both. And a build without it (no C
+ * compiler) still answers, through dgram, unless dns.fastPath: on asks for it.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket, type SocketType } from 'node:dgram';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { stringify } from 'yaml';
 import type { Config } from '../../src/config/index.js';
 import { hijackedNames } from '../../src/config/served-names.js';
 import { startDnsDoor, type DnsDoor } from '../../src/doors/dns-server.js';
-import { freePort, tempDir } from '../helpers/process.js';
+import { freePort, run, tempDir } from '../helpers/process.js';
+import { MAIN, NODE_FLAGS, startPullthrough } from '../helpers/pullthrough.js';
 import { testConfig } from '../helpers/config.js';
 import { query } from './dns-door-suite.js';
 
@@ -163,4 +166,31 @@ test('closing the fast path frees its port at once, and a closed door stays clos
   }
   const silent = await exchange('udp4', '127.0.0.1', '127.0.0.1', port, [query(6, 'quay.io')]);
   assert.equal(silent.size, 0);
+});
+
+test('a build without the fast path: auto warns and answers through dgram; on refuses to start, naming dns.fastPath', async (t) => {
+  // A copy of this build's dist/src with no dist/native beside it, inside dist so that its
+  // imports still find node_modules.
+  const dist = dirname(dirname(MAIN));
+  const copy = mkdtempSync(join(dist, 'no-native-'));
+  t.after(() => rmSync(copy, { recursive: true, force: true }));
+  cpSync(dirname(MAIN), join(copy, 'src'), { recursive: true });
+  const main = join(copy, 'src', 'main.js');
+  const dns = { answer: ['127.0.0.10'], forwarders: ['127.0.0.1:9'] };
+
+  const pt = await startPullthrough({ listen: { mirror: '127.0.0.1:0', dns: '127.0.0.1:0' }, dns }, { main });
+  try {
+    assert.ok(pt.logs().some((l) => l.level === 'warn' && /native fast path is not built/.test(String(l.msg))), 'a warning says why');
+    assert.equal(pt.logs().find((l) => l.msg === 'DNS door forwarding')?.fastPath, false);
+    const got = await exchange('udp4', '127.0.0.1', '127.0.0.1', pt.ports.dns!, [query(9, 'quay.io')]);
+    assert.equal(got.get(9)?.readUInt16BE(6), 1, 'quay.io answered');
+  } finally {
+    await pt.cleanup();
+  }
+
+  const configFile = join(tmp.path, 'on.yaml');
+  writeFileSync(configFile, stringify({ dataDir: join(tmp.path, 'on-data'), listen: { mirror: '127.0.0.1:0', dns: '127.0.0.1:0' }, dns: { ...dns, fastPath: 'on' } }));
+  const r = await run(process.execPath, [...NODE_FLAGS, main, 'serve', '--config', configFile], { allowFail: true, timeoutMs: 20_000 });
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /dns\.fastPath is on, but the native DNS fast path is not built/);
 });

@@ -44,8 +44,10 @@ export interface StartOptions {
   /** Reuse a data dir (restart scenarios). */
   dataDir?: string;
   env?: Record<string, string>;
-  /** Extra args after `serve --config FILE`. */
+  /** How long to wait for the listeners (default 20 s). */
   timeoutMs?: number;
+  /** The entry script (default MAIN: this build's dist/src/main.js). */
+  main?: string;
 }
 
 /** The value of a metric line (`name{labels} value`) whose labels include all of `labels`; sums matches. */
@@ -71,7 +73,7 @@ export async function startPullthrough(config: Record<string, unknown>, opts: St
   const full = { dataDir, listen: { mirror: '127.0.0.1:0' }, ...config };
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
-  const proc = startProcess(process.execPath, [...NODE_FLAGS, MAIN, 'serve', '--config', configFile], {
+  const proc = startProcess(process.execPath, [...NODE_FLAGS, opts.main ?? MAIN, 'serve', '--config', configFile], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path, ...opts.env },
   });
   const wanted = Object.entries((full.listen ?? {}) as Record<string, unknown>).filter(([, v]) => v !== null).map(([k]) => k);
