@@ -95,9 +95,11 @@ export class FastPathSocket {
     return !this.closed && this.native.send(this.handle, msg, address, port);
   }
 
-  /** Queries answered by the native thread since open. */
-  answered(): number {
-    return this.native.stats(this.handle).answered;
+  /** Since open: queries the native thread answered, and datagrams it dropped because the
+   * JavaScript side had more than 4096 waiting. */
+  stats(): { answered: number; dropped: number } {
+    const { answered, dropped } = this.native.stats(this.handle);
+    return { answered, dropped };
   }
 
   /** Stops the thread and closes the socket (idempotent). */

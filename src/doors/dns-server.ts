@@ -35,7 +35,7 @@ export interface DnsStats {
   failed: number;
   /** FORMERR or NOTIMP sent. */
   malformed: number;
-  /** Ignored: too short, or not a query. */
+  /** Ignored: too short, or not a query; or dropped by the fast path with too many waiting for JavaScript. */
   dropped: number;
   /** Of `answered`, those the native fast path answered over UDP without JavaScript. */
   answeredByFastPath: number;
@@ -88,8 +88,8 @@ function answerSections(config: Config): Answers {
 interface UdpEndpoint {
   readonly port: number;
   send(answer: Buffer, address: string, port: number): void;
-  /** Queries the native side answered without JavaScript (0 for dgram). */
-  nativeAnswered(): number;
+  /** What the native side did without JavaScript: queries answered, datagrams dropped (0 for dgram). */
+  nativeStats(): { answered: number; dropped: number };
   close(): Promise<void>;
 }
 
@@ -218,8 +218,8 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
     fastPath: native !== null,
     forwarders: endpoints.map(formatDnsEndpoint),
     stats: () => {
-      const fast = endpoint.nativeAnswered();
-      return { ...counters, answered: counters.answered + fast, answeredByFastPath: fast };
+      const fast = endpoint.nativeStats();
+      return { ...counters, answered: counters.answered + fast.answered, dropped: counters.dropped + fast.dropped, answeredByFastPath: fast.answered };
     },
     close: async () => {
       forwarder.close();
@@ -273,7 +273,7 @@ async function dgramUdp(host: string, port: number, onDatagram: OnDatagram, log:
         // A source dgram will not send to (port 0 from a forged packet): no answer, no crash.
       }
     },
-    nativeAnswered: () => 0,
+    nativeStats: () => ({ answered: 0, dropped: 0 }),
     close: () => {
       closed = true;
       return new Promise<void>((r) => udp.close(() => r()));
@@ -286,7 +286,7 @@ function nativeUdp(socket: FastPathSocket): UdpEndpoint {
   return {
     port: socket.port,
     send: (answer, address, to) => void socket.send(answer, address, to),
-    nativeAnswered: () => socket.answered(),
+    nativeStats: () => socket.stats(),
     close: async () => socket.close(),
   };
 }

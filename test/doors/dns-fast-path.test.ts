@@ -8,6 +8,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createSocket, type SocketType } from 'node:dgram';
 import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -166,6 +167,32 @@ test('closing the fast path frees its port at once, and a closed door stays clos
   }
   const silent = await exchange('udp4', '127.0.0.1', '127.0.0.1', port, [query(6, 'quay.io')]);
   assert.equal(silent.size, 0);
+});
+
+test('a burst while JavaScript is busy: 4096 datagrams wait for it, the rest are dropped and counted, and the door answers on', async () => {
+  const fast = await door('127.0.0.1', 'on', 'burst.yaml');
+  try {
+    // spawnSync holds this thread (the door's JavaScript) while the child sends 6000 queries for
+    // another name from a refused source; only the native thread reads them meanwhile.
+    const sender = `
+      const s = require('node:dgram').createSocket('udp4');
+      s.bind(0, '127.0.0.2', async () => {
+        const q = Buffer.from('000001000001000000000000076578616d706c65047465737400000100 01'.replace(/ /g, ''), 'hex');
+        for (let i = 0; i < 6000; i++) { q.writeUInt16BE(i & 0xffff, 0); s.send(Buffer.from(q), ${fast.door.address.port}, '127.0.0.1'); if (i % 500 === 499) await new Promise((r) => setImmediate(r)); }
+        setTimeout(() => process.exit(0), 300);
+      });`;
+    const r = spawnSync(process.execPath, ['-e', sender], { timeout: 20_000 });
+    assert.equal(r.status, 0, String(r.stderr));
+    await new Promise((res) => setTimeout(res, 500));
+    const s = fast.door.stats();
+    assert.equal(s.refused, 4096, JSON.stringify(s));
+    assert.ok(s.dropped > 0 && s.dropped <= 6000 - 4096, JSON.stringify(s));
+    const got = await exchange('udp4', '127.0.0.1', '127.0.0.1', fast.door.address.port, [query(3, 'quay.io'), query(4, 'example.test')]);
+    assert.equal(got.get(3)?.readUInt16BE(6), 2, 'served name answered');
+    assert.equal(got.get(4)![3]! & 0x0f, 2, 'other name handed to JavaScript: SERVFAIL (no resolver)');
+  } finally {
+    await fast.door.close();
+  }
 });
 
 test('a build without the fast path: auto warns and answers through dgram; on refuses to start, naming dns.fastPath', async (t) => {
