@@ -63,7 +63,6 @@ typedef struct door {
   int thread_started;
   int closed;
   napi_threadsafe_function handoff;
-  napi_env env;
 
   char **names; /* served names: lowercase, dot-joined, no trailing dot */
   size_t *name_lens;
@@ -396,7 +395,6 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
     return NULL;
   }
   d->fd = d->wake_fd = -1;
-  d->env = env;
 
   napi_value names = get_prop(env, opts, "names"), allow = get_prop(env, opts, "allow");
   uint32_t count;
