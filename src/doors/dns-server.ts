@@ -274,9 +274,10 @@ async function dgramUdp(host: string, port: number, onDatagram: OnDatagram, log:
       }
     },
     nativeStats: () => ({ answered: 0, dropped: 0 }),
-    close: () => {
+    close: async () => {
+      if (closed) return;
       closed = true;
-      return new Promise<void>((r) => udp.close(() => r()));
+      await new Promise<void>((r) => udp.close(() => r()));
     },
   };
 }
