@@ -23,6 +23,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -77,10 +78,13 @@ typedef struct door {
   atomic_uint_fast64_t handoff_dropped;
 } door_t;
 
+/* An IP address as text, with an IPv6 zone (`fe80::1%eth0`, `%2`) as Node writes and reads them. */
+#define ADDRESS_TEXT (INET6_ADDRSTRLEN + 1 + IF_NAMESIZE)
+
 /* One datagram on its way to JavaScript. */
 typedef struct {
   size_t len;
-  char address[INET6_ADDRSTRLEN];
+  char address[ADDRESS_TEXT];
   uint16_t port;
   uint8_t data[];
 } handoff_t;
@@ -171,6 +175,51 @@ static size_t answer(const door_t *d, const uint8_t *q, size_t len, const struct
   return n;
 }
 
+/* ---------- addresses ---------- */
+
+/* Fills `sa` from `text` (IPv4, or IPv6 with an optional zone) and `port`; family 4 or 6 as
+ * wanted (0: either). Returns the address length, or 0 when `text` is no such address. */
+static socklen_t parse_address(const char *text, int family, uint16_t port, struct sockaddr_storage *sa) {
+  memset(sa, 0, sizeof *sa);
+  struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+  if (family != 6 && inet_pton(AF_INET, text, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons(port);
+    return sizeof *s4;
+  }
+  if (family == 4) return 0;
+  char addr[ADDRESS_TEXT];
+  size_t n = strlen(text);
+  if (n >= sizeof addr) return 0;
+  memcpy(addr, text, n + 1);
+  char *zone = strchr(addr, '%');
+  if (zone) *zone++ = '\0';
+  if (inet_pton(AF_INET6, addr, &s6->sin6_addr) != 1) return 0;
+  if (zone) {
+    char *end;
+    unsigned long id = strtoul(zone, &end, 10);
+    s6->sin6_scope_id = (*zone && !*end) ? (uint32_t)id : if_nametoindex(zone);
+    if (!s6->sin6_scope_id) return 0;
+  }
+  s6->sin6_family = AF_INET6;
+  s6->sin6_port = htons(port);
+  return sizeof *s6;
+}
+
+/* Writes the source address as text, with its zone as a number when it has one. */
+static uint16_t format_address(const struct sockaddr_storage *sa, char *out) {
+  if (sa->ss_family == AF_INET) {
+    const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+    inet_ntop(AF_INET, &s4->sin_addr, out, ADDRESS_TEXT);
+    return ntohs(s4->sin_port);
+  }
+  const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+  inet_ntop(AF_INET6, &s6->sin6_addr, out, ADDRESS_TEXT);
+  if (s6->sin6_scope_id) snprintf(out + strlen(out), ADDRESS_TEXT - strlen(out), "%%%u", (unsigned)s6->sin6_scope_id);
+  return ntohs(s6->sin6_port);
+}
+
 /* ---------- the receiving thread ---------- */
 
 static void hand_off(door_t *d, const uint8_t *data, size_t len, const struct sockaddr_storage *src) {
@@ -181,15 +230,7 @@ static void hand_off(door_t *d, const uint8_t *data, size_t len, const struct so
   }
   h->len = len;
   memcpy(h->data, data, len);
-  if (src->ss_family == AF_INET) {
-    const struct sockaddr_in *s4 = (const struct sockaddr_in *)src;
-    inet_ntop(AF_INET, &s4->sin_addr, h->address, sizeof h->address);
-    h->port = ntohs(s4->sin_port);
-  } else {
-    const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)src;
-    inet_ntop(AF_INET6, &s6->sin6_addr, h->address, sizeof h->address);
-    h->port = ntohs(s6->sin6_port);
-  }
+  h->port = format_address(src, h->address);
   if (napi_call_threadsafe_function(d->handoff, h, napi_tsfn_nonblocking) != napi_ok) {
     free(h);
     atomic_fetch_add(&d->handoff_dropped, 1);
@@ -379,7 +420,7 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
   napi_value opts;
   CHECK(napi_get_cb_info(env, info, &argc, &opts, NULL, NULL));
 
-  char host[INET6_ADDRSTRLEN + 1];
+  char host[ADDRESS_TEXT + 1];
   size_t host_len;
   uint32_t port, a_count, aaaa_count;
   bool reuse_port;
@@ -448,22 +489,13 @@ static napi_value js_open(napi_env env, napi_callback_info info) {
 
   /* The socket: bound as dgram would bind it (dual-stack for an IPv6 host). */
   struct sockaddr_storage sa;
-  socklen_t sa_len;
-  memset(&sa, 0, sizeof sa);
-  struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
-  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&sa;
-  if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-    s4->sin_family = AF_INET;
-    s4->sin_port = htons((uint16_t)port);
-    sa_len = sizeof *s4;
-  } else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-    s6->sin6_family = AF_INET6;
-    s6->sin6_port = htons((uint16_t)port);
-    sa_len = sizeof *s6;
-    d->ipv6 = 1;
-  } else {
-    goto bad_options;
+  socklen_t sa_len = port <= 65535 ? parse_address(host, 0, (uint16_t)port, &sa) : 0;
+  if (!sa_len) {
+    free_door(d);
+    napi_throw_type_error(env, "ERR_DNS_FAST_PATH", "dns fast path: the host is not an IP address (with a zone that exists) or the port is out of range");
+    return NULL;
   }
+  d->ipv6 = sa.ss_family == AF_INET6;
   d->fd = socket(sa.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
   if (d->fd < 0) {
     throw_errno(env, "dns fast path: socket", errno);
@@ -568,25 +600,15 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   if (!d) return NULL;
   void *data;
   size_t len, alen;
-  char address[INET6_ADDRSTRLEN + 1];
+  char address[ADDRESS_TEXT + 1];
   uint32_t port;
   CHECK(napi_get_buffer_info(env, argv[1], &data, &len));
   CHECK(napi_get_value_string_utf8(env, argv[2], address, sizeof address, &alen));
   CHECK(napi_get_value_uint32(env, argv[3], &port));
   int ok = 0;
-  if (d->fd >= 0) {
+  if (d->fd >= 0 && port <= 65535) {
     struct sockaddr_storage sa;
-    memset(&sa, 0, sizeof sa);
-    socklen_t sa_len = 0;
-    if (!d->ipv6 && inet_pton(AF_INET, address, &((struct sockaddr_in *)&sa)->sin_addr) == 1) {
-      ((struct sockaddr_in *)&sa)->sin_family = AF_INET;
-      ((struct sockaddr_in *)&sa)->sin_port = htons((uint16_t)port);
-      sa_len = sizeof(struct sockaddr_in);
-    } else if (d->ipv6 && inet_pton(AF_INET6, address, &((struct sockaddr_in6 *)&sa)->sin6_addr) == 1) {
-      ((struct sockaddr_in6 *)&sa)->sin6_family = AF_INET6;
-      ((struct sockaddr_in6 *)&sa)->sin6_port = htons((uint16_t)port);
-      sa_len = sizeof(struct sockaddr_in6);
-    }
+    socklen_t sa_len = parse_address(address, d->ipv6 ? 6 : 4, (uint16_t)port, &sa);
     if (sa_len) ok = sendto(d->fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&sa, sa_len) >= 0;
   }
   CHECK(napi_get_boolean(env, ok, &result));

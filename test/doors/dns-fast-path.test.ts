@@ -152,6 +152,21 @@ test('on a dual-stack socket the fast path answers IPv4 and IPv6 clients as the 
   }
 });
 
+test('a listen address with an IPv6 zone (::1%lo) binds with and without the fast path, and both answer alike', async () => {
+  const js = await door('::1%lo', 'off', 'zone-js.yaml');
+  const fast = await door('::1%lo', 'on', 'zone-fast.yaml');
+  try {
+    const packets = [query(1, 'quay.io'), query(2, 'quay.io', 28), query(3, 'example.test')];
+    const want = await exchange('udp6', '::1', '::1', js.door.address.port, packets);
+    const got = await exchange('udp6', '::1', '::1', fast.door.address.port, packets);
+    assert.equal(want.size, 3);
+    for (const [id, answer] of want) assert.ok(got.get(id)?.equals(answer), `answer ${id} differs`);
+    assert.equal(fast.door.stats().answeredByFastPath, 2);
+  } finally {
+    await Promise.all([js.door.close(), fast.door.close()]);
+  }
+});
+
 test('closing frees the port at once, twice is harmless, and a closed door stays closed', async () => {
   const dgram = await door('127.0.0.1', 'off', 'reopen-dgram.yaml');
   await dgram.door.close();
