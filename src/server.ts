@@ -208,6 +208,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     }
     if (config.listen.dns) {
       dnsDoor = await startDnsDoor(config, { log });
+      metrics.dnsStats = dnsDoor.stats;
       addresses.dns = { address: dnsDoor.address.host, port: dnsDoor.address.port };
     }
   } catch (err) {

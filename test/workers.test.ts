@@ -268,6 +268,11 @@ test('workers: the CONNECT door terminates TLS for a registry name; the DNS door
     }
   }
   assert.ok((resolver.seen.get('example.test') ?? 0) >= 16);
+  // Summed over both workers; each worker's fast path answered over UDP on its own socket.
+  const metrics = await pt.metrics();
+  assert.equal(metricValue(metrics, 'pullthrough_dns_queries_total', { result: 'answered' }), 16);
+  assert.equal(metricValue(metrics, 'pullthrough_dns_queries_total', { result: 'forwarded' }), 16);
+  assert.equal(metricValue(metrics, 'pullthrough_dns_fast_path_answers_total'), 8);
 });
 
 test('workers: 8 concurrent cold pulls over both workers make one upstream GET per blob', async (t) => {

@@ -1,4 +1,29 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration, type LabelValues } from 'prom-client';
+
+const DNS_RESULTS = ['answered', 'forwarded', 'refused', 'failed', 'malformed', 'dropped'] as const;
+
+/** The DNS door's running totals (its DnsStats), as the metrics read them. */
+export type DnsCounters = Record<(typeof DNS_RESULTS)[number] | 'answeredByFastPath', number>;
+
+/**
+ * A counter whose values are the DNS door's own totals, copied at each scrape: the door counts on
+ * its hot path (and its native thread counts in C), and a scrape costs nothing between scrapes.
+ */
+function dnsCounter<L extends string>(
+  metrics: { dnsStats: (() => DnsCounters) | undefined },
+  config: Omit<CounterConfiguration<L>, 'collect'> & { read: (s: DnsCounters) => Array<[LabelValues<L>, number]> },
+): Counter<L> {
+  const { read, ...rest } = config;
+  return new Counter<L>({
+    ...rest,
+    collect() {
+      const stats = metrics.dnsStats?.();
+      if (!stats) return;
+      this.reset();
+      for (const [labels, value] of read(stats)) this.inc(labels, value);
+    },
+  });
+}
 
 /**
  * Every Prometheus metric pullthrough exports; one instance per process. With `workers`, the
@@ -118,6 +143,25 @@ export class Metrics {
     help: 'Requests answered without the cache because a store was unreachable (reason: metadata_unavailable, blob_store_unavailable)',
     labelNames: ['reason'] as const,
     registers: [this.registry],
+  });
+
+  /** The DNS door's counters, read at each scrape (set by the server when listen.dns is on). */
+  dnsStats: (() => DnsCounters) | undefined;
+
+  readonly dnsQueries = dnsCounter(this, {
+    name: 'pullthrough_dns_queries_total',
+    help: 'DNS door queries by result: answered (a registry name), forwarded, refused (other names from sources outside dns.allow), failed (forwarded, no resolver answered: SERVFAIL), malformed (FORMERR or NOTIMP sent), dropped (ignored, or more than the fast path could hand over)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+    read: (s) => DNS_RESULTS.map((result) => [{ result }, s[result]]),
+  });
+
+  readonly dnsFastPathAnswers = dnsCounter(this, {
+    name: 'pullthrough_dns_fast_path_answers_total',
+    help: 'Of the DNS door answers for registry names, those its native UDP fast path sent without JavaScript',
+    labelNames: [] as const,
+    registers: [this.registry],
+    read: (s) => [[{}, s.answeredByFastPath]],
   });
 
   constructor() {

@@ -17,7 +17,7 @@ import type { Config } from '../../src/config/index.js';
 import { hijackedNames } from '../../src/config/served-names.js';
 import { startDnsDoor, type DnsDoor } from '../../src/doors/dns-server.js';
 import { freePort, run, tempDir } from '../helpers/process.js';
-import { MAIN, NODE_FLAGS, startPullthrough } from '../helpers/pullthrough.js';
+import { MAIN, metricValue, NODE_FLAGS, startPullthrough } from '../helpers/pullthrough.js';
 import { testConfig } from '../helpers/config.js';
 import { query } from './dns-door-suite.js';
 
@@ -229,6 +229,9 @@ test('a build without the fast path: auto warns and answers through dgram; on re
     assert.equal(pt.logs().find((l) => l.msg === 'DNS door forwarding')?.fastPath, false);
     const got = await exchange('udp4', '127.0.0.1', '127.0.0.1', pt.ports.dns!, [query(9, 'quay.io')]);
     assert.equal(got.get(9)?.readUInt16BE(6), 1, 'quay.io answered');
+    const metrics = await pt.metrics();
+    assert.equal(metricValue(metrics, 'pullthrough_dns_queries_total', { result: 'answered' }), 1);
+    assert.equal(metricValue(metrics, 'pullthrough_dns_fast_path_answers_total'), 0);
   } finally {
     await pt.cleanup();
   }
