@@ -4,8 +4,7 @@
  * hands every other datagram to the door's JavaScript; without it the door answers through dgram.
  */
 import { createRequire } from 'node:module';
-import { isIP } from 'node:net';
-import { ipToBytes } from '../net/ip-bytes.js';
+import type { CidrRange } from '../net/cidr-list.js';
 
 /** What the door gives the native side: the answers for served names and who gets RA. */
 export interface FastPathAnswers {
@@ -16,40 +15,32 @@ export interface FastPathAnswers {
   aCount: number;
   aaaa: Buffer;
   aaaaCount: number;
-  /** dns.allow, as `ip` or `ip/bits`; the native side sets RA for these sources as CidrList does. */
-  allow: readonly string[];
+  /** dns.allow's ranges (CidrList.ranges); the native side sets RA for these sources as CidrList does. */
+  allow: readonly CidrRange[];
 }
 
 interface Handle {
   readonly __brand: 'dns-fast-path';
 }
 
-interface Binding {
-  open(options: {
-    host: string;
-    port: number;
-    reusePort: boolean;
-    names: readonly string[];
-    a: Buffer;
-    aCount: number;
-    aaaa: Buffer;
-    aaaaCount: number;
-    allow: Array<{ family: number; bytes: Buffer; prefix: number }>;
-    onQuery: (msg: Buffer, address: string, port: number) => void;
-  }): Handle;
+/** The native module's functions (src/native/dns-fast-path.c). */
+export interface FastPathBinding {
+  open(options: FastPathAnswers & { host: string; port: number; reusePort: boolean; onQuery: (msg: Buffer, address: string, port: number) => void }): Handle;
   port(h: Handle): number;
+  /** False once closed, or for an address the kernel refuses. */
   send(h: Handle, msg: Buffer, address: string, port: number): boolean;
-  stats(h: Handle): { answered: number; handedOff: number; dropped: number };
+  stats(h: Handle): { answered: number; dropped: number };
+  /** Idempotent. */
   close(h: Handle): void;
 }
 
-let binding: Binding | string | undefined;
+let binding: FastPathBinding | string | undefined;
 
 /** The native module, or why it cannot be used ("is not built …", "failed to load: …"). */
-export function fastPathBinding(): Binding | string {
+export function fastPathBinding(): FastPathBinding | string {
   if (binding === undefined) {
     try {
-      binding = createRequire(import.meta.url)('../../native/dns-fast-path.node') as Binding;
+      binding = createRequire(import.meta.url)('../../native/dns-fast-path.node') as FastPathBinding;
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       binding = e.code === 'MODULE_NOT_FOUND' ? 'is not built (npm run build needs a C compiler)' : `failed to load: ${e.message}`;
@@ -60,10 +51,8 @@ export function fastPathBinding(): Binding | string {
 
 /** A UDP socket served by the native thread. */
 export class FastPathSocket {
-  private closed = false;
-
   private constructor(
-    private readonly native: Binding,
+    private readonly native: FastPathBinding,
     private readonly handle: Handle,
     readonly port: number,
   ) {}
@@ -74,38 +63,30 @@ export class FastPathSocket {
    * @throws Error with the errno name as code (EADDRINUSE, EACCES, …) when the bind fails
    */
   static open(
-    native: Binding,
+    native: FastPathBinding,
     host: string,
     port: number,
     answers: FastPathAnswers,
     onQuery: (msg: Buffer, address: string, port: number) => void,
     reusePort = false,
   ): FastPathSocket {
-    const allow = answers.allow.map((entry) => {
-      const [addr = '', bits] = entry.split('/');
-      const family = isIP(addr);
-      return { family, bytes: ipToBytes(addr), prefix: bits === undefined ? (family === 4 ? 32 : 128) : Number(bits) };
-    });
-    const handle = native.open({ host, port, reusePort, ...answers, allow, onQuery });
+    const handle = native.open({ host, port, reusePort, ...answers, onQuery });
     return new FastPathSocket(native, handle, native.port(handle));
   }
 
   /** Sends one datagram; false when it could not go out (closed, or refused by the kernel). */
   send(msg: Buffer, address: string, port: number): boolean {
-    return !this.closed && this.native.send(this.handle, msg, address, port);
+    return this.native.send(this.handle, msg, address, port);
   }
 
   /** Since open: queries the native thread answered, and datagrams it dropped because the
    * JavaScript side had more than 4096 waiting. */
   stats(): { answered: number; dropped: number } {
-    const { answered, dropped } = this.native.stats(this.handle);
-    return { answered, dropped };
+    return this.native.stats(this.handle);
   }
 
   /** Stops the thread and closes the socket (idempotent). */
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
     this.native.close(this.handle);
   }
 }

@@ -22,7 +22,7 @@ import { doorForwarders, formatDnsEndpoint } from '../net/dns-endpoints.js';
 import { ipToBytes } from '../net/ip-bytes.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
 import { DnsForwarder } from './dns-forwarder.js';
-import { FastPathSocket, fastPathBinding } from './dns-fast-path.js';
+import { FastPathSocket, fastPathBinding, type FastPathBinding } from './dns-fast-path.js';
 import { answerRecord, buildHeaderOnly, buildResponse, parseQuery, QCLASS_IN, QTYPE, RCODE } from './dns-wire.js';
 
 /** Counters since start. */
@@ -96,7 +96,7 @@ interface UdpEndpoint {
 type OnDatagram = (msg: Buffer, address: string, port: number) => void;
 
 /** The native fast path, when dns.fastPath and the build allow it; throws for `on` without it. */
-function fastPathFor(config: Config, log: LogSink): Exclude<ReturnType<typeof fastPathBinding>, string> | null {
+function fastPathFor(config: Config, log: LogSink): FastPathBinding | null {
   const mode = config.dns.fastPath;
   if (mode === 'off') return null;
   const native = fastPathBinding();
@@ -123,7 +123,8 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
   const endpoints = doorForwarders(config, opts.resolvConf);
   if (endpoints.length === 0) log.warn('DNS door has no resolver to forward to: names other than the registries get SERVFAIL (set dns.forwarders)');
   const forwarder = new DnsForwarder(endpoints);
-  const counters: DnsStats = { answered: 0, forwarded: 0, refused: 0, failed: 0, malformed: 0, dropped: 0, answeredByFastPath: 0 };
+  // What JavaScript counted; stats() adds what the native fast path did.
+  const counters: Omit<DnsStats, 'answeredByFastPath'> = { answered: 0, forwarded: 0, refused: 0, failed: 0, malformed: 0, dropped: 0 };
 
   // The allow check runs per query (its result sets RA); remember it per source.
   const allowedCache = new Map<string, boolean>();
@@ -174,7 +175,7 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
     });
   };
 
-  const host = listen.host === 'localhost' ? '127.0.0.1' : listen.host;
+  const host = bindableHost(listen.host);
   let udp: UdpEndpoint | undefined;
   const onDatagram: OnDatagram = (msg, address, port) => {
     let r: ReturnType<typeof respond>;
@@ -196,7 +197,7 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
   const openUdp = native
     ? // Worker processes each bind their own socket to the port (SO_REUSEPORT), as a cluster
       // cannot share a socket it did not create.
-      (port: number) => nativeUdp(FastPathSocket.open(native, host, port, { names, ...sections, allow: config.dns.allow }, onDatagram, cluster.isWorker))
+      (port: number) => nativeUdp(FastPathSocket.open(native, host, port, { names, ...sections, allow: allow.ranges }, onDatagram, cluster.isWorker))
     : (port: number) => dgramUdp(host, port, onDatagram, log);
   const bound = await bindBoth(host, listen.port, openUdp);
   udp = bound.udp;
@@ -234,10 +235,15 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
  * it each. (Another process could take it in between; only port 0, a test's choice, asks.)
  */
 export async function pickDnsPort(host: string): Promise<number> {
-  const ip = host === 'localhost' ? '127.0.0.1' : host;
+  const ip = bindableHost(host);
   const bound = await bindBoth(ip, 0, (port) => dgramUdp(ip, port, () => {}, silentLog));
   await Promise.all([bound.udp.close(), new Promise<void>((r) => bound.tcp.close(() => r()))]);
   return bound.udp.port;
+}
+
+/** listen.dns's host as the sockets bind it: `localhost` is 127.0.0.1. */
+function bindableHost(host: string): string {
+  return host === 'localhost' ? '127.0.0.1' : host;
 }
 
 /** UDP through Node's dgram: every datagram to `onDatagram`. */

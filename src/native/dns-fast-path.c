@@ -74,7 +74,6 @@ typedef struct door {
   size_t allow_count;
 
   atomic_uint_fast64_t answered;
-  atomic_uint_fast64_t handed_off;
   atomic_uint_fast64_t handoff_dropped;
 } door_t;
 
@@ -234,9 +233,7 @@ static void hand_off(door_t *d, const uint8_t *data, size_t len, const struct so
   if (napi_call_threadsafe_function(d->handoff, h, napi_tsfn_nonblocking) != napi_ok) {
     free(h);
     atomic_fetch_add(&d->handoff_dropped, 1);
-    return;
   }
-  atomic_fetch_add(&d->handed_off, 1);
 }
 
 /* Sends msgs[0..n), skipping one that fails (a peer the kernel will not send to), never blocking
@@ -615,7 +612,7 @@ static napi_value js_send(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* stats(handle) → { answered, handedOff, dropped } since open. */
+/* stats(handle) → { answered, dropped } since open. */
 static napi_value js_stats(napi_env env, napi_callback_info info) {
   napi_value argv[1], result, v;
   door_t *d = door_arg(env, info, 1, argv);
@@ -623,8 +620,6 @@ static napi_value js_stats(napi_env env, napi_callback_info info) {
   CHECK(napi_create_object(env, &result));
   CHECK(napi_create_double(env, (double)atomic_load(&d->answered), &v));
   CHECK(napi_set_named_property(env, result, "answered", v));
-  CHECK(napi_create_double(env, (double)atomic_load(&d->handed_off), &v));
-  CHECK(napi_set_named_property(env, result, "handedOff", v));
   CHECK(napi_create_double(env, (double)atomic_load(&d->handoff_dropped), &v));
   CHECK(napi_set_named_property(env, result, "dropped", v));
   return result;

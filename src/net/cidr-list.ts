@@ -1,5 +1,14 @@
 import { BlockList, isIP } from 'node:net';
-import { unmapIPv4 } from './ip-bytes.js';
+import { ipToBytes, unmapIPv4 } from './ip-bytes.js';
+
+/** One range of a CidrList as bytes: what code outside JavaScript (the DNS fast path) matches on. */
+export interface CidrRange {
+  family: 4 | 6;
+  /** The address, network order (4 or 16 bytes). */
+  bytes: Buffer;
+  /** Prefix length; a bare address is /32 or /128. */
+  prefix: number;
+}
 
 /**
  * A set of IP ranges (`10.0.0.0/8`, `::1/128`, or a bare address) with a membership test.
@@ -8,10 +17,12 @@ import { unmapIPv4 } from './ip-bytes.js';
 export class CidrList {
   private readonly list = new BlockList();
   readonly entries: readonly string[];
+  readonly ranges: readonly CidrRange[];
 
   /** @throws TypeError for an entry that is neither an IP nor a CIDR range. */
   constructor(entries: readonly string[]) {
     this.entries = entries;
+    const ranges: CidrRange[] = [];
     for (const e of entries) {
       const [addr, bits, ...rest] = e.split('/');
       const family = addr ? isIP(addr) : 0;
@@ -22,7 +33,9 @@ export class CidrList {
       const type = family === 4 ? 'ipv4' : 'ipv6';
       if (n === undefined) this.list.addAddress(addr!, type);
       else this.list.addSubnet(addr!, n, type);
+      ranges.push({ family: family as 4 | 6, bytes: ipToBytes(addr!), prefix: n ?? (family === 4 ? 32 : 128) });
     }
+    this.ranges = ranges;
   }
 
   /** True when `ip` lies in one of the ranges; false for anything that is not an IP. */
