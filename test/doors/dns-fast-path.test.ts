@@ -6,7 +6,7 @@
  * (dns-door-suite.ts) covers each behaviour on its own, with both. And a build without it (no C
  * compiler) still answers, through dgram, unless dns.fastPath: on asks for it.
  */
-import { test, before, after } from 'node:test';
+import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createSocket, type SocketType } from 'node:dgram';
@@ -47,6 +47,28 @@ async function door(host: string, fastPath: 'on' | 'off', name: string): Promise
     name,
   );
   return { door: await startDnsDoor(config, { resolvConf }), config };
+}
+
+/** A JavaScript-only door and a fast-path door on `host`, closed when the test ends. */
+async function doorPair(t: TestContext, host: string, name: string): Promise<{ js: DnsDoor; fast: DnsDoor; config: Config }> {
+  const js = await door(host, 'off', `${name}-js.yaml`);
+  t.after(() => js.door.close());
+  const fast = await door(host, 'on', `${name}-fast.yaml`);
+  t.after(() => fast.door.close());
+  return { js: js.door, fast: fast.door, config: fast.config };
+}
+
+/**
+ * Sends `packets` to both doors from `from` and asserts the fast path answered exactly the
+ * queries the JavaScript door answered, with the same bytes. Returns the JavaScript door's answers.
+ */
+async function assertSameAnswers(pair: { js: DnsDoor; fast: DnsDoor }, type: SocketType, from: string, to: string, packets: Buffer[]): Promise<Map<number, Buffer>> {
+  const want = await exchange(type, from, to, pair.js.address.port, packets);
+  const got = await exchange(type, from, to, pair.fast.address.port, packets);
+  const ids = (m: Map<number, Buffer>): number[] => [...m.keys()].sort((a, b) => a - b);
+  assert.deepEqual(ids(got), ids(want), `${from}: the same queries answered`);
+  for (const [id, answer] of want) assert.ok(got.get(id)!.equals(answer), `${from}: answer ${id} differs: ${got.get(id)!.toString('hex')} vs ${answer.toString('hex')}`);
+  return want;
 }
 
 /** Sends `packets` (ids 0..n-1, one window at a time) from `from` and returns each answer by id. */
@@ -106,65 +128,41 @@ function corpus(names: string[]): Buffer[] {
   });
 }
 
-test('the fast path answers exactly as the JavaScript door: same bytes, same silence, from allowed and refused sources', async () => {
-  const js = await door('127.0.0.1', 'off', 'js.yaml');
-  const fast = await door('127.0.0.1', 'on', 'fast.yaml');
-  try {
-    assert.equal(fast.door.fastPath, true);
-    assert.equal(js.door.fastPath, false);
-    const packets = corpus(hijackedNames(fast.config));
-    for (const from of ['127.0.0.1', '127.0.0.2']) {
-      const want = await exchange('udp4', from, '127.0.0.1', js.door.address.port, packets);
-      const got = await exchange('udp4', from, '127.0.0.1', fast.door.address.port, packets);
-      assert.ok(want.size > packets.length / 2, `the JavaScript door answered ${want.size} of ${packets.length}`);
-      assert.deepEqual([...got.keys()].sort((a, b) => a - b), [...want.keys()].sort((a, b) => a - b), `${from}: the same queries answered`);
-      for (const [id, answer] of want) assert.ok(got.get(id)!.equals(answer), `${from}: answer ${id} differs: ${got.get(id)!.toString('hex')} vs ${answer.toString('hex')}`);
-    }
-    const s = fast.door.stats();
-    const j = js.door.stats();
-    assert.equal(s.answered, j.answered);
-    assert.ok(s.answeredByFastPath > 0 && s.answeredByFastPath === s.answered, `every served answer came from the fast path: ${JSON.stringify(s)}`);
-    assert.equal(j.answeredByFastPath, 0);
-    assert.deepEqual({ ...s, answered: 0, answeredByFastPath: 0 }, { ...j, answered: 0, answeredByFastPath: 0 }, 'refused, failed, malformed, dropped agree');
-  } finally {
-    await Promise.all([js.door.close(), fast.door.close()]);
+test('the fast path answers exactly as the JavaScript door: same bytes, same silence, from allowed and refused sources', async (t) => {
+  const pair = await doorPair(t, '127.0.0.1', 'v4');
+  assert.equal(pair.fast.fastPath, true);
+  assert.equal(pair.js.fastPath, false);
+  const packets = corpus(hijackedNames(pair.config));
+  for (const from of ['127.0.0.1', '127.0.0.2']) {
+    const want = await assertSameAnswers(pair, 'udp4', from, '127.0.0.1', packets);
+    assert.ok(want.size > packets.length / 2, `the JavaScript door answered ${want.size} of ${packets.length}`);
   }
+  const s = pair.fast.stats();
+  const j = pair.js.stats();
+  assert.equal(s.answered, j.answered);
+  assert.ok(s.answeredByFastPath > 0 && s.answeredByFastPath === s.answered, `every served answer came from the fast path: ${JSON.stringify(s)}`);
+  assert.equal(j.answeredByFastPath, 0);
+  assert.deepEqual({ ...s, answered: 0, answeredByFastPath: 0 }, { ...j, answered: 0, answeredByFastPath: 0 }, 'refused, failed, malformed, dropped agree');
 });
 
-test('on a dual-stack socket the fast path answers IPv4 and IPv6 clients as the JavaScript door does', async () => {
-  const js = await door('::', 'off', 'js6.yaml');
-  const fast = await door('::', 'on', 'fast6.yaml');
-  try {
-    const packets = corpus(['quay.io', 'mirror.internal']).slice(0, 200);
-    for (const [type, from, to] of [['udp4', '127.0.0.1', '127.0.0.1'], ['udp4', '127.0.0.2', '127.0.0.1'], ['udp6', '::1', '::1']] as const) {
-      const want = await exchange(type, from, to, js.door.address.port, packets);
-      const got = await exchange(type, from, to, fast.door.address.port, packets);
-      assert.ok(want.size > 100, `${from}: the JavaScript door answered ${want.size}`);
-      assert.equal(got.size, want.size, `${from}: the same number answered`);
-      for (const [id, answer] of want) assert.ok(got.get(id)?.equals(answer), `${from}: answer ${id} differs`);
-    }
-    // IPv4 peers arrive as ::ffff:127.0.0.1 and still match dns.allow's 127.0.0.1/32 (RA set).
-    const [ra] = [...(await exchange('udp4', '127.0.0.1', '127.0.0.1', fast.door.address.port, [query(1, 'quay.io')])).values()];
-    assert.equal(ra![3]! & 0x80, 0x80);
-    assert.ok(fast.door.stats().answeredByFastPath > 0);
-  } finally {
-    await Promise.all([js.door.close(), fast.door.close()]);
+test('on a dual-stack socket the fast path answers IPv4 and IPv6 clients as the JavaScript door does', async (t) => {
+  const pair = await doorPair(t, '::', 'dual');
+  const packets = corpus(['quay.io', 'mirror.internal']).slice(0, 200);
+  for (const [type, from, to] of [['udp4', '127.0.0.1', '127.0.0.1'], ['udp4', '127.0.0.2', '127.0.0.1'], ['udp6', '::1', '::1']] as const) {
+    const want = await assertSameAnswers(pair, type, from, to, packets);
+    assert.ok(want.size > 100, `${from}: the JavaScript door answered ${want.size}`);
   }
+  // IPv4 peers arrive as ::ffff:127.0.0.1 and still match dns.allow's 127.0.0.1/32 (RA set).
+  const [ra] = [...(await exchange('udp4', '127.0.0.1', '127.0.0.1', pair.fast.address.port, [query(1, 'quay.io')])).values()];
+  assert.equal(ra![3]! & 0x80, 0x80);
+  assert.ok(pair.fast.stats().answeredByFastPath > 0);
 });
 
-test('a listen address with an IPv6 zone (::1%lo) binds with and without the fast path, and both answer alike', async () => {
-  const js = await door('::1%lo', 'off', 'zone-js.yaml');
-  const fast = await door('::1%lo', 'on', 'zone-fast.yaml');
-  try {
-    const packets = [query(1, 'quay.io'), query(2, 'quay.io', 28), query(3, 'example.test')];
-    const want = await exchange('udp6', '::1', '::1', js.door.address.port, packets);
-    const got = await exchange('udp6', '::1', '::1', fast.door.address.port, packets);
-    assert.equal(want.size, 3);
-    for (const [id, answer] of want) assert.ok(got.get(id)?.equals(answer), `answer ${id} differs`);
-    assert.equal(fast.door.stats().answeredByFastPath, 2);
-  } finally {
-    await Promise.all([js.door.close(), fast.door.close()]);
-  }
+test('a listen address with an IPv6 zone (::1%lo) binds with and without the fast path, and both answer alike', async (t) => {
+  const pair = await doorPair(t, '::1%lo', 'zone');
+  const want = await assertSameAnswers(pair, 'udp6', '::1', '::1', [query(1, 'quay.io'), query(2, 'quay.io', 28), query(3, 'example.test')]);
+  assert.equal(want.size, 3);
+  assert.equal(pair.fast.stats().answeredByFastPath, 2);
 });
 
 test('closing frees the port at once, twice is harmless, and a closed door stays closed', async () => {
