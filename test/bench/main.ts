@@ -8,7 +8,7 @@ import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startProcess, waitForPort } from '../helpers/process.js';
 import { createCA } from '../helpers/pki.js';
-import { issueEcServerCert } from './cert.js';
+import { issueEcServerCert, type ServerCert } from './cert.js';
 import { startBenchUpstream, type BenchUpstream } from './upstream.js';
 import { startNginxStatic } from './nginx.js';
 import {
@@ -16,6 +16,7 @@ import {
   curlThroughput,
   dnsAnswersPerSecond,
   handshake,
+  LOCAL_PATH,
   tlsConnectionsPerSecond,
   benchTemp,
   median,
@@ -74,6 +75,7 @@ const ROWS: Array<[string, string]> = [
   ['warmman', 'upstream manifest GETs per warm pull, unchanged tag (HEADs)'],
   ['hs', 'new TLS connections/s, cached certificate (full handshake + one local 404; ab -c 8; median of 3 after a warm-up run)'],
   ['hscpu', 'server CPU per new TLS connection (ms)'],
+  ['hsnode', "new TLS connections/s of a bare Node.js https server, Node's floor (same certificate and 404, same runs; server CPU each)"],
   ['firstcert', 'first-certificate handshake (ms)'],
   ['dns', `DNS answers/s (dnsperf -c 4 -q 200; median of ${DNS_REPS} run(s) of ${DNS_SECONDS} s)`],
   ['dnsdgram', "DNS answers/s without the fast path (dns.fastPath: off: Node's dgram only; same runs)"],
@@ -275,43 +277,70 @@ async function dnsFigures(dir: string, refCol: Column, pts: Array<{ sys: Pullthr
   }
 }
 
+/** Node.js's floor for figure (6): a bare `https` server (node-https.ts), measured with the systems. */
+interface Floor {
+  readonly tls: TlsEndpoint;
+  readonly col: Column;
+}
+
 /**
- * Figure (6) for every system: one warm-up run each (a fresh Node.js process runs its handshake
- * path in the interpreter for the first thousand or so connections: ~0.9 ms of CPU each instead
- * of ~0.7), then HANDSHAKE_REPS runs with the systems in turn, as for throughput.
+ * Figure (6) for every system, and for Node.js's floor: one warm-up run each (a fresh Node.js
+ * process runs its handshake path in the interpreter for the first thousand or so connections:
+ * ~0.9 ms of CPU each instead of ~0.7), then HANDSHAKE_REPS runs with the servers in turn, as for
+ * throughput.
  */
-async function handshakeFigures(warm: Warm[]): Promise<void> {
-  const runs = new Map<Warm, Array<{ perSecond: number; cpuMs: number; failed: number }>>();
-  const live: Array<{ w: Warm; tls: TlsEndpoint }> = [];
+async function handshakeFigures(warm: Warm[], floor: Floor): Promise<void> {
+  type Live = { label: string; tls: TlsEndpoint; rs: Array<{ perSecond: number; cpuMs: number; failed: number }>; done(hs: string, cpu: string): void };
+  const live: Live[] = [];
   for (const w of warm) {
     if ('na' in w.tls) {
       for (const k of ['hs', 'hscpu', 'firstcert']) w.col.cells.set(k, w.tls.na);
       continue;
     }
+    const tls = w.tls;
+    live.push({
+      label: w.col.label,
+      tls,
+      rs: [],
+      done: (hs, cpu) => {
+        w.col.cells.set('hs', hs);
+        w.col.cells.set('hscpu', cpu);
+      },
+    });
+  }
+  live.push({ label: 'bare Node.js https', tls: floor.tls, rs: [], done: (hs, cpu) => floor.col.cells.set('hsnode', `${hs} at ${cpu} ms`) });
+  for (const { tls } of live) {
     // Warm the certificate (issued on first use by pullthrough's door) and the handshake path.
-    await handshake(w.tls.port, w.tls.servername);
-    await tlsConnectionsPerSecond(w.tls.port, w.tls.servername, 1, w.tls.pids());
-    live.push({ w, tls: w.tls });
-    runs.set(w, []);
+    await handshake(tls.port, tls.servername);
+    await tlsConnectionsPerSecond(tls.port, tls.servername, 1, tls.pids());
   }
   for (let i = 0; i < HANDSHAKE_REPS; i++) {
-    for (const { w, tls } of live) runs.get(w)!.push(await tlsConnectionsPerSecond(tls.port, tls.servername, HANDSHAKE_SECONDS, tls.pids()));
+    for (const l of live) l.rs.push(await tlsConnectionsPerSecond(l.tls.port, l.tls.servername, HANDSHAKE_SECONDS, l.tls.pids()));
   }
-  for (const { w, tls } of live) {
-    const rs = runs.get(w)!;
+  for (const { label, rs, done } of live) {
     const failed = rs.reduce((a, r) => a + r.failed, 0);
-    w.col.cells.set('hs', `${fmt(median(rs.map((r) => r.perSecond)))}${failed ? ` (${failed} failed)` : ''}`);
-    w.col.cells.set('hscpu', fmt(median(rs.map((r) => r.cpuMs)), 2));
-    log(`  ${w.col.label}: ${rs.map((r) => fmt(r.perSecond)).join(', ')} new TLS connections/s, ${rs.map((r) => fmt(r.cpuMs, 2)).join(', ')} ms of server CPU each`);
+    done(`${fmt(median(rs.map((r) => r.perSecond)))}${failed ? ` (${failed} failed)` : ''}`, fmt(median(rs.map((r) => r.cpuMs)), 2));
+    log(`  ${label}: ${rs.map((r) => fmt(r.perSecond)).join(', ')} new TLS connections/s, ${rs.map((r) => fmt(r.cpuMs, 2)).join(', ')} ms of server CPU each`);
+  }
+  for (const w of warm) {
+    if ('na' in w.tls) continue;
     if (w.key.startsWith('pt')) {
       const firsts: number[] = [];
-      for (const name of FRESH_NAMES.slice(0, 3)) firsts.push(await handshake(tls.port, name));
+      for (const name of FRESH_NAMES.slice(0, 3)) firsts.push(await handshake(w.tls.port, name));
       w.col.cells.set('firstcert', fmt(median(firsts), 1));
       log(`  ${w.col.label}: first-certificate handshakes ${firsts.map((x) => x.toFixed(1)).join(', ')} ms`);
     } else {
       w.col.cells.set('firstcert', '– (static certificate)');
     }
   }
+}
+
+/** Starts node-https.ts with the peers' certificate on a free port. */
+async function startNodeFloor(cert: ServerCert, col: Column): Promise<Floor & { stop(): Promise<void> }> {
+  const port = await freePort();
+  const proc = startProcess(process.execPath, [join(import.meta.dirname, 'node-https.js'), cert.keyFile, cert.certFile, String(port)]);
+  await waitForPort(port, '127.0.0.1', 10_000, proc);
+  return { col, tls: tlsEndpoint(port, 'bare Node.js https', proc.child.pid!, { path: LOCAL_PATH }), stop: () => proc.stop() };
 }
 
 async function main(): Promise<void> {
@@ -373,7 +402,12 @@ async function main(): Promise<void> {
     }
 
     log('TLS handshakes');
-    await handshakeFigures(warm);
+    const floor = await startNodeFloor(cert, refCol);
+    try {
+      await handshakeFigures(warm, floor);
+    } finally {
+      await floor.stop();
+    }
     ref.col.cells.set('firstcert', '–');
 
     for (const w of warm.splice(0)) await w.stop();
@@ -413,7 +447,7 @@ function printTable(columns: Column[], load0: number): void {
     `MB = 10^6 bytes. Machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), load average ${load0.toFixed(2)} at start and ${loadavg()[0]!.toFixed(2)} at end; ` +
       `everything on 127.0.0.1, the clients (curl, skopeo) share the cores.\n` +
       `Throughput: median of ${REPS}, systems measured in turn; each client is one HTTP/1.1 connection downloading the blob, capped at ${CAP} s; total bytes / longest transfer.\n` +
-      `Reference column: nginx serving the blob's file (throughput, RSS, handshakes), skopeo straight from the upstream (cold pull), dnsmasq (DNS).\n`,
+      `Reference column: nginx serving the blob's file (throughput, RSS, handshakes), a bare Node.js https server (Node's handshake floor), skopeo straight from the upstream (cold pull), dnsmasq (DNS).\n`,
   );
 }
 
