@@ -16,7 +16,6 @@ import {
   curlThroughput,
   dnsAnswersPerSecond,
   handshake,
-  LOCAL_PATH,
   tlsConnectionsPerSecond,
   benchTemp,
   median,
@@ -340,7 +339,7 @@ async function startNodeFloor(cert: ServerCert, col: Column): Promise<Floor & { 
   const port = await freePort();
   const proc = startProcess(process.execPath, [join(import.meta.dirname, 'node-https.js'), cert.keyFile, cert.certFile, String(port)]);
   await waitForPort(port, '127.0.0.1', 10_000, proc);
-  return { col, tls: tlsEndpoint(port, 'bare Node.js https', proc.child.pid!, { path: LOCAL_PATH }), stop: () => proc.stop() };
+  return { col, tls: tlsEndpoint(port, 'bare Node.js https', proc.child.pid!), stop: () => proc.stop() };
 }
 
 async function main(): Promise<void> {
