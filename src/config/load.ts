@@ -140,7 +140,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 
   // Merge the file's registries over the built-in ones.
   const registries: Record<string, RegistryConfig> = {};
-  for (const [name, r] of Object.entries(BUILTIN_REGISTRIES)) registries[name] = { name, aliases: [], credentials: [], ...r };
+  for (const [name, r] of Object.entries(BUILTIN_REGISTRIES)) registries[name] = { name, aliases: [], credentials: [], allowPrivateRedirects: false, ...r };
   for (const [name, r] of Object.entries(c.registries)) {
     if (r === null) delete registries[name];
     else registries[name] = { ...r, name, ca: r.ca === undefined ? undefined : abs(r.ca) };

@@ -133,6 +133,12 @@ export const registrySchema = z
     ...credentials,
     /** Per-namespace upstream credentials; the first whose `match` fits the repository is used. */
     credentials: z.array(namespaceCredentials).default([]),
+    /**
+     * Lets URLs the upstream names (redirects, token realm, upload Locations) reach loopback,
+     * private, link-local and cloud metadata addresses. Off: only when the configured upstream
+     * itself is in private space, and never metadata (docs/upstream-policy.md).
+     */
+    allowPrivateRedirects: z.boolean().default(false),
   })
   .refine((r) => (r.username === undefined) === (r.password === undefined), {
     message: 'username and password go together',

@@ -22,7 +22,8 @@ export interface PushRelayOptions {
  * Pushes through the TLS and CONNECT doors: the request goes to the real upstream with the
  * client's own headers and credentials, its body streamed both ways (never buffered), and the
  * upstream's answer comes back as it is, except that upload `Location`s naming the upstream are
- * made relative so the client keeps talking to the name it asked for (and so to pullthrough).
+ * made relative so the client keeps talking to the name it asked for (and so to pullthrough), and
+ * `Location`s on other origins are refused (502) when they name private or metadata addresses.
  * The upstream's 401 challenges are passed on: the client authenticates to the upstream itself
  * (unless `centralCredentials`, see {@link PushRelayOptions}).
  */
@@ -45,6 +46,17 @@ export function createPushRelay(upstreams: UpstreamPool, opts: PushRelayOptions 
     const qs = new URLSearchParams(ctx.querystring);
     qs.delete('ns');
     const res = await up.relay(ctx.method, `${path}${qs.size ? `?${qs}` : ''}`, headers, hasBody ? ctx.req : null, target.repo ? 'push' : 'other');
+    // An upload Location on another origin goes to the client as it is, and the client follows it
+    // (through the CONNECT door, or from its own network): the same address rule as pullthrough's
+    // own upstream connections, so an upstream cannot point clients into private space either.
+    if (res.headers.location !== undefined) {
+      try {
+        await up.checkLocation(res.headers.location);
+      } catch (err) {
+        res.body.destroy();
+        throw err;
+      }
+    }
     (ctx.state as RequestState).cache = 'pass';
     ctx.status = res.status;
     for (const [k, v] of Object.entries(res.headers)) {

@@ -67,3 +67,18 @@ export function isSpecialAddress(ip: string): boolean {
   }
   return false;
 }
+
+/** Cloud metadata and host endpoints (see {@link SPECIAL}): credentials live behind these. */
+const METADATA = new CidrList(['169.254.169.254/32', 'fd00:ec2::254/128', '100.100.100.200/32', '192.0.0.192/32', '168.63.129.16/32']);
+
+/**
+ * True when `ip` is a cloud metadata or host endpoint, also in an IPv6 form that embeds it.
+ * Anything that is not an IP counts (fail closed).
+ */
+export function isMetadataAddress(ip: string): boolean {
+  const family = isIP(ip);
+  if (!family) return true;
+  if (METADATA.has(ip)) return true;
+  const v4 = family === 6 ? embeddedIPv4(ip) : null;
+  return v4 !== null && METADATA.has(v4);
+}

@@ -43,3 +43,23 @@ export class UpstreamIntegrityError extends Error {
     this.name = 'UpstreamIntegrityError';
   }
 }
+
+/**
+ * The upstream named a URL (a redirect, its token realm, an upload Location) on an address
+ * pullthrough does not go to on an upstream's say-so: loopback, private, link-local, metadata
+ * (see docs/upstream-policy.md). No connection was made to it.
+ */
+export class UpstreamAddressRefusedError extends Error {
+  readonly code = 'ERR_UPSTREAM_ADDRESS_REFUSED';
+  constructor(
+    readonly registry: string,
+    /** What named the URL: `redirect`, `token realm`, `upload Location`. */
+    readonly what: string,
+    /** The URL's origin (never its path or query, which may carry credentials). */
+    readonly target: string,
+    readonly reason: string,
+  ) {
+    super(`upstream ${registry} sent a ${what} to ${target}: refused, ${reason} (set registries."${registry}".allowPrivateRedirects to allow it)`);
+    this.name = 'UpstreamAddressRefusedError';
+  }
+}

@@ -7,11 +7,15 @@ import { Agent, errors as undiciErrors } from 'undici';
 import type { Config, RegistryConfig } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { UpstreamStatusError, UpstreamUnavailableError } from './errors.js';
+import { isIP } from 'node:net';
+import { lookup as systemLookup } from 'node:dns';
+import { UpstreamAddressRefusedError, UpstreamStatusError, UpstreamUnavailableError } from './errors.js';
 import { parseChallenge, type Challenge } from './www-authenticate.js';
 import { TokenCache } from './token-cache.js';
 import { compileGlob } from '../auth/glob.js';
 import { ObjectReader, type BodyPlan, type ResponseHead } from '../net/object-reader.js';
+import { checkHost, findAddressRefusal, guardedLookup, refusedAddress, type AddressRefusedError, type AddressRule } from '../net/address-guard.js';
+import { isSpecialAddress } from '../net/special-addresses.js';
 
 /** Username/password for an upstream registry or its token service. */
 export interface Credentials {
@@ -50,6 +54,11 @@ const MAX_REDIRECTS = 5;
 const MAX_TOKEN_BODY = 1 << 20;
 /** How long the upstream's client challenge is remembered. */
 const CHALLENGE_TTL_MS = 10 * 60_000;
+/** How long the finding "the configured upstream lives in private space" holds before it is looked up again. */
+const SPACE_TTL_MS = 5 * 60_000;
+
+/** Which connections of a request are checked: the configured upstream's own are not. */
+type Route = 'trusted' | 'guarded';
 
 /** One HTTP exchange's answer, before redirects and authentication are looked at. */
 interface Hop {
@@ -130,36 +139,125 @@ export class RegistryUpstream {
   /** `registries.<name>.credentials`, compiled: the first whose glob fits a repository is used for it. */
   private readonly namespaces: ReadonlyArray<{ re: RegExp; creds: Credentials }>;
   private probed: { challenge: Challenge | null; until: number } | undefined;
+  /**
+   * Connections to URLs the upstream named on another origin (redirects, token realm) go through
+   * these, whose lookup refuses addresses by {@link rule}; see {@link route}.
+   */
+  private readonly guardedAgent: Agent;
+  private readonly guardedReader: ObjectReader;
+  /** The address rule for guarded connections, kept current by {@link addressRule}. */
+  private rule: AddressRule = 'public';
+  private space: { rule: AddressRule; until: number } | undefined;
 
   constructor(
     readonly registry: RegistryConfig,
     private readonly config: Config,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-    lookup?: LookupFunction,
+    private readonly lookup?: LookupFunction,
   ) {
     this.base = new URL(registry.upstream);
     this.namespaces = (registry.credentials ?? []).map((c) => ({ re: compileGlob(c.match), creds: { username: c.username, password: c.password } }));
     // A private CA is added to the public roots, not instead of them: blob redirects usually go
     // to public CDNs.
     const ca = registry.ca ? [...rootCertificates, readFileSync(registry.ca, 'utf8')] : undefined;
-    this.agent = new Agent({
-      connect: { timeout: config.upstream.connectTimeout, ...(ca ? { ca } : {}), ...(lookup ? { lookup } : {}) },
-      headersTimeout: config.upstream.headersTimeout,
-      bodyTimeout: config.upstream.bodyTimeout,
-      keepAliveTimeout: 30_000,
-      connections: 64,
-    });
-    this.blobReader = new ObjectReader({
-      connectTimeoutMs: config.upstream.connectTimeout,
-      headTimeoutMs: config.upstream.headersTimeout,
-      idleTimeoutMs: config.upstream.bodyTimeout,
-      // As long as undici keeps the other requests' connections: a reused connection the server
-      // closed meanwhile is replaced transparently, a new one costs a TLS handshake to the CDN.
-      keepAliveMs: 30_000,
-      ...(ca ? { ca } : {}),
-      ...(lookup ? { lookup } : {}),
-    });
+    const agentFor = (l: LookupFunction | undefined): Agent =>
+      new Agent({
+        connect: { timeout: config.upstream.connectTimeout, ...(ca ? { ca } : {}), ...(l ? { lookup: l } : {}) },
+        headersTimeout: config.upstream.headersTimeout,
+        bodyTimeout: config.upstream.bodyTimeout,
+        keepAliveTimeout: 30_000,
+        connections: 64,
+      });
+    const readerFor = (l: LookupFunction | undefined): ObjectReader =>
+      new ObjectReader({
+        connectTimeoutMs: config.upstream.connectTimeout,
+        headTimeoutMs: config.upstream.headersTimeout,
+        idleTimeoutMs: config.upstream.bodyTimeout,
+        // As long as undici keeps the other requests' connections: a reused connection the server
+        // closed meanwhile is replaced transparently, a new one costs a TLS handshake to the CDN.
+        keepAliveMs: 30_000,
+        ...(ca ? { ca } : {}),
+        ...(l ? { lookup: l } : {}),
+      });
+    this.agent = agentFor(lookup);
+    this.blobReader = readerFor(lookup);
+    const guarded = guardedLookup(lookup, () => this.rule);
+    this.guardedAgent = agentFor(guarded);
+    this.guardedReader = readerFor(guarded);
+  }
+
+  /**
+   * The rule for addresses the upstream names: `any` with `allowPrivateRedirects`; `no-metadata`
+   * when the configured upstream itself lives in private space (its host is `localhost`, or is or
+   * resolves to a special address: tests, on-prem registries), so it may send pullthrough to its
+   * private neighbours but not to cloud metadata; else `public`. Looked up again every few minutes;
+   * a failed lookup counts as public space (the strict rule) and is retried on the next request.
+   */
+  private async addressRule(): Promise<AddressRule> {
+    if (this.registry.allowPrivateRedirects) return 'any';
+    if (this.space && this.space.until > Date.now()) return this.space.rule;
+    const host = this.base.hostname.replace(/^\[|\]$/g, '').toLowerCase();
+    let inPrivateSpace: boolean | undefined;
+    if (isIP(host)) inPrivateSpace = isSpecialAddress(host);
+    else if (host === 'localhost' || host.endsWith('.localhost')) inPrivateSpace = true;
+    else {
+      const lookup = (this.lookup ?? (systemLookup as unknown as LookupFunction)) as unknown as (h: string, o: object, cb: (err: Error | null, list: Array<{ address: string }>) => void) => void;
+      inPrivateSpace = await new Promise<boolean | undefined>((resolve) =>
+        lookup(host, { all: true }, (err, list) => resolve(err || !Array.isArray(list) ? undefined : list.some((a) => isSpecialAddress(a.address)))),
+      );
+    }
+    const rule: AddressRule = inPrivateSpace ? 'no-metadata' : 'public';
+    if (inPrivateSpace !== undefined) this.space = { rule, until: Date.now() + SPACE_TTL_MS };
+    this.rule = rule;
+    return rule;
+  }
+
+  /**
+   * Which connections reach `url`: the configured upstream's own origin is the operator's choice
+   * and never checked; any other origin is one the upstream named, and its addresses must pass
+   * {@link addressRule} when the connection is made (IP literals here, names in the lookup).
+   * @throws UpstreamAddressRefusedError for an IP literal the rule refuses.
+   */
+  private async route(url: URL, what: string): Promise<Route> {
+    if (url.origin === this.base.origin) return 'trusted';
+    const rule = await this.addressRule();
+    if (rule === 'any') return 'trusted';
+    const host = url.hostname.replace(/^\[|\]$/g, '');
+    const refused = isIP(host) ? refusedAddress(host, host, rule) : null;
+    if (refused) throw this.refusal(what, url, refused);
+    return 'guarded';
+  }
+
+  /** The error for a refused URL, logged at warn (origin only: paths and queries may carry credentials). */
+  private refusal(what: string, url: URL, cause: AddressRefusedError): UpstreamAddressRefusedError {
+    const err = new UpstreamAddressRefusedError(this.registry.name, what, url.origin, cause.message);
+    this.log.warn('upstream URL refused', { registry: this.registry.name, what, target: url.origin, reason: cause.message });
+    return err;
+  }
+
+  /**
+   * Checks a URL the upstream gave for the client to follow itself (a push's upload Location):
+   * same rule as for pullthrough's own connections, with the name resolved now.
+   * @throws UpstreamAddressRefusedError when the rule refuses it; UpstreamUnavailableError when
+   *   its name does not resolve.
+   */
+  async checkLocation(location: string): Promise<void> {
+    let url: URL;
+    try {
+      url = new URL(location, this.base);
+    } catch {
+      return; // not a URL pullthrough or the client could connect to
+    }
+    if (url.origin === this.base.origin || (url.protocol !== 'http:' && url.protocol !== 'https:')) return;
+    const rule = await this.addressRule();
+    let refused: AddressRefusedError | null;
+    try {
+      refused = await checkHost(url.hostname.replace(/^\[|\]$/g, ''), rule, this.lookup);
+    } catch (err) {
+      throw new UpstreamUnavailableError(this.registry.name, `upload Location ${url.origin} does not resolve: ${describeNetworkError(err)}`, { cause: err });
+    }
+    if (refused) throw this.refusal('upload Location', url, refused);
   }
 
   /**
@@ -286,10 +384,14 @@ export class RegistryUpstream {
         ...(isToken ? {} : req.headers),
       };
       if (auth) headers.authorization = auth;
+      const what = hop > 0 ? 'redirect' : isToken ? 'token realm' : 'request';
+      const route = await this.route(current, what);
       let r: Hop;
       try {
-        r = req.method === 'GET' && req.kind === 'blob' ? await this.blobHop(current, headers, req.signal) : await this.undiciHop(current, req.method, headers, req.signal);
+        r = req.method === 'GET' && req.kind === 'blob' ? await this.blobHop(route, current, headers, req.signal) : await this.undiciHop(route, current, req.method, headers, req.signal);
       } catch (err) {
+        const refused = findAddressRefusal(err);
+        if (refused) throw this.refusal(what, current, refused);
         this.metrics.upstreamRequests.inc({ registry: this.registry.name, method: req.method, kind: req.kind, status: '0' });
         if (req.signal?.aborted) throw err;
         throw new UpstreamUnavailableError(this.registry.name, describeNetworkError(err), { cause: err });
@@ -319,26 +421,29 @@ export class RegistryUpstream {
     }
   }
 
-  private async undiciHop(url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Hop> {
-    const r = await this.agent.request({ origin: url.origin, path: url.pathname + url.search, method, headers, signal });
+  private async undiciHop(route: Route, url: URL, method: 'GET' | 'HEAD', headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Hop> {
+    const r = await (route === 'trusted' ? this.agent : this.guardedAgent).request({ origin: url.origin, path: url.pathname + url.search, method, headers, signal });
     return { status: r.statusCode, headers: firstHeaders(r.headers), body: r.body };
   }
 
-  private async blobHop(url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Hop> {
-    const r = await this.blobReader.get(url, headers, blobPlan, { signal });
+  private async blobHop(route: Route, url: URL, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<Hop> {
+    const r = await (route === 'trusted' ? this.blobReader : this.guardedReader).get(url, headers, blobPlan, { signal });
     return { status: r.head.status, headers: r.head.headers, body: r.body ?? Readable.from([Buffer.from(r.text ?? '')]) };
   }
 
   /**
    * Sends a client's request to the upstream as it is (pushes and other writes): the client's own
    * headers and credentials, the body streamed, no authentication or redirect handling of ours.
-   * @throws UpstreamUnavailableError when the upstream cannot be reached.
+   * @throws UpstreamUnavailableError when the upstream cannot be reached;
+   *   UpstreamAddressRefusedError when an absolute URL (a token realm) is on a refused address.
    */
   async relay(method: string, pathAndQuery: string, headers: Record<string, string>, body: Readable | null, kind: UpstreamKind): Promise<UpstreamResponse> {
     const url = new URL(pathAndQuery, this.base); // absolute URLs (a token realm) stay as they are
+    const what = kind === 'token' ? 'token realm' : 'request';
+    const route = await this.route(url, what);
     let r;
     try {
-      r = await this.agent.request({
+      r = await (route === 'trusted' ? this.agent : this.guardedAgent).request({
         origin: url.origin,
         path: url.pathname + url.search,
         method: method as 'POST',
@@ -348,6 +453,8 @@ export class RegistryUpstream {
         headersTimeout: this.config.upstream.fillTimeout,
       });
     } catch (err) {
+      const refused = findAddressRefusal(err);
+      if (refused) throw this.refusal(what, url, refused);
       this.metrics.upstreamRequests.inc({ registry: this.registry.name, method, kind, status: '0' });
       throw new UpstreamUnavailableError(this.registry.name, describeNetworkError(err), { cause: err });
     }
@@ -416,7 +523,8 @@ export class RegistryUpstream {
 
   async close(): Promise<void> {
     this.blobReader.close();
-    await this.agent.close();
+    this.guardedReader.close();
+    await Promise.all([this.agent.close(), this.guardedAgent.close()]);
   }
 }
 

@@ -28,6 +28,12 @@ export interface FaultUpstream {
   requireAuthorization: string | undefined;
   /** When set, blob GETs are redirected (307) to `${redirectBlobsTo}/cdn/<digest>`, served by this server too. */
   redirectBlobsTo: string | undefined;
+  /**
+   * A scripted answer for any request (before everything else): return a status and headers to
+   * send them with an empty body, or undefined to answer as usual. For hostile upstreams
+   * (redirects and challenges naming private addresses).
+   */
+  respond: ((method: string, path: string) => { status: number; headers: Record<string, string> } | undefined) | undefined;
   /** Requests seen, as `METHOD path`. */
   readonly log: string[];
   /** Requests seen with their headers. */
@@ -42,7 +48,12 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
   const manifests = new Map<string, { body: Buffer; mediaType: string; digest: string }>();
   const log: string[] = [];
   const seen: FaultUpstream['seen'] = [];
-  const state = { manifestStatus: undefined as number | undefined, requireAuthorization: undefined as string | undefined, redirectBlobsTo: undefined as string | undefined };
+  const state = {
+    manifestStatus: undefined as number | undefined,
+    requireAuthorization: undefined as string | undefined,
+    redirectBlobsTo: undefined as string | undefined,
+    respond: undefined as FaultUpstream['respond'],
+  };
 
   const error = (res: ServerResponse, status: number, code: string): void => {
     res.writeHead(status, { 'content-type': 'application/json', ...(status === 429 ? { 'retry-after': '30' } : {}) });
@@ -53,6 +64,12 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
     const path = (req.url ?? '').split('?')[0]!;
     log.push(`${req.method} ${path}`);
     seen.push({ method: req.method ?? '', path, headers: req.headers });
+    const scripted = state.respond?.(req.method ?? '', path);
+    if (scripted) {
+      req.resume();
+      res.writeHead(scripted.status, { 'content-length': '0', ...scripted.headers }).end();
+      return;
+    }
     const cdn = /^\/cdn\/(sha256:[a-f0-9]{64})$/.exec(path);
     if (cdn) {
       const b = blobs.get(cdn[1]!);
@@ -146,6 +163,12 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
     },
     set redirectBlobsTo(v) {
       state.redirectBlobsTo = v;
+    },
+    get respond() {
+      return state.respond;
+    },
+    set respond(v) {
+      state.respond = v;
     },
     get manifestStatus() {
       return state.manifestStatus;
