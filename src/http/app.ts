@@ -1,4 +1,5 @@
 import Koa, { type Context, type Next } from 'koa';
+import type { TLSSocket } from 'node:tls';
 import Router from '@koa/router';
 import type { Config } from '../config/index.js';
 import { OciError } from '../oci/errors.js';
@@ -8,7 +9,7 @@ import type { Logger } from '../observability/logger.js';
 import { toOciError } from './error-mapping.js';
 import { v2Router, type DoorKind, type PushRelay } from './v2-routes.js';
 import type { RequestState } from './state.js';
-import type { RegistryIndex } from './target.js';
+import { DoorHosts, type RegistryIndex } from './target.js';
 import type { DoorAuth } from './door-auth.js';
 import type { AccessControl } from './access.js';
 import { auditDenied } from './audit.js';
@@ -194,6 +195,18 @@ export function createApp(deps: AppDeps): Koa {
   });
   app.use(ops.routes());
 
+  if (deps.door !== 'mirror') {
+    // The TLS and CONNECT doors stand in for registries by name: a /v2 request for a Host they do
+    // not serve (or on a port they do not serve it on) is refused, never routed to defaultRegistry.
+    const hosts = new DoorHosts(deps.config);
+    app.use(async (ctx: Context, next: Next) => {
+      if (ctx.path === '/v2' || ctx.path.startsWith('/v2/')) {
+        const sni = (ctx.req.socket as TLSSocket).servername;
+        hosts.check(ctx.get('host') || undefined, typeof sni === 'string' && sni ? sni : undefined);
+      }
+      await next();
+    });
+  }
   if (deps.clientAuth) app.use(tokenRouter(deps.clientAuth).routes());
   if (deps.access) {
     const access = deps.access;

@@ -1,6 +1,8 @@
 import type { Config, RegistryConfig } from '../config/index.js';
 import { OciError } from '../oci/errors.js';
 import { assertRepositoryName } from '../oci/reference.js';
+import { servedNames, type ServedName } from '../config/served-names.js';
+import { formatHostPort, parseHostPort } from '../net/host-port.js';
 
 const HOST = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/;
 
@@ -18,7 +20,11 @@ export class RegistryIndex {
   lookup(host: string | undefined): RegistryConfig | undefined {
     if (!host) return undefined;
     const h = host.toLowerCase();
-    return this.byHost.get(h) ?? this.byHost.get(h.replace(/:443$/, '')) ?? undefined;
+    const direct = this.byHost.get(h) ?? this.byHost.get(h.replace(/:443$/, ''));
+    if (direct) return direct;
+    // `Quay.IO.:443` and the like: the name normalized, the port only when it is not 443.
+    const hp = parseHostPort(host, 443);
+    return hp ? this.byHost.get(hp.port === 443 ? hp.host : formatHostPort(hp.host, hp.port)) : undefined;
   }
 
   /** Every configured name and alias. */
@@ -68,4 +74,38 @@ export function resolveTarget(index: RegistryIndex, host: string | undefined, ns
 
 function notConfigured(host: string): OciError {
   return new OciError('DENIED', `registry ${host.slice(0, 255)} is not configured in pullthrough`, { registry: host.slice(0, 255) });
+}
+
+/**
+ * Which Hosts the TLS and CONNECT doors answer /v2 requests for (docs/upstream-policy.md): a
+ * registry name or alias on the port it is served on (a Host without a port means 443, so
+ * `quay.io` and `quay.io:443` are the same; `registry.local:5000` only with `:5000`), or one of
+ * pullthrough's own names (`tls.extraNames`, the host of `publicUrl`) on any port, which route like
+ * the mirror. On TLS the Host must also name what the client's SNI named, when it sent one: the
+ * certificate it checked is the registry it meant. Anything else would otherwise fall through to
+ * `defaultRegistry`.
+ */
+export class DoorHosts {
+  private readonly served: Map<string, ServedName>;
+
+  constructor(config: Config) {
+    this.served = servedNames(config);
+  }
+
+  /**
+   * @param sni the TLS server name the client sent (undefined: none, or not TLS)
+   * @throws OciError DENIED naming the Host when pullthrough does not serve it.
+   */
+  check(host: string | undefined, sni: string | undefined): void {
+    const raw = (host ?? '').slice(0, 300);
+    const hp = parseHostPort(raw, 443);
+    const name = hp ? this.served.get(hp.host) : undefined;
+    if (!hp || !name) throw new OciError('DENIED', `pullthrough does not serve ${raw || 'requests without a Host'} here`, { host: raw });
+    if (name.registry !== null && hp.port !== name.port) {
+      throw new OciError('DENIED', `registry ${name.registry} is served on port ${name.port}, not ${hp.port}`, { host: raw, registry: name.registry });
+    }
+    if (sni && parseHostPort(sni, 443)?.host !== hp.host) {
+      throw new OciError('DENIED', `Host ${raw} does not match the TLS server name ${sni.slice(0, 253)}`, { host: raw, servername: sni.slice(0, 253) });
+    }
+  }
 }
