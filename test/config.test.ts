@@ -163,3 +163,19 @@ test('workers: default 1, a whole number or auto (one per core), PULLTHROUGH_WOR
     await dir.cleanup();
   }
 });
+
+test('registries.<name>.allowPrivateRedirects: off by default (built-ins too), a boolean, errors name the key', async () => {
+  const dir = await tempDir();
+  try {
+    const f = join(dir.path, 'c.yml');
+    await writeFile(f, ['registries:', '  onprem.example: { upstream: "https://10.0.0.5", allowPrivateRedirects: true }', '  quay.io: { upstream: "https://quay.io" }'].join('\n'));
+    const c = loadConfig({ file: f, env: {} });
+    assert.equal(c.registries['onprem.example']!.allowPrivateRedirects, true);
+    assert.equal(c.registries['quay.io']!.allowPrivateRedirects, false);
+    assert.equal(c.registries['ghcr.io']!.allowPrivateRedirects, false, 'built-in');
+    await writeFile(f, ['registries:', '  quay.io: { upstream: "https://quay.io", allowPrivateRedirects: "yes" }'].join('\n'));
+    assert.match(problems(() => loadConfig({ file: f, env: {} })), /registries\."quay\.io"\.allowPrivateRedirects: /);
+  } finally {
+    await dir.cleanup();
+  }
+});
