@@ -1,14 +1,13 @@
 import { rootCertificates } from 'node:tls';
 import { readFileSync } from 'node:fs';
-import type { LookupFunction } from 'node:net';
+import { isIP, type LookupFunction } from 'node:net';
+import { lookup as systemLookup } from 'node:dns';
 import { Readable } from 'node:stream';
 import { createHash } from 'node:crypto';
 import { Agent, errors as undiciErrors } from 'undici';
 import type { Config, RegistryConfig } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { isIP } from 'node:net';
-import { lookup as systemLookup } from 'node:dns';
 import { UpstreamAddressRefusedError, UpstreamStatusError, UpstreamUnavailableError } from './errors.js';
 import { parseChallenge, type Challenge } from './www-authenticate.js';
 import { TokenCache } from './token-cache.js';
@@ -297,7 +296,8 @@ export class RegistryUpstream {
   /**
    * Sends a request upstream, authenticating and following redirects.
    * @throws UpstreamUnavailableError when the upstream (or its token service) cannot be reached;
-   *   UpstreamStatusError when the token service refuses the credentials.
+   *   UpstreamStatusError when the token service refuses the credentials;
+   *   UpstreamAddressRefusedError when a redirect or the token realm names a refused address.
    */
   async request(req: UpstreamRequest): Promise<UpstreamResponse> {
     const scope = req.repo ? `repository:${req.repo}:pull` : undefined;
@@ -500,7 +500,8 @@ export class RegistryUpstream {
    * Relays a client's token request to the upstream's real token service: the realm the upstream
    * itself named in its challenge, never a URL from the request. Returns null when the upstream
    * uses no Bearer tokens.
-   * @throws UpstreamUnavailableError when the token service cannot be reached.
+   * @throws UpstreamUnavailableError when the token service cannot be reached;
+   *   UpstreamAddressRefusedError when the realm is on a refused address.
    */
   async relayToken(method: 'GET' | 'POST', query: string, headers: Record<string, string>, body: Readable | null): Promise<UpstreamResponse | null> {
     const ch = await this.clientChallenge();
