@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   const loop4 = await canary('127.0.0.1');
   const loop6 = await canary('::1');
   const metadata = await canary('169.254.169.254', 80);
-  const resolver = await startTestResolver({ 'rebind.test': ['127.0.0.1'], 'mixed.test': [PUBLIC, '127.0.0.1'], 'hostile.example': [PUBLIC] }, 1);
+  const resolver = await startTestResolver({ 'rebind.test': ['127.0.0.1'], 'mixed.test': [PUBLIC, '127.0.0.1'], 'hostile.example': [PUBLIC], 'cdn.example': [PUBLIC] }, 1);
   const hostile = await startFaultUpstream(PUBLIC);
   const onprem = await startFaultUpstream('127.0.0.1');
   const cdn = await startFaultUpstream('127.0.0.2');
@@ -106,10 +106,15 @@ async function main(): Promise<void> {
     loopback: digestFor(`http://127.0.0.1:${loop4.port}/cdn/x`),
     rebind: digestFor(`http://rebind.test:${loop4.port}/cdn/x`),
     metadata: digestFor('http://169.254.169.254/latest/meta-data/iam/'),
+    // A CDN by a name that resolves to a public address: what registries really do, allowed.
+    publicCdn: '',
     good: goodDigest,
     onprem: onpremDigest,
   };
   blobTo[goodDigest] = `${cdn.url}/cdn/${goodDigest}`;
+  // The hostile server serves /cdn/<digest> for its own blobs: the public CDN stands on it.
+  blobs.publicCdn = hostile.addBlob(randomBlob(20_000));
+  blobTo[blobs.publicCdn] = `http://cdn.example:${new URL(hostile.url).port}/cdn/${blobs.publicCdn}`;
   const manifestTo: Record<string, string> = {
     'to-loopback': `http://127.0.0.1:${loop4.port}/latest`,
     'to-localhost': `http://localhost:${loop4.port}/latest`,
@@ -118,9 +123,15 @@ async function main(): Promise<void> {
     'to-decimal-loopback': `http://2130706433:${loop4.port}/latest`,
     'to-metadata': 'http://169.254.169.254/latest/meta-data/',
     'to-mixed-name': `http://mixed.test:${loop4.port}/latest`,
+    // A name resolving to a public address (the same server under another origin): allowed.
+    'to-public-name': `http://cdn.example:${new URL(hostile.url).port}/v2/app/manifests/real`,
     // A relative redirect stays on the upstream's own origin: allowed (and then 404s there).
     'to-self': '/v2/app/manifests/nothing-here',
   };
+  const MT = 'application/vnd.oci.image.manifest.v1+json';
+  const cfg = Buffer.from('{}');
+  const realManifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MT, config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${createHash('sha256').update(cfg).digest('hex')}`, size: 2 }, layers: [] }));
+  const realDigest = hostile.addManifest('app', 'real', realManifest, MT);
   const respond = (method: string, path: string): { status: number; headers: Record<string, string> } | undefined => {
     if (path === '/v2/') return { status: 401, headers: { 'www-authenticate': `Bearer realm="http://127.0.0.1:${loop4.port}/token",service="hostile"` } };
     const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(path);
@@ -155,6 +166,7 @@ async function main(): Promise<void> {
     cases['blob to loopback'] = await get(v2('hostile.example', `app/blobs/${blobs.loopback}`));
     cases['blob to a name resolving to loopback'] = await get(v2('hostile.example', `app/blobs/${blobs.rebind}`));
     cases['blob to metadata'] = await get(v2('hostile.example', `app/blobs/${blobs.metadata}`));
+    cases['blob to a public CDN by name, strict registry'] = await get(v2('hostile.example', `app/blobs/${blobs.publicCdn}`));
     cases['blob to a private CDN, strict registry'] = await get(v2('hostile.example', `app/blobs/${blobs.good}`));
     cases['token realm on loopback'] = await get(v2('hostile.example', 'needs-token/manifests/v1'));
     cases['token realm on a name resolving to loopback'] = await get(v2('named-realm.example', 'needs-named-token/manifests/v1'));
@@ -177,6 +189,7 @@ async function main(): Promise<void> {
     cdnLog: cdn.log,
     blobs,
     goodBlobSize: goodBlob.length,
+    realDigest,
     warnings: pt.logs().filter((l) => l.level === 'warn'),
     output: pt.proc.output(),
   };

@@ -25,6 +25,7 @@ interface Observations {
   cdnLog: string[];
   blobs: Record<string, string>;
   goodBlobSize: number;
+  realDigest: string;
   warnings: Array<Record<string, unknown>>;
   output: string;
 }
@@ -73,6 +74,19 @@ test('a redirect to the upstream\'s own origin is still followed', () => {
   assert.equal(c.status, 404, JSON.stringify(c.body));
   assert.equal(c.body.errors?.[0]?.code, 'MANIFEST_UNKNOWN');
   assert.ok(o.hostileLog.includes('GET /v2/app/manifests/nothing-here') || o.hostileLog.includes('HEAD /v2/app/manifests/nothing-here'));
+});
+
+test('a strict registry still follows a manifest redirect to a name that resolves to a public address', () => {
+  const c = o.cases['manifest to-public-name']!;
+  assert.equal(c.status, 200, JSON.stringify(c.body).slice(0, 500));
+  assert.equal(c.digest, o.realDigest);
+});
+
+test('a strict registry still follows a blob redirect to a CDN whose name resolves to a public address', () => {
+  const c = o.cases['blob to a public CDN by name, strict registry']!;
+  assert.equal(c.status, 200, JSON.stringify(c.body).slice(0, 500));
+  assert.equal(c.digest, o.blobs.publicCdn);
+  assert.ok(o.hostileLog.includes(`GET /cdn/${o.blobs.publicCdn}`));
 });
 
 test('blob redirects (the slab transport) into loopback, a name resolving to loopback, metadata or a private CDN are refused', () => {
