@@ -58,8 +58,8 @@ interface Hop {
   readonly body: Readable;
 }
 
-/** A blob download streams a 200's body; anything else (a redirect, an error) is short text. */
-const blobPlan = (head: ResponseHead): BodyPlan => (head.status === 200 ? { skip: 0, take: Infinity } : 'collect');
+/** A blob download streams a 200's (or a ranged 206's) body; anything else (a redirect, an error) is short text. */
+const blobPlan = (head: ResponseHead): BodyPlan => (head.status === 200 || head.status === 206 ? { skip: 0, take: Infinity } : 'collect');
 
 /** pullthrough's User-Agent upstream. */
 export const USER_AGENT = 'pullthrough/0.1';
