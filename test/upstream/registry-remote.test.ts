@@ -11,13 +11,14 @@ import { Metrics } from '../../src/observability/metrics.js';
 import { silentLogger } from '../../src/observability/logger.js';
 import { RegistryUpstream } from '../../src/upstream/registry-upstream.js';
 import { RegistryRemote } from '../../src/upstream/registry-remote.js';
-import { UpstreamStatusError, UpstreamUnavailableError } from '../../src/upstream/errors.js';
+import { UpstreamIntegrityError, UpstreamStatusError, UpstreamUnavailableError } from '../../src/upstream/errors.js';
 import { testConfig } from '../helpers/config.js';
 import { freePort, tempDir } from '../helpers/process.js';
 import { startUpstreamRegistry, type Upstream } from '../helpers/upstream-registry.js';
 import { makeImage, pushImage } from '../helpers/images.js';
 import { startTagPager, type TagPager } from '../helpers/tag-pager.js';
-import { remoteSuite } from './remote.suite.js';
+import { randomBlob, startFaultUpstream } from '../helpers/fault-upstream.js';
+import { readAll, remoteSuite } from './remote.suite.js';
 
 const ALICE = { username: 'alice', password: 'alice-pw' };
 
@@ -169,4 +170,67 @@ it('an upstream nobody listens on: UpstreamUnavailableError from every call', as
   } finally {
     await r.close();
   }
+});
+
+describe('RegistryRemote: blob answers docker-registry does not give (fault upstream on a socket)', () => {
+  it('an upstream (or CDN) that ignores Range and sends the whole blob: the body still holds exactly the range', async () => {
+    const registry = await startFaultUpstream('127.0.0.1');
+    const cdn = await startFaultUpstream('127.0.0.2');
+    const r = await remoteFor(registry.url);
+    try {
+      const data = randomBlob(200_000);
+      const digest = registry.addBlob(data);
+      cdn.addBlob(data);
+      for (const redirect of [undefined, cdn.url]) {
+        registry.redirectBlobsTo = redirect;
+        const range = { start: 70_000, end: 70_099 };
+        const b = await r.remote.repository('team/app').openBlob(digest, { range });
+        assert.deepEqual(b.range, range);
+        assert.equal(b.size, data.length);
+        assert.deepEqual(await readAll(b.body), data.subarray(70_000, 70_100));
+      }
+      assert.equal(cdn.count('GET /cdn/'), 1, 'the redirect was followed');
+    } finally {
+      await r.close();
+      await Promise.all([registry.close(), cdn.close()]);
+    }
+  });
+
+  it('a blob body broken off midway: the body fails, after the bytes that came', async () => {
+    const registry = await startFaultUpstream();
+    const r = await remoteFor(registry.url);
+    try {
+      const data = randomBlob(300_000);
+      const digest = registry.addBlob(data, { kind: 'truncate', after: 100_000 });
+      const b = await r.remote.repository('team/app').openBlob(digest);
+      assert.equal(b.size, data.length);
+      let got = 0;
+      await assert.rejects(
+        (async () => {
+          for await (const c of b.body) got += (c as Buffer).length;
+        })(),
+      );
+      assert.ok(got <= 100_000, `${got} bytes before the break`);
+    } finally {
+      await r.close();
+      await registry.close();
+    }
+  });
+
+  it('a manifest fetched by digest whose bytes hash to another: UpstreamIntegrityError', async () => {
+    const registry = await startFaultUpstream();
+    const r = await remoteFor(registry.url);
+    try {
+      const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: {}, layers: [] }));
+      const digest = registry.addManifest('team/app', 'v1', body, 'application/vnd.oci.image.manifest.v1+json');
+      assert.equal((await r.remote.repository('team/app').getManifest('v1', [])).digest, digest);
+      // The same bytes served for another digest: what a tampering mirror or a broken upstream sends.
+      const other = 'sha256:' + 'b'.repeat(64);
+      registry.addManifest('team/app', other, body, 'application/vnd.oci.image.manifest.v1+json');
+      await assert.rejects(r.remote.repository('team/app').getManifest(other, []), (err: unknown) => err instanceof UpstreamIntegrityError && err.message.includes(`hashes to ${digest}`));
+    } finally {
+      await r.close();
+      await registry.close();
+    }
+  });
 });
