@@ -1,4 +1,5 @@
 /** Typed failures of client authentication and access rules; `http/error-mapping.ts` maps them. */
+import { PullthroughError } from '../util/errors.js';
 import type { Action, RuleRef } from './rules.js';
 
 /** Why a client was asked to authenticate (again). */
@@ -8,7 +9,7 @@ export type AuthFailure = 'no credentials' | 'bad credentials' | 'invalid token'
  * The client must authenticate (or authenticate as someone else): answered 401 with a Bearer
  * challenge pointing at pullthrough's own token endpoint.
  */
-export class AuthenticationRequiredError extends Error {
+export class AuthenticationRequiredError extends PullthroughError {
   readonly code = 'ERR_AUTH_REQUIRED';
   constructor(
     message: string,
@@ -25,7 +26,7 @@ export class AuthenticationRequiredError extends Error {
 }
 
 /** The rules do not let this client do this (answered 403 DENIED, naming the rule). */
-export class AccessDeniedError extends Error {
+export class AccessDeniedError extends PullthroughError {
   readonly code = 'ERR_ACCESS_DENIED';
   constructor(
     message: string,
@@ -41,7 +42,7 @@ export class AccessDeniedError extends Error {
 }
 
 /** The client exceeded its request rate (answered 429 with Retry-After). */
-export class RateLimitedError extends Error {
+export class RateLimitedError extends PullthroughError {
   readonly code = 'ERR_RATE_LIMITED';
   constructor(readonly retryAfterSeconds: number) {
     super(`too many requests from this client; retry in ${retryAfterSeconds}s`);
@@ -50,7 +51,7 @@ export class RateLimitedError extends Error {
 }
 
 /** A token request pullthrough refuses: bad credentials or refresh token (401), or a malformed request (400). */
-export class TokenRequestError extends Error {
+export class TokenRequestError extends PullthroughError {
   readonly code = 'ERR_TOKEN_REQUEST';
   constructor(
     readonly reason: 'bad credentials' | 'invalid grant' | 'unsupported grant' | 'bad request',

@@ -1,3 +1,5 @@
+import { PullthroughError } from '../util/errors.js';
+
 /**
  * Repository globs, as rules and per-namespace credentials use them: `*` matches within one path
  * segment (no `/`), `**` matches across segments (any characters, `/` included), `?` matches one
@@ -8,7 +10,8 @@
 const SPECIAL = /[.+^${}()|[\]\\]/g;
 
 /** Why a glob was refused; `message` says what is wrong with it. */
-export class GlobSyntaxError extends Error {
+export class GlobSyntaxError extends PullthroughError {
+  readonly code = 'ERR_GLOB_SYNTAX';
   constructor(message: string) {
     super(message);
     this.name = 'GlobSyntaxError';

@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import type { Logger } from '../observability/logger.js';
 import { USER_NAME } from '../config/schema.js';
+import { PullthroughError } from '../util/errors.js';
 
 /** One user of the htpasswd file. */
 export interface UserRecord {
@@ -19,7 +20,8 @@ interface Entry extends UserRecord {
 }
 
 /** The htpasswd file is unusable; `message` names the line and why. */
-export class HtpasswdError extends Error {
+export class HtpasswdError extends PullthroughError {
+  readonly code = 'ERR_HTPASSWD';
   constructor(message: string) {
     super(message);
     this.name = 'HtpasswdError';

@@ -2,9 +2,11 @@ import { link, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Config } from '../config/index.js';
+import { PullthroughError } from '../util/errors.js';
 
 /** The token secret file cannot be used; `message` says why and what to do. */
-export class TokenSecretError extends Error {
+export class TokenSecretError extends PullthroughError {
+  readonly code = 'ERR_TOKEN_SECRET';
   constructor(message: string) {
     super(message);
     this.name = 'TokenSecretError';

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { PullthroughError } from '../util/errors.js';
 
 /** What kind of token: an access token for /v2 requests, or a refresh token (`docker login`). */
 export type TokenType = 'access' | 'refresh';
@@ -19,7 +20,8 @@ export interface TokenClaims {
 }
 
 /** A token that is not pullthrough's, was tampered with, or expired; `message` says which. */
-export class InvalidTokenError extends Error {
+export class InvalidTokenError extends PullthroughError {
+  readonly code = 'ERR_INVALID_TOKEN';
   constructor(message: string) {
     super(message);
     this.name = 'InvalidTokenError';

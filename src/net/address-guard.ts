@@ -9,6 +9,7 @@
 import { lookup as systemLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
 import { isMetadataAddress, isSpecialAddress } from './special-addresses.js';
+import { PullthroughError } from '../util/errors.js';
 
 /**
  * Which addresses a connection may reach:
@@ -19,7 +20,7 @@ import { isMetadataAddress, isSpecialAddress } from './special-addresses.js';
 export type AddressRule = 'public' | 'no-metadata' | 'any';
 
 /** A connection refused because the address it would reach breaks the rule. */
-export class AddressRefusedError extends Error {
+export class AddressRefusedError extends PullthroughError {
   readonly code = 'ERR_ADDRESS_REFUSED';
   constructor(
     readonly host: string,

@@ -7,6 +7,7 @@ import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import type { Config } from '../config/index.js';
 import { unmapIPv4 } from './ip-bytes.js';
+import { PullthroughError } from '../util/errors.js';
 
 /** A resolver's address. */
 export interface DnsEndpoint {
@@ -16,7 +17,7 @@ export interface DnsEndpoint {
 }
 
 /** A bad resolver address in the configuration. */
-export class DnsEndpointError extends Error {
+export class DnsEndpointError extends PullthroughError {
   readonly code = 'ERR_DNS_ENDPOINT';
   constructor(message: string) {
     super(message);

@@ -1,8 +1,9 @@
 /**
  * The OCI distribution error table, in one place. Every failure that reaches a client is an
- * {@link OciError}; lower layers throw their own typed errors and `http/error-middleware.ts`
+ * {@link OciError}; lower layers throw their own typed errors and `http/error-mapping.ts`
  * maps them here.
  */
+import { PullthroughError } from '../util/errors.js';
 
 /** Error codes from the distribution spec, plus the few a mirror needs (UNAVAILABLE, LOOP_DETECTED). */
 export const OCI_ERROR_TABLE = {
@@ -33,7 +34,7 @@ export const OCI_ERROR_TABLE = {
 export type OciErrorCode = keyof typeof OCI_ERROR_TABLE;
 
 /** An error a client sees as `{"errors":[{code,message,detail}]}` with the table's HTTP status. */
-export class OciError extends Error {
+export class OciError extends PullthroughError {
   readonly code: OciErrorCode;
   readonly status: number;
   readonly detail: unknown;

@@ -1,10 +1,11 @@
-/** Typed upstream failures; `http/error-middleware.ts` maps them to OCI errors. */
+/** Typed upstream failures; `http/error-mapping.ts` maps them to OCI errors. */
+import { PullthroughError } from '../util/errors.js';
 
 /**
  * The upstream could not be reached or did not answer in time (refused, DNS, TLS, timeout).
  * The cache serves stale content for these where policy allows.
  */
-export class UpstreamUnavailableError extends Error {
+export class UpstreamUnavailableError extends PullthroughError {
   readonly code = 'ERR_UPSTREAM_UNAVAILABLE';
   constructor(readonly registry: string, message: string, options?: { cause?: unknown }) {
     super(`upstream ${registry} unavailable: ${message}`, options);
@@ -16,7 +17,7 @@ export class UpstreamUnavailableError extends Error {
  * The upstream answered with an error status. `upstreamMessage` is the upstream's own message
  * (from its OCI error JSON), passed on to clients.
  */
-export class UpstreamStatusError extends Error {
+export class UpstreamStatusError extends PullthroughError {
   readonly code = 'ERR_UPSTREAM_STATUS';
   constructor(
     readonly registry: string,
@@ -36,7 +37,7 @@ export class UpstreamStatusError extends Error {
 }
 
 /** The upstream sent bytes that do not match the digest (or size) they were requested by. */
-export class UpstreamIntegrityError extends Error {
+export class UpstreamIntegrityError extends PullthroughError {
   readonly code = 'ERR_UPSTREAM_INTEGRITY';
   constructor(readonly registry: string, message: string) {
     super(`upstream ${registry} sent bad content: ${message}`);
@@ -49,7 +50,7 @@ export class UpstreamIntegrityError extends Error {
  * pullthrough does not go to on an upstream's say-so: loopback, private, link-local, metadata
  * (see docs/upstream-policy.md). No connection was made to it.
  */
-export class UpstreamAddressRefusedError extends Error {
+export class UpstreamAddressRefusedError extends PullthroughError {
   readonly code = 'ERR_UPSTREAM_ADDRESS_REFUSED';
   constructor(
     readonly registry: string,
@@ -61,5 +62,37 @@ export class UpstreamAddressRefusedError extends Error {
   ) {
     super(`upstream ${registry} sent a ${what} to ${target}: refused, ${reason} (set registries."${registry}".allowPrivateRedirects to allow it)`);
     this.name = 'UpstreamAddressRefusedError';
+  }
+}
+
+/**
+ * The upstream sent more than pullthrough takes for one answer: a manifest past 4 MiB, a tag list
+ * past its count or byte bound, a referrers index past its byte bound. Its memory is the limit
+ * being protected, so the answer is refused whole rather than cut short.
+ */
+export class UpstreamTooLargeError extends PullthroughError {
+  readonly code = 'ERR_UPSTREAM_TOO_LARGE';
+  constructor(
+    readonly registry: string,
+    /** What was too large, e.g. `tag list of library/alpine`. */
+    readonly what: string,
+    /** The bound that was passed, in the unit `message` names (bytes or entries). */
+    readonly limit: number,
+    message: string,
+  ) {
+    super(`upstream ${registry} sent too much: ${message}`);
+    this.name = 'UpstreamTooLargeError';
+  }
+}
+
+/**
+ * A response body was longer than the caller's bound ({@link readLimited}). Callers that know the
+ * registry turn it into an {@link UpstreamTooLargeError} or {@link UpstreamIntegrityError}.
+ */
+export class BodyTooLargeError extends PullthroughError {
+  readonly code = 'ERR_BODY_TOO_LARGE';
+  constructor(readonly limit: number) {
+    super(`response larger than ${limit} bytes`);
+    this.name = 'BodyTooLargeError';
   }
 }

@@ -8,7 +8,7 @@ import { Agent, errors as undiciErrors } from 'undici';
 import type { Config, RegistryConfig } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { UpstreamAddressRefusedError, UpstreamStatusError, UpstreamUnavailableError } from './errors.js';
+import { BodyTooLargeError, UpstreamAddressRefusedError, UpstreamStatusError, UpstreamUnavailableError } from './errors.js';
 import { parseChallenge, type Challenge } from './www-authenticate.js';
 import { TokenCache } from './token-cache.js';
 import { compileGlob } from '../auth/glob.js';
@@ -66,8 +66,8 @@ interface Hop {
   readonly body: Readable;
 }
 
-/** A blob download streams a 200's body; anything else (a redirect, an error) is short text. */
-const blobPlan = (head: ResponseHead): BodyPlan => (head.status === 200 ? { skip: 0, take: Infinity } : 'collect');
+/** A blob download streams a 200's (or a ranged 206's) body; anything else (a redirect, an error) is short text. */
+const blobPlan = (head: ResponseHead): BodyPlan => (head.status === 200 || head.status === 206 ? { skip: 0, take: Infinity } : 'collect');
 
 /** pullthrough's User-Agent upstream. */
 export const USER_AGENT = 'pullthrough/0.1';
@@ -78,7 +78,10 @@ function firstHeaders(h: Record<string, string | string[] | undefined>): Record<
   return out;
 }
 
-/** Collects a small body, rejecting past `limit` bytes (upstream bodies are never trusted to be small). */
+/**
+ * Collects a small body, rejecting past `limit` bytes (upstream bodies are never trusted to be small).
+ * @throws BodyTooLargeError past `limit` (the body is destroyed); the stream's own error when it fails.
+ */
 export async function readLimited(body: Readable, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
@@ -86,7 +89,7 @@ export async function readLimited(body: Readable, limit: number): Promise<Buffer
     size += (chunk as Buffer).length;
     if (size > limit) {
       body.destroy();
-      throw new Error(`response larger than ${limit} bytes`);
+      throw new BodyTooLargeError(limit);
     }
     chunks.push(chunk as Buffer);
   }
