@@ -16,7 +16,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdir, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import type { Server } from 'node:net';
 import { parse, stringify } from 'yaml';
 import { startUpstreamRegistry } from './helpers/upstream-registry.js';
 import { makeImage, pushImage } from './helpers/images.js';
@@ -25,7 +24,7 @@ import { startRedis } from './helpers/redis-server.js';
 import { startS3rver } from './helpers/s3-server.js';
 import { freePort, startProcess, tempDir } from './helpers/process.js';
 import { hijack, randomLoopback } from './helpers/hijack.js';
-import { relay } from './helpers/socket-relay.js';
+import { relay, type Relay } from './helpers/socket-relay.js';
 import { baseImages, buildImage, imageSize, startCachedDockerd } from './helpers/image-build.js';
 import { containerEnv, findObject, podRunArgs, renderKustomization, type KubeObject } from './helpers/kube-pod.js';
 
@@ -57,9 +56,17 @@ test('the image runs as deploy/kubernetes says (restricted profile) and serves p
   const configMap = findObject(objs, 'ConfigMap', 'pullthrough-config');
   const pod = deploy.spec.template.spec as KubeObject;
   const c = pod.containers[0] as KubeObject;
+  // Cleanups run last-in first-out: the container goes before its daemon, relays before servers.
+  const cleanups: Array<() => Promise<unknown>> = [];
+  const later = (fn: () => Promise<unknown>): void => {
+    cleanups.push(fn);
+  };
+  t.after(async () => {
+    for (const fn of cleanups.reverse()) await fn().catch((err: Error) => t.diagnostic(`cleanup: ${err.message}`));
+  });
 
   const docker = await startCachedDockerd();
-  t.after(() => docker.stop());
+  later(() => docker.stop());
   const bases = await baseImages(ROOT, docker);
   // Tagged as the Deployment names it, so the run below uses `c.image` unchanged.
   await buildImage(ROOT, docker, bases, [c.image, 'pullthrough:test']);
@@ -72,16 +79,16 @@ test('the image runs as deploy/kubernetes says (restricted profile) and serves p
 
   // The real parts the pod talks to.
   const up = await startUpstreamRegistry();
-  t.after(() => up.stop());
+  later(() => up.stop());
   const pushed = await pushImage(up, 'library/app', 'v1', await makeImage({ format: 'oci', seed: 'image-test', layers: 3 }));
   const redis = await startRedis();
-  t.after(() => redis.stop());
+  later(() => redis.stop());
   const env = containerEnv(c, objs);
   const s3 = await startS3rver(env.PULLTHROUGH_S3_BUCKET);
-  t.after(() => s3.stop());
+  later(() => s3.stop());
 
   const work = await tempDir('pt-img-');
-  t.after(() => work.cleanup());
+  later(() => work.cleanup());
   // The ConfigMap as rendered, plus the one thing a cluster's operator adds: the registry to cache.
   const cmFile = Object.keys(configMap.data)[0]!;
   const cfg = parse(configMap.data[cmFile]) as KubeObject;
@@ -100,8 +107,8 @@ test('the image runs as deploy/kubernetes says (restricted profile) and serves p
   env.AWS_ACCESS_KEY_ID = s3.accessKeyId;
   env.AWS_SECRET_ACCESS_KEY = s3.secretAccessKey;
   const sock = (name: string): string => join(work.path, `${name}.sock`);
-  const hostSide: Server[] = [];
-  t.after(() => Promise.all(hostSide.map((s) => new Promise((r) => s.close(r)))));
+  const hostSide: Relay[] = [];
+  later(() => Promise.all(hostSide.map((r) => r.close())));
   hostSide.push(await relay(`unix:${sock('redis')}=tcp:127.0.0.1:${redis.port}`));
   hostSide.push(await relay(`unix:${sock('s3')}=tcp:127.0.0.1:${s3.port}`));
   hostSide.push(await relay(`unix:${sock('upstream')}=tcp:127.0.0.1:${up.port}`));
@@ -131,9 +138,7 @@ test('the image runs as deploy/kubernetes says (restricted profile) and serves p
   ];
   const started = await docker.docker(runArgs);
   assert.equal(started.code, 0, started.stderr);
-  t.after(async () => {
-    await docker.docker(['rm', '--force', name]);
-  });
+  later(() => docker.docker(['rm', '--force', name]));
   const logs = async (): Promise<string> => {
     const l = await docker.docker(['logs', name]);
     return l.stdout + l.stderr;
@@ -141,7 +146,7 @@ test('the image runs as deploy/kubernetes says (restricted profile) and serves p
   const pid = (await docker.docker(['inspect', '--format', '{{.State.Pid}}', name])).stdout.trim();
   assert.ok(Number(pid) > 0, `the container is running: ${await logs()}`);
   const relays = startProcess('nsenter', [`--net=/proc/${pid}/ns/net`, process.execPath, RELAY_MAIN, ...inPod]);
-  t.after(() => relays.stop());
+  later(() => relays.stop());
 
   // The probes, as the kubelet sends them: readiness until it passes, then liveness.
   const probe = async (p: KubeObject): Promise<number> => {
@@ -158,7 +163,7 @@ test('the image runs as deploy/kubernetes says (restricted profile) and serves p
   const mirror = `127.0.0.1:${portOf('registry')}`;
   up.resetLog();
   const a = await skopeoCopy(`${mirror}/${REGISTRY}/library/app:v1`, 'dir', { tlsVerify: false });
-  t.after(() => a.cleanup());
+  later(() => a.cleanup());
   assert.equal(a.code, 0, `${a.stderr}\n${await logs()}`);
   const layoutA = await readDirLayout(a.path);
   assert.equal(layoutA.manifestDigest, pushed.manifestDigest);
@@ -175,10 +180,10 @@ test('the image runs as deploy/kubernetes says (restricted profile) and serves p
   const ip = randomLoopback();
   hostSide.push(await relay(`tcp:${ip}:443=unix:${sock(`port-${(c.ports as KubeObject[]).find((p) => p.name === svcHttps.targetPort)!.containerPort}`)}`));
   const h = await hijack({ [REGISTRY]: ip }, [caPem]);
-  t.after(() => h.cleanup());
+  later(() => h.cleanup());
   up.resetLog();
   const b = await skopeoCopy(`docker://${REGISTRY}/library/app:v1`, 'dir', { env: h.env });
-  t.after(() => b.cleanup());
+  later(() => b.cleanup());
   assert.equal(b.code, 0, `${b.stderr}\n${await logs()}`);
   assert.equal((await readDirLayout(b.path)).manifestDigest, pushed.manifestDigest);
   // Served from the cache in S3: no blob fetched upstream again.

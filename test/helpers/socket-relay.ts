@@ -25,14 +25,26 @@ function open(to: End): Socket {
   return 'unix' in to ? connect(to.unix) : connect(to.tcp.port, to.tcp.host);
 }
 
+/** A listening relay. */
+export interface Relay {
+  readonly server: Server;
+  /** Stops listening and cuts every connection in progress. */
+  close(): Promise<void>;
+}
+
 /** Listens on `from` and pipes every connection to a new connection to `to`; resolves when listening. */
-export async function relay(spec: string): Promise<Server> {
+export async function relay(spec: string): Promise<Relay> {
   const [fromS, toS] = spec.split('=');
   if (!fromS || !toS) throw new Error(`not a relay spec (LISTEN=TARGET): ${spec}`);
   const from = parseEnd(fromS);
   const to = parseEnd(toS);
+  const open_ = new Set<Socket>();
   const server = createServer((client) => {
     const upstream = open(to);
+    for (const sock of [client, upstream]) {
+      open_.add(sock);
+      sock.on('close', () => open_.delete(sock));
+    }
     client.pipe(upstream).pipe(client);
     // A refused or reset side closes the other: the peer sees what a dead server would show.
     client.on('error', () => upstream.destroy());
@@ -46,7 +58,14 @@ export async function relay(spec: string): Promise<Server> {
     if ('unix' in from) server.listen(from.unix, resolve);
     else server.listen(from.tcp.port, from.tcp.host, resolve);
   });
-  return server;
+  return {
+    server,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const sock of open_) sock.destroy();
+      }),
+  };
 }
 
 // As a program: start every relay given, say so on stdout, run until killed.
