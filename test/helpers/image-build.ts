@@ -40,9 +40,8 @@ export async function buildImage(repo: string, docker: Dockerd, bases: { node: s
     ['build', '--network', 'host', '--build-arg', `NODE_IMAGE=${bases.node}`, '--build-arg', `BUILD_IMAGE=${bases.build}`, ...tags.flatMap((t) => ['-t', t]), repo],
     { timeoutMs: 40 * 60_000 },
   );
+  // No prune afterwards: the untagged tips of the build stages are the layer cache of the next run.
   if (b.code !== 0) throw new Error(`docker build failed:\n${b.stdout.slice(-6000)}\n${b.stderr.slice(-3000)}`);
-  // Layers of earlier builds that no tag uses any more: vfs stores each as a full copy.
-  await docker.docker(['image', 'prune', '--force'], { timeoutMs: 5 * 60_000 });
 }
 
 /** An image's size in bytes (its layers, base included). */
