@@ -354,11 +354,19 @@ describe('S3BlobStore on s3rver: specifics', () => {
   });
 
   it('fails a body with StorageUnavailableError when s3rver stalls in the middle of it (idle timeout)', async () => {
-    const store = new S3BlobStore(s3Options(s3, { idleTimeoutMs: 300 }));
+    const opts = s3Options(s3, { idleTimeoutMs: 300 });
+    const store = new S3BlobStore(opts);
     try {
       const key = randomKey();
       const data = randomBytes(24 << 20);
-      await store.putFile(key, await spool(data), data.length);
+      // Written with a patient client: on a busy machine s3rver can pause 300 ms while it takes a
+      // 24 MB upload, which is not what this test is about.
+      const writer = new S3BlobStore({ ...opts, idleTimeoutMs: 30_000 });
+      try {
+        await writer.putFile(key, await spool(data), data.length);
+      } finally {
+        await writer.close();
+      }
       const s = await store.read(key);
       await new Promise<void>((resolve) => s.once('data', () => resolve()));
       process.kill(s3.pid(), 'SIGSTOP');
