@@ -1,6 +1,10 @@
-# syntax=docker/dockerfile:1
 # pullthrough: build with the dev dependencies, run with the production ones only, as a non-root
-# user allowed nothing but binding ports below 1024 (443 for the TLS door, 53 for DNS).
+# user with no capabilities at all, on unprivileged ports, so that the image runs unchanged under
+# Kubernetes' "restricted" Pod Security Standard (any uid, `capabilities.drop: [ALL]`,
+# `allowPrivilegeEscalation: false`, read-only root filesystem, seccomp RuntimeDefault).
+# Map 443/53 to the container's 8443/8053 outside (Service, `docker run -p`, compose): no file
+# capability on node, which a container without NET_BIND_SERVICE in its bounding set cannot exec.
+# The Node.js major version matches .node-version (the runtime the test suite runs on).
 ARG NODE_IMAGE=node:24-bookworm-slim
 # The build stage needs a C compiler for the DNS door's native fast path (src/native); the full
 # image of the same Debian release has one, and its glibc matches the slim image's.
@@ -20,32 +24,24 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 
 FROM ${NODE_IMAGE}
-# File capability on the node binary: the non-root user may bind low ports, nothing more. It needs
-# CAP_NET_BIND_SERVICE in the container's bounding set (Docker's default; on Kubernetes with
-# `capabilities.drop: [ALL]`, add NET_BIND_SERVICE back) and is ignored under no_new_privs
-# (`allowPrivilegeEscalation: false`): there, set the pod sysctl
-# net.ipv4.ip_unprivileged_port_start=0 instead, or use ports >= 1024. A node with file
-# capabilities also ignores NODE_OPTIONS and NODE_EXTRA_CA_CERTS (secure-execution mode); use
-# registries.<name>.ca for private upstream CAs.
-RUN apt-get update \
- && apt-get install -y --no-install-recommends libcap2-bin \
- && setcap cap_net_bind_service=+ep "$(readlink -f "$(command -v node)")" \
- && apt-get purge -y libcap2-bin && apt-get autoremove -y \
- && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
+# The image's defaults live in a config file, not in the environment: a config file of your own
+# (PULLTHROUGH_CONFIG, or a file mounted over /etc/pullthrough/pullthrough.yml) replaces them
+# whole, and PULLTHROUGH_* variables still override single keys.
 ENV NODE_ENV=production \
-    PULLTHROUGH_DATA_DIR=/data \
-    PULLTHROUGH_LISTEN_MIRROR=0.0.0.0:5000
+    PULLTHROUGH_CONFIG=/etc/pullthrough/pullthrough.yml
+COPY deploy/image/pullthrough.yml /etc/pullthrough/pullthrough.yml
 COPY package.json package-lock.json ./
 COPY --from=production-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist/src ./dist/src
 COPY --from=build /app/dist/native ./dist/native
-# The data directory (blobs, metadata, the CA and its key) belongs to the unprivileged user.
-RUN mkdir -p /data && chown node:node /data && chmod 0700 /data
+# The data directory (blobs, metadata, the CA and its key). Owned by the image's user for a plain
+# `docker run` (a named volume copies this ownership); under another uid mount a writable volume
+# here or at your own dataDir (Kubernetes: an emptyDir or PVC with fsGroup).
+RUN mkdir -p /var/lib/pullthrough && chown node:node /var/lib/pullthrough && chmod 0700 /var/lib/pullthrough
 USER node
-VOLUME ["/data"]
-# Mirror (HTTP), TLS door, CONNECT door, DNS door; the last three are off until configured
-# (PULLTHROUGH_LISTEN_TLS=0.0.0.0:443, PULLTHROUGH_LISTEN_PROXY=0.0.0.0:3128, PULLTHROUGH_LISTEN_DNS=0.0.0.0:53).
-EXPOSE 5000 443 3128 53/tcp 53/udp
+VOLUME ["/var/lib/pullthrough"]
+# Mirror (HTTP), TLS door, CONNECT door; the DNS door (8053/udp+tcp) is off until configured.
+EXPOSE 5000 8443 3128
 # V8's young generation capped at 4 MB per semi-space (as npm start): see README, Operations, Memory.
 CMD ["node", "--max-semi-space-size=4", "dist/src/main.js", "serve"]

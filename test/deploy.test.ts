@@ -1,89 +1,94 @@
 /**
- * deploy/: the Kubernetes manifests and the docker-compose file parse, agree with each other, and
- * the pullthrough configuration they build (file plus environment) passes loadConfig.
+ * deploy/ and the image's defaults: the Kubernetes manifests as `kubectl kustomize` renders them,
+ * the docker-compose file as Compose itself reads it (`docker-compose config`), and the image's
+ * own configuration agree with each other, meet the restricted Pod Security Standard, listen on
+ * unprivileged ports only, and build configurations that pass loadConfig. test/image.test.ts runs
+ * the image itself as these files say.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { parse } from 'yaml';
 import { loadConfig } from '../src/config/index.js';
-import { tempDir } from './helpers/process.js';
+import { run, tempDir } from './helpers/process.js';
+import { containerEnv, findObject, parseYamlDocuments, renderKustomization, type KubeObject } from './helpers/kube-pod.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
 const K8S = join(ROOT, 'deploy/kubernetes');
+const IMAGE_CONFIG = join(ROOT, 'deploy/image/pullthrough.yml');
 
-// Loose shapes: only what the checks read.
-type Obj = Record<string, any>;
+type Obj = KubeObject;
 
-function parseFile(path: string): Obj[] {
-  const docs = parseAllDocuments(readFileSync(path, 'utf8'), { merge: true });
-  const list = Array.isArray(docs) ? docs : [docs];
-  for (const d of list) assert.deepEqual(d.errors.map((e) => e.message), [], `${path} parses`);
-  return list.map((d) => d.toJS() as Obj).filter((o) => o !== null);
-}
-
-function k8sObjects(): Obj[] {
-  return readdirSync(K8S)
-    .filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
-    .flatMap((f) => parseFile(join(K8S, f)));
-}
-
-function find(objs: Obj[], kind: string, name: string): Obj {
-  const o = objs.find((x) => x.kind === kind && x.metadata?.name === name);
-  assert.ok(o, `${kind}/${name} exists`);
-  return o;
-}
-
-test('kubernetes: every file parses and kustomization lists them all', () => {
-  const kust = parseFile(join(K8S, 'kustomization.yaml'))[0]!;
+test('kubernetes: kustomization lists every file and kubectl renders them into one namespace', async () => {
+  const kust = parseYamlDocuments(readFileSync(join(K8S, 'kustomization.yaml'), 'utf8'), 'kustomization.yaml')[0]!;
   const files = readdirSync(K8S).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml').sort();
   assert.deepEqual([...(kust.resources as string[])].sort(), files);
-  for (const o of k8sObjects()) {
+  const objs = await renderKustomization(K8S);
+  assert.ok(objs.length >= files.length);
+  const ns = findObject(objs, 'Namespace', kust.namespace);
+  for (const o of objs) {
     assert.equal(typeof o.apiVersion, 'string');
-    assert.equal(typeof o.kind, 'string');
-    assert.equal(typeof o.metadata?.name, 'string');
+    if (o.kind !== 'Namespace') assert.equal(o.metadata.namespace, ns.metadata.name, `${o.kind}/${o.metadata.name} is in the namespace`);
+  }
+  // The namespace enforces what the pods below are checked for.
+  assert.equal(ns.metadata.labels?.['pod-security.kubernetes.io/enforce'], 'restricted');
+});
+
+test('kubernetes: every pod meets the restricted Pod Security Standard', async () => {
+  const objs = await renderKustomization(K8S);
+  const workloads = objs.filter((o) => ['Deployment', 'StatefulSet', 'DaemonSet'].includes(o.kind));
+  assert.ok(workloads.length >= 2);
+  for (const w of workloads) {
+    const pod = w.spec.template.spec as Obj;
+    const where = `${w.kind}/${w.metadata.name}`;
+    for (const k of ['hostNetwork', 'hostPID', 'hostIPC']) assert.ok(!pod[k], `${where}: no ${k}`);
+    assert.equal(pod.securityContext?.runAsNonRoot, true, `${where}: runAsNonRoot`);
+    assert.ok(pod.securityContext?.runAsUser > 0, `${where}: a non-root uid`);
+    assert.equal(pod.securityContext?.seccompProfile?.type, 'RuntimeDefault', `${where}: seccomp RuntimeDefault`);
+    for (const v of (pod.volumes ?? []) as Obj[]) {
+      assert.ok(v.configMap || v.secret || v.emptyDir || v.persistentVolumeClaim || v.projected, `${where}: volume ${v.name} is of a restricted-safe type`);
+    }
+    for (const c of [...(pod.initContainers ?? []), ...pod.containers] as Obj[]) {
+      const sc = (c.securityContext ?? {}) as Obj;
+      assert.equal(sc.allowPrivilegeEscalation, false, `${where}/${c.name}: allowPrivilegeEscalation false`);
+      assert.ok(!sc.privileged, `${where}/${c.name}: not privileged`);
+      assert.deepEqual(sc.capabilities?.drop, ['ALL'], `${where}/${c.name}: drops ALL capabilities`);
+      assert.deepEqual(sc.capabilities?.add ?? [], [], `${where}/${c.name}: adds none back`);
+      assert.equal(sc.readOnlyRootFilesystem, true, `${where}/${c.name}: read-only root`);
+      for (const p of (c.ports ?? []) as Obj[]) assert.ok(!p.hostPort, `${where}/${c.name}: no hostPort`);
+    }
   }
 });
 
 test('kubernetes: the Deployment, Service, Secret and ConfigMap fit together and the config loads', async (t) => {
-  const objs = k8sObjects();
-  const deploy = find(objs, 'Deployment', 'pullthrough');
-  const service = find(objs, 'Service', 'pullthrough');
-  const secret = find(objs, 'Secret', 'pullthrough-credentials');
-  const configMap = find(objs, 'ConfigMap', 'pullthrough-config');
+  const objs = await renderKustomization(K8S);
+  const deploy = findObject(objs, 'Deployment', 'pullthrough');
+  const service = findObject(objs, 'Service', 'pullthrough');
+  const configMap = findObject(objs, 'ConfigMap', 'pullthrough-config');
   const pod = deploy.spec.template.spec;
   const c = pod.containers[0];
+  const port = (name: string): Obj => {
+    const p = (c.ports as Obj[]).find((x) => x.name === name);
+    assert.ok(p, `container port ${name}`);
+    return p;
+  };
 
   assert.equal(deploy.spec.replicas, 3);
   assert.deepEqual(deploy.spec.selector.matchLabels, deploy.metadata.labels);
   assert.deepEqual(service.spec.selector, deploy.spec.selector.matchLabels);
-  const port = c.ports.find((p: Obj) => p.name === 'registry');
-  assert.equal(service.spec.ports[0].targetPort, port.name);
   assert.equal(c.readinessProbe.httpGet.path, '/readyz');
   assert.equal(c.livenessProbe.httpGet.path, '/healthz');
-  assert.equal(c.readinessProbe.httpGet.port, port.name);
-  assert.equal(pod.securityContext.runAsNonRoot, true);
-  assert.ok(pod.securityContext.runAsUser > 0);
-  assert.equal(c.securityContext.allowPrivilegeEscalation, false);
+  assert.equal(c.readinessProbe.httpGet.port, 'registry');
   assert.ok(c.resources.requests.cpu && c.resources.requests.memory && c.resources.limits.memory);
   // The drain on SIGTERM takes up to 30 s.
   assert.ok(pod.terminationGracePeriodSeconds > 30);
+  // Every Service port leads to a named container port; clients reach the TLS door on 443.
+  for (const sp of service.spec.ports as Obj[]) port(sp.targetPort);
+  assert.equal((service.spec.ports as Obj[]).find((p) => p.port === 443)?.targetPort, 'https');
 
-  // The environment the container gets, secrets resolved from the example Secret.
-  const env: Record<string, string> = {};
-  for (const e of c.env as Obj[]) {
-    if (e.value !== undefined) env[e.name] = String(e.value);
-    else {
-      const ref = e.valueFrom.secretKeyRef;
-      assert.equal(ref.name, secret.metadata.name);
-      // Kubernetes leaves an optional reference to a missing key unset; any other must exist.
-      if (!(ref.key in secret.stringData) && ref.optional === true) continue;
-      assert.ok(ref.key in secret.stringData, `secret key ${ref.key}`);
-      env[e.name] = secret.stringData[ref.key];
-    }
-  }
+  const env = containerEnv(c, objs);
   const mount = c.volumeMounts.find((m: Obj) => env.PULLTHROUGH_CONFIG!.startsWith(m.mountPath + '/'));
   assert.ok(mount, 'PULLTHROUGH_CONFIG is on a mounted volume');
   const vol = pod.volumes.find((v: Obj) => v.name === mount.name);
@@ -94,35 +99,70 @@ test('kubernetes: the Deployment, Service, Secret and ConfigMap fit together and
   t.after(() => dir.cleanup());
   const file = join(dir.path, fileName);
   await writeFile(file, configMap.data[fileName]);
+  // The image's defaults are a file the Deployment's PULLTHROUGH_CONFIG replaces: nothing of the
+  // image's environment may override the ConfigMap (an image PULLTHROUGH_DATA_DIR once did).
   const config = loadConfig({ file, env });
   assert.equal(config.storage.driver, 's3');
   assert.equal(config.metadata.driver, 'redis');
-  assert.equal(config.listen.mirror?.host, '0.0.0.0');
-  assert.equal(config.listen.mirror?.port, port.containerPort);
+  assert.equal(config.dataDir, parse(configMap.data[fileName]).dataDir);
+  assert.equal(config.listen.mirror?.port, port('registry').containerPort);
+  assert.equal(config.listen.tls?.port, port('https').containerPort);
+  assert.equal(config.listen.proxy?.port, port('proxy').containerPort);
+  for (const p of c.ports as Obj[]) assert.ok(p.containerPort >= 1024, `${p.name}: ${p.containerPort} is unprivileged`);
   assert.ok(config.authHosts['auth.docker.io']?.password, 'AUTH_REGISTRIES gives Docker Hub credentials');
-  // dataDir is a writable volume (the root filesystem is read-only).
-  assert.ok(c.volumeMounts.some((m: Obj) => m.mountPath === config.dataDir && !m.readOnly));
+  // dataDir and /tmp are writable volumes (the root filesystem is read-only).
+  for (const path of [config.dataDir, '/tmp']) assert.ok(c.volumeMounts.some((m: Obj) => m.mountPath === path && !m.readOnly), `${path} is a writable volume`);
 
   // The demo Redis answers at the URL the Secret names.
-  const redisSvc = find(objs, 'Service', 'pullthrough-redis');
+  const redisSvc = findObject(objs, 'Service', 'pullthrough-redis');
   const url = new URL(env.PULLTHROUGH_REDIS_URL!);
   assert.equal(url.hostname, redisSvc.metadata.name);
   assert.equal(Number(url.port), redisSvc.spec.ports[0].port);
 });
 
-test('docker-compose: parses, builds from the repository root, and every replica config loads', () => {
-  const compose = parseFile(join(ROOT, 'deploy/docker-compose.yml'))[0]!;
+test('image: its defaults live in a config file, on unprivileged ports, with no file capability', () => {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  assert.doesNotMatch(dockerfile, /setcap|cap_net_bind_service/i);
+  // Only PULLTHROUGH_CONFIG in the environment: any other PULLTHROUGH_* there would beat a user's file.
+  const envKeys = [...dockerfile.matchAll(/\b(PULLTHROUGH_[A-Z_]+)=/g)].map((m) => m[1]);
+  assert.deepEqual([...new Set(envKeys)], ['PULLTHROUGH_CONFIG']);
+  const config = loadConfig({ file: IMAGE_CONFIG, env: {} });
+  const ports = [config.listen.mirror, config.listen.tls, config.listen.proxy, config.listen.dns].filter((l) => l).map((l) => l!.port);
+  assert.ok(ports.length >= 3);
+  for (const p of ports) assert.ok(p >= 1024, `${p} is unprivileged`);
+  const expose = /^EXPOSE (.+)$/m.exec(dockerfile)?.[1]?.split(/\s+/).map((p) => Number(p.split('/')[0]));
+  assert.deepEqual(expose?.sort(), [...ports].sort());
+  assert.match(dockerfile, new RegExp(`COPY deploy/image/pullthrough.yml ${/PULLTHROUGH_CONFIG=(\S+)/.exec(dockerfile)![1]}`));
+});
+
+test('docker-compose: Compose reads it, it builds from the repository root, and every replica config loads', async () => {
+  const r = await run('docker-compose', ['-f', join(ROOT, 'deploy/docker-compose.yml'), 'config'], { timeoutMs: 60_000 });
+  const compose = parse(r.stdout) as Obj;
   const services = compose.services as Record<string, Obj>;
   const replicas = Object.entries(services).filter(([name]) => name.startsWith('pullthrough'));
   assert.ok(replicas.length >= 2);
+  const imageConfig = parse(readFileSync(IMAGE_CONFIG, 'utf8')) as Obj;
   for (const [name, svc] of replicas) {
-    assert.ok(existsSync(join(ROOT, 'deploy', svc.build, 'package.json')), `${name} builds from the repository root`);
+    const context = typeof svc.build === 'string' ? svc.build : svc.build.context;
+    assert.ok(existsSync(join(context, 'Dockerfile')) && existsSync(join(context, 'package.json')), `${name} builds from the repository root`);
     for (const dep of Object.keys(svc.depends_on)) assert.ok(services[dep], `${name} depends on ${dep}, which exists`);
+    assert.equal(svc.read_only, true, `${name}: read-only root`);
+    assert.deepEqual(svc.cap_drop, ['ALL'], `${name}: no capabilities`);
     const env = Object.fromEntries(Object.entries(svc.environment as Obj).map(([k, v]) => [k, String(v)]));
-    const config = loadConfig({ env });
+    const config = loadConfig({ env: { ...env, PULLTHROUGH_DATA_DIR: env.PULLTHROUGH_DATA_DIR ?? imageConfig.dataDir } });
     assert.equal(config.storage.driver, 's3');
     assert.equal(config.metadata.driver, 'redis');
-    assert.equal(config.listen.mirror?.port, Number(String(svc.ports[0]).split(':').pop()));
+    // The image's dataDir is a writable tmpfs volume here.
+    assert.ok((svc.volumes as Obj[]).some((v) => v.type === 'tmpfs' && v.target === imageConfig.dataDir), `${name}: dataDir is writable`);
+    // Every published port leads to a port the container listens on (the image's file, then env).
+    const listening = new Set(
+      Object.entries(imageConfig.listen as Record<string, string>).map(([door, addr]) => {
+        const fromEnv = env[`PULLTHROUGH_LISTEN_${door.toUpperCase()}`];
+        return Number(String(fromEnv ?? addr).split(':').pop());
+      }),
+    );
+    for (const p of svc.ports as Obj[]) assert.ok(listening.has(Number(p.target)), `${name}: port ${p.published}→${p.target} is served`);
+    assert.ok((svc.ports as Obj[]).some((p) => Number(p.target) === config.listen.mirror?.port));
     const redisHost = new URL(env.PULLTHROUGH_REDIS_URL!).hostname;
     const s3Host = new URL(env.PULLTHROUGH_S3_ENDPOINT!).hostname;
     assert.ok(services[redisHost] && services[s3Host], 'Redis and MinIO are services of this file');

@@ -11,8 +11,8 @@ import { get as httpGet } from 'node:http';
 import { connect as tlsConnect } from 'node:tls';
 import { connect as netConnect, type Socket } from 'node:net';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
-import { readdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { basename, join } from 'node:path';
 import { stringify } from 'yaml';
 import { startUpstreamRegistry, type Upstream } from './helpers/upstream-registry.js';
 import { makeImage, pushImage, type PushResult } from './helpers/images.js';
@@ -46,7 +46,8 @@ function childrenOf(pid: number): number[] {
 
 /** The executable's base name of `pid` (node for pullthrough's processes). */
 function exeOf(pid: number): string {
-  return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  // The executable, not /proc/PID/comm: Node 24 names its main thread "MainThread", which comm shows.
+  return basename(readlinkSync(`/proc/${pid}/exe`));
 }
 
 function alive(pid: number): boolean {

@@ -187,7 +187,11 @@ export function dnsDoorSuite(fastPath: 'on' | 'off'): void {
         sent++;
       };
       // Lost datagrams must not stall the window: when nothing came back for 50 ms, send a window more.
+      // Once all are sent, half a second without an answer means the rest were lost (UDP): done.
+      let quiet = 0;
       const pump = setInterval(() => {
+        quiet = received === receivedBefore ? quiet + 1 : 0;
+        if (sent >= N && quiet >= 10) return finish();
         if (received === receivedBefore) for (let i = 0; i < WINDOW; i++) send();
         receivedBefore = received;
       }, 50);

@@ -466,6 +466,11 @@ export interface DockerdOptions {
   /** More daemon.json keys. */
   daemonJson?: Record<string, unknown>;
   env?: Record<string, string>;
+  /**
+   * A data-root that outlives the daemon (default: one in its temp dir), so that images and the
+   * legacy builder's layer cache are there for the next run. One daemon at a time may use it.
+   */
+  dataRoot?: string;
 }
 
 /** A private dockerd. */
@@ -511,7 +516,7 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
   const proc = startProcess(
     'dockerd',
     [
-      '--data-root', join(d, 'data'),
+      '--data-root', opts.dataRoot ?? join(d, 'data'),
       '--exec-root', join(d, 'x'),
       '--pidfile', join(d, 'pid'),
       '-H', host,
@@ -524,7 +529,8 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     { env, cwd: d },
   );
   const docker = async (args: string[], o: { timeoutMs?: number; stdin?: string } = {}): Promise<ClientResult> => {
-    const cliEnv = { ...process.env, DOCKER_CONFIG: cliConfig, DOCKER_HOST: host };
+    // The legacy builder: BuildKit needs the buildx plugin, which Debian does not ship.
+    const cliEnv = { ...process.env, DOCKER_CONFIG: cliConfig, DOCKER_HOST: host, DOCKER_BUILDKIT: '0' };
     if (o.stdin === undefined) return runClient('docker', args, cliEnv, o.timeoutMs);
     const r = await run('bash', ['-c', 'printf %s "$DOCKER_STDIN" | docker "$@"', 'docker', ...args], {
       env: { ...cliEnv, DOCKER_STDIN: o.stdin },

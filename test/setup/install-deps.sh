@@ -22,6 +22,12 @@ check openssl openssl
 check redis-cli redis-tools
 # rootful podman wants the id-mapping helpers present even with the vfs driver
 check newuidmap uidmap
+# the container image test (test/image.test.ts): offline base images, rendering the Kubernetes
+# manifests, a real Compose parser
+check mmdebstrap mmdebstrap
+check kubectl kubernetes-client
+check docker-compose docker-compose
+check nsenter util-linux
 # the build compiles the DNS door's fast path (src/native), which its tests require
 check cc gcc
 [ -f /usr/include/stdio.h ] || need+=(libc6-dev)

@@ -64,6 +64,19 @@ async function openFilesUnder(root: string): Promise<number> {
 const CRASH_WRITER = join(fileURLToPath(new URL('.', import.meta.url)), 's3-crash-writer.js');
 
 /** Options for a store with its own prefix, so every open() starts empty. */
+/**
+ * Stores `data` under `key` with a client that waits: on a busy machine s3rver can pause longer
+ * than a test's short idle timeout while it takes a big upload, which is not what those tests are about.
+ */
+async function putPatiently(opts: S3BlobStoreOptions, key: string, file: Parameters<S3BlobStore['putFile']>[1], size: number): Promise<void> {
+  const writer = new S3BlobStore({ ...opts, idleTimeoutMs: 30_000 });
+  try {
+    await writer.putFile(key, file, size);
+  } finally {
+    await writer.close();
+  }
+}
+
 function s3Options(s3: S3rverHandle, extra: Partial<S3BlobStoreOptions> = {}): S3BlobStoreOptions {
   return {
     bucket: s3.bucket,
@@ -335,11 +348,12 @@ describe('S3BlobStore on s3rver: specifics', () => {
   });
 
   it('holds reading back while the consumer does (bounded buffering), past the idle timeout', async () => {
-    const store = new S3BlobStore(s3Options(s3, { idleTimeoutMs: 300 }));
+    const opts = s3Options(s3, { idleTimeoutMs: 300 });
+    const store = new S3BlobStore(opts);
     try {
       const key = randomKey();
       const data = randomBytes(16 << 20);
-      await store.putFile(key, await spool(data), data.length);
+      await putPatiently(opts, key, await spool(data), data.length);
       const s = await store.read(key);
       await new Promise<void>((resolve) => s.once('readable', () => resolve()));
       // Nobody reads for 4 idle timeouts: the socket is not read either, and that is not a stall.
@@ -354,11 +368,12 @@ describe('S3BlobStore on s3rver: specifics', () => {
   });
 
   it('fails a body with StorageUnavailableError when s3rver stalls in the middle of it (idle timeout)', async () => {
-    const store = new S3BlobStore(s3Options(s3, { idleTimeoutMs: 300 }));
+    const opts = s3Options(s3, { idleTimeoutMs: 300 });
+    const store = new S3BlobStore(opts);
     try {
       const key = randomKey();
       const data = randomBytes(24 << 20);
-      await store.putFile(key, await spool(data), data.length);
+      await putPatiently(opts, key, await spool(data), data.length);
       const s = await store.read(key);
       await new Promise<void>((resolve) => s.once('data', () => resolve()));
       process.kill(s3.pid(), 'SIGSTOP');
