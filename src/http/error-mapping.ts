@@ -1,6 +1,7 @@
 import { OciError, OCI_ERROR_TABLE, type OciErrorCode } from '../oci/errors.js';
 import { UpstreamIntegrityError, UpstreamStatusError, UpstreamUnavailableError } from '../upstream/errors.js';
 import { BlobNotFoundError, StorageUnavailableError } from '../storage/errors.js';
+import { UpstreamManifestInvalidError, UpstreamTagListError } from '../cache/errors.js';
 import { SetupError } from '../setup/scripts.js';
 import { AccessDeniedError, AuthenticationRequiredError, RateLimitedError, TokenRequestError } from '../auth/errors.js';
 import { describeRule } from '../auth/rules.js';
@@ -52,6 +53,8 @@ export function toOciError(err: unknown, kind: RequestKind): OciError {
   }
   if (err instanceof UpstreamUnavailableError) return new OciError('UNAVAILABLE', err.message, { registry: err.registry });
   if (err instanceof UpstreamIntegrityError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry });
+  if (err instanceof UpstreamManifestInvalidError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry });
+  if (err instanceof UpstreamTagListError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry });
   if (err instanceof StorageUnavailableError) {
     // Names the store, not its address or the driver's message (those go to the log and /readyz).
     return new OciError('UNAVAILABLE', `cache storage unavailable (${err.backend}); try again shortly`, { backend: err.backend }, { 'retry-after': '5' });
