@@ -305,7 +305,7 @@ test('tag list: the last good list is served stale (sorted, paged) when upstream
 // ---- the conformance suite's own requests (v1.1.1 conformance/01_pull_test.go, 03_discovery_test.go)
 
 /** The error codes the suite accepts in a 400 body (setup.go's errorCodes). */
-const SPEC_ERROR_CODES = ['BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID', 'MANIFEST_UNKNOWN', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED', 'TOOMANYREQUESTS'];
+const SPEC_ERROR_CODES = ['BLOB_UNKNOWN', 'BLOB_UPLOAD_INVALID', 'BLOB_UPLOAD_UNKNOWN', 'DIGEST_INVALID', 'MANIFEST_BLOB_UNKNOWN', 'MANIFEST_INVALID', 'MANIFEST_UNKNOWN', 'MANIFEST_UNVERIFIED', 'NAME_INVALID', 'NAME_UNKNOWN', 'SIZE_INVALID', 'TAG_INVALID', 'UNAUTHORIZED', 'DENIED', 'UNSUPPORTED'];
 
 test('conformance pull workflow (read-only), replayed against docker-registry through the mirror door', async () => {
   const ns = 'conformance/pull';
