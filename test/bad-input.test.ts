@@ -31,7 +31,7 @@ const cases: Array<{ name: string; path: string; method?: string; headers?: Reco
   { name: 'invalid manifest digest', path: '/v2/library/alpine/manifests/sha256:totallywrong', status: 400, code: 'DIGEST_INVALID' },
   { name: 'unsupported digest algorithm', path: `/v2/library/alpine/blobs/md5:${'a'.repeat(32)}`, status: 400, code: 'DIGEST_INVALID' },
   { name: 'traversal in a digest', path: '/v2/library/alpine/blobs/sha256:..%2f..%2f', status: 400, code: 'DIGEST_INVALID' },
-  { name: 'invalid tag', path: '/v2/library/alpine/manifests/-latest', status: 400, code: 'TAG_INVALID' },
+  { name: 'a reference neither tag nor digest is not there', path: '/v2/library/alpine/manifests/-latest', status: 404, code: 'MANIFEST_UNKNOWN' },
   { name: 'unconfigured registry by path', path: '/v2/evil.example/x/manifests/latest', status: 403, code: 'DENIED' },
   { name: 'unconfigured registry by ns', path: '/v2/x/manifests/latest?ns=evil.example', status: 403, code: 'DENIED' },
   { name: 'unconfigured registry by Host', path: '/v2/evil.example:443/x/manifests/latest', status: 403, code: 'DENIED' },

@@ -179,3 +179,24 @@ test('registries.<name>.allowPrivateRedirects: off by default (built-ins too), a
     await dir.cleanup();
   }
 });
+
+test('upstream.tagListMaxSize: default 8m, a size, at least 1k; errors name the key', async () => {
+  assert.equal(loadConfig({ env: {} }).upstream.tagListMaxSize, 8 * 1024 * 1024);
+  const dir = await tempDir();
+  try {
+    const ok = join(dir.path, 'ok.yml');
+    await writeFile(ok, 'upstream: { tagListMaxSize: 64k }\n');
+    assert.equal(loadConfig({ file: ok, env: {} }).upstream.tagListMaxSize, 64 * 1024);
+    for (const [value, message] of [
+      ['lots', /upstream\.tagListMaxSize: not a size/],
+      ['100', /upstream\.tagListMaxSize: must be a size of at least 1k/],
+      ['null', /upstream\.tagListMaxSize: must be a size of at least 1k/],
+    ] as const) {
+      const bad = join(dir.path, 'bad.yml');
+      await writeFile(bad, `upstream: { tagListMaxSize: ${value} }\n`);
+      assert.match(problems(() => loadConfig({ file: bad, env: {} })), message, value);
+    }
+  } finally {
+    await dir.cleanup();
+  }
+});

@@ -13,7 +13,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { BlobFill } from './blob-fill.js';
-import { manifestDigestOf, mediaTypeOf } from './manifest-response.js';
+import { checkedMediaType, headMediaType, manifestDigestOf } from './manifest-response.js';
 import type { BlobHandle, ManifestResult, Target } from './results.js';
 
 /** Why the cache is bypassed; the label of `pullthrough_degraded_requests_total`. */
@@ -152,8 +152,9 @@ export class CacheBypass {
   }
 
   /**
-   * A manifest straight from upstream (a HEAD for HEAD requests), its digest verified.
-   * @throws UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError
+   * A manifest straight from upstream (a HEAD for HEAD requests), checked to be a manifest
+   * (oci/manifest-check.ts) and its digest verified.
+   * @throws UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError, UpstreamManifestInvalidError
    */
   async manifest(t: Target, ref: ManifestReference, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
     const reference = ref.kind === 'digest' ? ref.digest : ref.tag;
@@ -169,18 +170,19 @@ export class CacheBypass {
         if (h.status !== 200) throw await upstreamStatusError(t.registry.name, h);
         const digest = ref.kind === 'digest' ? ref.digest : h.headers['docker-content-digest'];
         // Without a digest to answer with, fall through to a GET and hash the body.
-        if (digest) return { digest, mediaType: mediaTypeOf(h), size: Number(h.headers['content-length'] ?? 0), cache: 'pass' };
+        if (digest) return { digest, mediaType: headMediaType(t.registry.name, h), size: Number(h.headers['content-length'] ?? 0), cache: 'pass' };
       }
       const res = await up.request({ method: 'GET', path, repo: t.repo, kind: 'manifest', credentials: t.credentials, headers: { accept } });
       if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
       const body = await readLimited(res.body, MAX_MANIFEST_BYTES).catch((err: Error) => {
         throw new UpstreamIntegrityError(t.registry.name, `manifest unreadable: ${err.message}`);
       });
+      const mediaType = checkedMediaType(t.registry.name, res, body);
       const claimed = res.headers['docker-content-digest'];
       const digest = ref.kind === 'digest' ? digestWithAlgorithmOf(parseDigest(ref.digest), body) : manifestDigestOf(body, claimed);
       if (ref.kind === 'digest' && digest !== ref.digest) throw new UpstreamIntegrityError(t.registry.name, `manifest ${ref.digest} hashes to ${digest}`);
       if (ref.kind === 'tag' && claimed && claimed !== digest) throw new UpstreamIntegrityError(t.registry.name, `${ref.tag}: Docker-Content-Digest ${claimed}, body hashes to ${digest}`);
-      return { digest, mediaType: mediaTypeOf(res, body), size: body.length, body, cache: 'pass' };
+      return { digest, mediaType, size: body.length, body, cache: 'pass' };
     });
   }
 

@@ -1,12 +1,28 @@
 import { digestWithAlgorithmOf, parseDigest, sha256Of } from '../oci/digest.js';
-import { ALL_MANIFEST_TYPES, sniffManifestMediaType } from '../oci/media-types.js';
+import { bareMediaType, checkManifest, isServedManifestType } from '../oci/manifest-check.js';
 import type { UpstreamResponse } from '../upstream/registry-upstream.js';
+import { UpstreamManifestInvalidError } from '../upstream/errors.js';
 
-/** A manifest's media type: the upstream's Content-Type when it names one, else sniffed from the body. */
-export function mediaTypeOf(res: UpstreamResponse, body?: Buffer): string {
-  const ct = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (ALL_MANIFEST_TYPES.includes(ct) || ct.startsWith('application/vnd.docker.distribution.manifest.v1')) return ct;
-  return (body && sniffManifestMediaType(body)) ?? ct;
+/**
+ * The media type to cache and serve an upstream manifest body with: its Content-Type, once
+ * `checkManifest` found body and Content-Type to be a manifest pullthrough serves.
+ * @throws UpstreamManifestInvalidError when they are not.
+ */
+export function checkedMediaType(registry: string, res: UpstreamResponse, body: Buffer): string {
+  const c = checkManifest(body, res.headers['content-type']);
+  if (!c.ok) throw new UpstreamManifestInvalidError(registry, c.reason);
+  return c.mediaType;
+}
+
+/**
+ * The media type of a manifest an upstream HEAD announced (no body to check): its Content-Type,
+ * when that is a manifest type pullthrough serves.
+ * @throws UpstreamManifestInvalidError otherwise.
+ */
+export function headMediaType(registry: string, res: UpstreamResponse): string {
+  const ct = bareMediaType(res.headers['content-type']);
+  if (!isServedManifestType(ct)) throw new UpstreamManifestInvalidError(registry, `HEAD answered Content-Type ${JSON.stringify(ct)}, not a manifest media type`);
+  return ct;
 }
 
 /**

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import type { Config } from '../config/index.js';
 import { OciError } from '../oci/errors.js';
-import { digestWithAlgorithmOf, parseDigest, sha256Of } from '../oci/digest.js';
+import { digestWithAlgorithmOf, parseDigest } from '../oci/digest.js';
 import { ALL_MANIFEST_TYPES, isAccepted, isIndexType, upstreamAccept } from '../oci/media-types.js';
 import type { ManifestReference } from '../oci/reference.js';
 import type { BlobStore, ByteRange } from '../storage/blob-store.js';
@@ -11,17 +11,19 @@ import { BlobNotFoundError, StorageUnavailableError } from '../storage/errors.js
 import { blobKey } from '../storage/keys.js';
 import type { UpstreamPool, RegistryUpstream, UpstreamResponse } from '../upstream/registry-upstream.js';
 import { readLimited, upstreamStatusError } from '../upstream/registry-upstream.js';
-import { UpstreamIntegrityError, UpstreamStatusError, UpstreamUnavailableError } from '../upstream/errors.js';
+import { UpstreamIntegrityError, UpstreamManifestInvalidError, UpstreamStatusError, UpstreamTagListError, UpstreamUnavailableError } from '../upstream/errors.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { BlobFill } from './blob-fill.js';
 import { TagPolicy } from './tag-policy.js';
 import type { Evictor } from './evictor.js';
-import { mediaTypeOf } from './manifest-response.js';
+import { checkedMediaType, headMediaType, manifestDigestOf } from './manifest-response.js';
+import { isServedManifestType } from '../oci/manifest-check.js';
 import { referencedBlobs } from './manifest-refs.js';
 import { FillLease } from './fill-lease.js';
 import { CacheBypass } from './bypass.js';
+import { fetchUpstreamTags, pageTags, sortTags } from './tag-list.js';
 import type { BlobHandle, ManifestResult, PassThroughResult, TagListResult, Target } from './results.js';
 
 /** distribution's limit for manifests; also what keeps a hostile upstream from filling memory. */
@@ -41,9 +43,17 @@ export interface PullThroughDeps {
   readonly evictor?: Evictor;
 }
 
-/** Whether an upstream failure allows serving cached content instead. */
-function isTransient(err: unknown): err is UpstreamUnavailableError | UpstreamStatusError {
-  return err instanceof UpstreamUnavailableError || (err instanceof UpstreamStatusError && err.transient);
+/**
+ * Whether an upstream failure allows serving cached content instead: unreachable, 429/5xx, or
+ * an answer that is no manifest (a captive portal's or proxy's HTML page is an outage too).
+ */
+function isTransient(err: unknown): err is UpstreamUnavailableError | UpstreamStatusError | UpstreamManifestInvalidError {
+  return err instanceof UpstreamUnavailableError || (err instanceof UpstreamStatusError && err.transient) || err instanceof UpstreamManifestInvalidError;
+}
+
+/** What a stale answer says about the upstream failure that caused it. */
+function staleReasonOf(err: unknown): string {
+  return err instanceof UpstreamStatusError ? `upstream answered ${err.status}` : (err as Error).message;
 }
 
 /**
@@ -58,6 +68,7 @@ export class PullThroughCache {
   private readonly fillStarts = new SingleFlight<BlobFill | null>();
   private readonly manifestFlights = new SingleFlight<ManifestResult>();
   private readonly confirmFlights = new SingleFlight<void>();
+  private readonly tagListFlights = new SingleFlight<string[]>();
   private readonly tagPolicy: TagPolicy;
   /** Answers without the cache while a store is unreachable. */
   private readonly bypass: CacheBypass;
@@ -131,8 +142,10 @@ export class PullThroughCache {
   /**
    * A manifest by tag or digest. `accepted` is the client's Accept set (null: anything); `head`
    * avoids fetching a body upstream just to answer a HEAD. While the metadata store is
-   * unreachable it comes verified from upstream, uncached (CacheBypass).
-   * @throws OciError, UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError
+   * unreachable it comes verified from upstream, uncached (CacheBypass). Whatever upstream sends
+   * is served and cached only when it is a manifest (oci/manifest-check.ts).
+   * @throws OciError, UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError,
+   *   UpstreamManifestInvalidError
    */
   async manifest(t: Target, ref: ManifestReference, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
     const m = await this.orBypass(
@@ -150,7 +163,8 @@ export class PullThroughCache {
 
   private async manifestByDigest(t: Target, digest: string, head: boolean): Promise<ManifestResult> {
     const rec = await this.d.meta.getManifest(digest);
-    if (rec) {
+    // A record of another media type was stored before manifests were checked: fetched again.
+    if (rec && isServedManifestType(rec.mediaType)) {
       await this.confirm(t, digest, 'manifest');
       return { digest, mediaType: rec.mediaType, size: rec.body.length, body: rec.body, cache: 'hit' };
     }
@@ -166,12 +180,12 @@ export class PullThroughCache {
       if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
       if (head) {
         res.body.destroy();
-        return { digest, mediaType: mediaTypeOf(res), size: Number(res.headers['content-length'] ?? 0), cache: 'pass' };
+        return { digest, mediaType: headMediaType(t.registry.name, res), size: Number(res.headers['content-length'] ?? 0), cache: 'pass' };
       }
       const body = await this.readManifest(t, res);
+      const mediaType = checkedMediaType(t.registry.name, res, body);
       const got = digestWithAlgorithmOf(parseDigest(digest), body);
       if (got !== digest) throw new UpstreamIntegrityError(t.registry.name, `manifest ${digest} hashes to ${got}`);
-      const mediaType = mediaTypeOf(res, body);
       await this.d.meta.putManifest(digest, { mediaType, body });
       await this.d.meta.link(this.space(t), t.repo, digest);
       return { digest, mediaType, size: body.length, body, cache: 'miss' };
@@ -202,7 +216,7 @@ export class PullThroughCache {
     const age = rec ? Date.now() - rec.checkedAt : Infinity;
     if (rec && age < timing.revalidateMs && isAccepted(accepted, rec.mediaType)) {
       const m = await this.d.meta.getManifest(rec.digest);
-      if (m) return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'hit' };
+      if (m && isServedManifestType(m.mediaType)) return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'hit' };
     }
     const flightKey = `${this.space(t)}/${t.repo}:${key}|${head}|${accepted ? [...accepted].sort().join(',') : '*'}`;
     return this.manifestFlights.run(flightKey, async () => {
@@ -212,8 +226,8 @@ export class PullThroughCache {
       } catch (err) {
         if (!isTransient(err) || !rec || !staleUsable) throw err;
         const m = await this.d.meta.getManifest(rec.digest);
-        if (!m) throw err;
-        const reason = err instanceof UpstreamStatusError ? `upstream answered ${err.status}` : (err as Error).message;
+        if (!m || !isServedManifestType(m.mediaType)) throw err;
+        const reason = staleReasonOf(err);
         this.d.metrics.staleServed.inc({ registry: t.registry.name });
         this.d.log.warn('serving stale manifest', { registry: t.registry.name, repo: t.repo, tag, digest: rec.digest, reason, ageSeconds: Math.round(age / 1000) });
         return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'stale', staleReason: reason };
@@ -232,11 +246,11 @@ export class PullThroughCache {
       const digest = h.headers['docker-content-digest'];
       if (digest) {
         const cached = await this.d.meta.getManifest(digest);
-        if (cached) {
+        if (cached && isServedManifestType(cached.mediaType)) {
           await this.recordTag(t, key, digest, cached.mediaType, cached.body.length);
           return { digest, mediaType: cached.mediaType, size: cached.body.length, body: cached.body, cache: rec?.digest === digest ? 'revalidated' : 'miss' };
         }
-        if (head) return { digest, mediaType: mediaTypeOf(h), size: Number(h.headers['content-length'] ?? 0), cache: 'pass' };
+        if (head) return { digest, mediaType: headMediaType(t.registry.name, h), size: Number(h.headers['content-length'] ?? 0), cache: 'pass' };
       }
     } else if (staleUsable && (h.status === 429 || h.status >= 500)) {
       // A cached copy will be served; no need to ask a failing upstream again.
@@ -248,11 +262,10 @@ export class PullThroughCache {
     const res = await up.request({ method: 'GET', path, repo: t.repo, kind: 'manifest', credentials: t.credentials, headers: { accept } });
     if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
     const body = await this.readManifest(t, res);
+    const mediaType = checkedMediaType(t.registry.name, res, body);
     const claimed = res.headers['docker-content-digest'];
-    // Hash with the algorithm upstream names (sha512 registries exist), sha256 otherwise.
-    const digest = claimed && /^sha512:[a-f0-9]{128}$/.test(claimed) ? digestWithAlgorithmOf(parseDigest(claimed), body) : sha256Of(body);
+    const digest = manifestDigestOf(body, claimed);
     if (claimed && claimed !== digest) throw new UpstreamIntegrityError(t.registry.name, `${tag}: Docker-Content-Digest ${claimed}, body hashes to ${digest}`);
-    const mediaType = mediaTypeOf(res, body);
     await this.d.meta.putManifest(digest, { mediaType, body });
     await this.recordTag(t, key, digest, mediaType, body.length);
     return { digest, mediaType, size: body.length, body, cache: 'miss' };
@@ -459,46 +472,47 @@ export class PullThroughCache {
   // ---------------------------------------------------------------- tags, referrers
 
   /**
-   * The upstream's tag list; when upstream fails, the tags pullthrough has seen (stale).
-   * @throws UpstreamStatusError, UpstreamUnavailableError
+   * The repository's tag list as the spec wants it: the whole upstream list (over all its Link
+   * pages, at most `upstream.tagListMaxSize`), sorted lexically, paged here by `n` and `last`.
+   * Each good list is kept; when upstream fails (unreachable, 429/5xx, no usable list) the last
+   * one is served stale for up to the default `staleIfError`, else the tags pullthrough has seen.
+   * @throws UpstreamStatusError, UpstreamUnavailableError, UpstreamTagListError
    */
   async tags(t: Target, query: { n?: number; last?: string }, clientName: string): Promise<TagListResult> {
-    const qs = new URLSearchParams();
-    if (query.n !== undefined) qs.set('n', String(query.n));
-    if (query.last !== undefined) qs.set('last', query.last);
-    const path = `/v2/${t.repo}/tags/list${qs.size ? `?${qs}` : ''}`;
+    const answer = (sorted: readonly string[], cache: TagListResult['cache'], staleReason?: string): TagListResult => {
+      const page = pageTags(sorted, query);
+      return { body: Buffer.from(JSON.stringify({ name: clientName, tags: page.tags })), next: page.next, cache, staleReason };
+    };
+    const space = this.space(t);
+    let sorted: string[];
     try {
-      const res = await this.up(t).request({ method: 'GET', path, repo: t.repo, kind: 'tags', credentials: t.credentials });
-      if (res.status !== 200) throw await upstreamStatusError(t.registry.name, res);
-      const body = await readLimited(res.body, MAX_LIST_BYTES).catch((err: Error) => {
-        throw new UpstreamIntegrityError(t.registry.name, `tag list unreadable: ${err.message}`);
+      sorted = await this.tagListFlights.run(`${space}/${t.repo}`, async () => {
+        const list = sortTags(await fetchUpstreamTags(this.up(t), t.repo, t.credentials, this.d.config.upstream.tagListMaxSize));
+        await this.d.meta.putTagList(space, t.repo, { tags: list, fetchedAt: Date.now() }).catch((err: unknown) => {
+          // Without the metadata store the list is still served, only not kept.
+          if (!this.metadataDown(err)) throw err;
+          this.bypass.note('metadata_unavailable', err);
+        });
+        return list;
       });
-      let next = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.link ?? '')?.[1];
-      let doc: { name?: unknown; tags?: unknown };
-      try {
-        doc = JSON.parse(body.toString('utf8')) as typeof doc;
-      } catch {
-        throw new UpstreamIntegrityError(t.registry.name, 'tag list is not JSON');
-      }
-      let tags = Array.isArray(doc.tags) ? doc.tags.filter((x): x is string => typeof x === 'string') : [];
-      // Upstreams that ignore n/last (distribution 2.8 does) still give clients the spec's paging.
-      if (query.last !== undefined) tags = tags.filter((x) => x > query.last!);
-      if (query.n !== undefined && tags.length > query.n) {
-        tags = tags.slice(0, query.n);
-        if (query.n > 0) next = `/v2/${t.repo}/tags/list?${new URLSearchParams({ n: String(query.n), last: tags[tags.length - 1] ?? '' })}`;
-      }
-      return { body: Buffer.from(JSON.stringify({ name: clientName, tags })), next, cache: 'pass' };
     } catch (err) {
-      if (!isTransient(err)) throw err;
+      if (!isTransient(err) && !(err instanceof UpstreamTagListError)) throw err;
       // Without the metadata store there is nothing stale to offer: the upstream's failure stands.
-      let tags = (await this.d.meta.listTags(this.space(t), t.repo).catch(() => Promise.reject(err))).filter((x) => !x.includes('~'));
-      if (tags.length === 0) throw err;
-      if (query.last !== undefined) tags = tags.filter((x) => x > query.last!);
-      if (query.n !== undefined) tags = tags.slice(0, query.n);
+      const rec = await this.d.meta.getTagList(space, t.repo).catch(() => Promise.reject(err));
+      let stale: readonly string[] | undefined;
+      if (rec && Date.now() - rec.fetchedAt <= this.tagPolicy.listTiming().staleIfErrorMs) stale = rec.tags;
+      else if (!rec) {
+        // Never listed before: the tags pullthrough has fetched, without its per-Accept records.
+        const seen = (await this.d.meta.listTags(space, t.repo).catch(() => Promise.reject(err))).filter((x) => !x.includes('~'));
+        if (seen.length) stale = seen;
+      }
+      if (!stale) throw err;
+      const reason = staleReasonOf(err);
       this.d.metrics.staleServed.inc({ registry: t.registry.name });
-      const reason = err instanceof UpstreamStatusError ? `upstream answered ${err.status}` : (err as Error).message;
-      return { body: Buffer.from(JSON.stringify({ name: clientName, tags })), cache: 'stale', staleReason: reason };
+      this.d.log.warn('serving stale tag list', { registry: t.registry.name, repo: t.repo, reason, ageSeconds: rec ? Math.round((Date.now() - rec.fetchedAt) / 1000) : undefined });
+      return answer(stale, 'stale', reason);
     }
+    return answer(sorted, 'pass');
   }
 
   /**

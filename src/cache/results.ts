@@ -41,8 +41,8 @@ export interface BlobHandle {
 
 export interface TagListResult {
   readonly body: Buffer;
-  /** The upstream's `Link: <…>; rel="next"` target (path and query), for the HTTP layer to rewrite. */
-  readonly next?: string;
+  /** Where the next page starts, when `n` cut the list short (the HTTP layer makes the `Link`). */
+  readonly next?: { readonly n: number; readonly last: string };
   readonly cache: CacheStatus;
   readonly staleReason?: string;
 }

@@ -17,6 +17,11 @@ export class TagPolicy {
     this.rules = config.cache.tags.map((r) => ({ re: new RegExp(`^(?:${r.match})$`), revalidateMs: r.revalidate, staleIfErrorMs: r.staleIfError }));
   }
 
+  /** For a repository's tag list: the default timing (rules match tags, not lists). */
+  listTiming(): TagTiming {
+    return DEFAULT;
+  }
+
   timingFor(tag: string): TagTiming {
     return this.rules.find((r) => r.re.test(tag)) ?? DEFAULT;
   }

@@ -301,6 +301,13 @@ export const configSchema = z.strictObject({
       bodyTimeout: duration.prefault('60s'),
       /** Upper bound on one blob fill; the fill goes on after its client leaves, up to this. */
       fillTimeout: duration.prefault('1h'),
+      /**
+       * Upper bound on an upstream's tag list, summed over all its Link pages: pullthrough collects
+       * the whole list to sort and page it as the spec says; a longer list is an error, not memory.
+       */
+      tagListMaxSize: size
+        .prefault('8m')
+        .refine((b): b is number => b !== null && b >= 1024, 'must be a size of at least 1k'),
     })
     .prefault({}),
   defaultRegistry: hostname.default('docker.io'),

@@ -1,5 +1,5 @@
 import { OciError, OCI_ERROR_TABLE, type OciErrorCode } from '../oci/errors.js';
-import { BodyTooLargeError, UpstreamAddressRefusedError, UpstreamIntegrityError, UpstreamStatusError, UpstreamTooLargeError, UpstreamUnavailableError } from '../upstream/errors.js';
+import { BodyTooLargeError, UpstreamAddressRefusedError, UpstreamIntegrityError, UpstreamManifestInvalidError, UpstreamStatusError, UpstreamTagListError, UpstreamTooLargeError, UpstreamUnavailableError } from '../upstream/errors.js';
 import { BlobNotFoundError, StorageUnavailableError } from '../storage/errors.js';
 import { SetupError } from '../setup/scripts.js';
 import { AccessDeniedError, AuthenticationRequiredError, RateLimitedError, TokenRequestError } from '../auth/errors.js';
@@ -56,6 +56,8 @@ export function toOciError(err: unknown, kind: RequestKind): OciError {
   if (err instanceof UpstreamTooLargeError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry });
   // Only upstream bodies are read with a bound; callers normally wrap this with the registry's name.
   if (err instanceof BodyTooLargeError) return new OciError('UPSTREAM_ERROR', `upstream ${err.message}`);
+  if (err instanceof UpstreamManifestInvalidError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry });
+  if (err instanceof UpstreamTagListError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry });
   if (err instanceof StorageUnavailableError) {
     // Names the store, not its address or the driver's message (those go to the log and /readyz).
     return new OciError('UNAVAILABLE', `cache storage unavailable (${err.backend}); try again shortly`, { backend: err.backend }, { 'retry-after': '5' });

@@ -3,7 +3,7 @@ import type { Readable } from 'node:stream';
 import Router from '@koa/router';
 import { OciError } from '../oci/errors.js';
 import { parseDigest } from '../oci/digest.js';
-import { parseManifestReference } from '../oci/reference.js';
+import { parseManifestReference, parseReadReference } from '../oci/reference.js';
 import { acceptedTypes } from '../oci/media-types.js';
 import type { PullThroughCache } from '../cache/pull-through.js';
 import type { Target } from '../cache/results.js';
@@ -131,7 +131,7 @@ export function v2Router(deps: V2Deps): Router {
     st(ctx).kind = 'manifest';
     if (!readOnly(ctx)) return relayWrite(ctx, 'manifests', () => parseManifestReference(ctx.captures![1]!));
     const t = target(ctx, deps, ctx.captures![0]!);
-    const ref = parseManifestReference(ctx.captures![1]!);
+    const ref = parseReadReference(ctx.captures![1]!);
     const head = ctx.method === 'HEAD';
     const m = await cache.manifest(t, ref, acceptedTypes(ctx.get('accept') || undefined), head);
     st(ctx).cache = m.cache;
@@ -205,8 +205,8 @@ export function v2Router(deps: V2Deps): Router {
     st(ctx).staleReason = r.staleReason;
     if (r.cache === 'stale') ctx.set('warning', '110 pullthrough "Response is Stale"');
     if (r.next) {
-      // The upstream's next link names its own path; the client must come back here, by its own name.
-      const q = r.next.includes('?') ? new URLSearchParams(r.next.slice(r.next.indexOf('?') + 1)) : new URLSearchParams();
+      // The client comes back here, by the name (and ns) it used.
+      const q = new URLSearchParams({ n: String(r.next.n), last: r.next.last });
       if (typeof ctx.query.ns === 'string') q.set('ns', ctx.query.ns);
       ctx.set('link', `</v2/${clientName}/tags/list?${q}>; rel="next"`);
     }

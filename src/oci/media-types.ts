@@ -56,23 +56,3 @@ export function upstreamAccept(accepted: Set<string> | null): string {
   if (accepted === null) return ALL_MANIFEST_TYPES.join(', ');
   return [...accepted].join(', ');
 }
-
-/**
- * The media type a manifest body declares (its `mediaType` field), or a best guess from its shape
- * for manifests that omit it (OCI allows that).
- */
-export function sniffManifestMediaType(body: Uint8Array): string | undefined {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(Buffer.from(body).toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  if (typeof doc !== 'object' || doc === null) return undefined;
-  const m = doc as Record<string, unknown>;
-  if (typeof m.mediaType === 'string') return m.mediaType;
-  if (Array.isArray(m.manifests)) return MediaType.OciIndex;
-  if (m.config && Array.isArray(m.layers)) return MediaType.OciManifest;
-  if (m.schemaVersion === 1) return MediaType.DockerManifestV1Signed;
-  return undefined;
-}

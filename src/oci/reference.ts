@@ -42,3 +42,16 @@ export function parseManifestReference(ref: string): ManifestReference {
   if (!isTag(ref)) throw new OciError('TAG_INVALID', 'invalid tag', { reference: ref.slice(0, 200) });
   return { kind: 'tag', tag: ref };
 }
+
+/**
+ * Parses the `<reference>` of a manifest GET or HEAD. A reference that is neither a valid tag nor
+ * a digest (the conformance suite's `.INVALID_MANIFEST_NAME`) names no manifest that can exist:
+ * the answer is 404 MANIFEST_UNKNOWN, as the spec and registry clients expect for "not there",
+ * without asking upstream. Writes keep {@link parseManifestReference}'s TAG_INVALID.
+ * @throws OciError DIGEST_INVALID when it contains ':' but is no valid digest; MANIFEST_UNKNOWN
+ *   when it is no valid tag either.
+ */
+export function parseReadReference(ref: string): ManifestReference {
+  if (!ref.includes(':') && !isTag(ref)) throw new OciError('MANIFEST_UNKNOWN', 'manifest unknown: the reference is neither a tag nor a digest', { reference: ref.slice(0, 200) });
+  return parseManifestReference(ref);
+}

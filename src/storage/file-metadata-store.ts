@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlobRecord, Lock, ManifestRecord, MetadataStore, TagRecord } from './metadata-store.js';
+import type { BlobRecord, Lock, ManifestRecord, MetadataStore, TagListRecord, TagRecord } from './metadata-store.js';
 import { isErrno, writeFileAtomic } from '../util/atomic-file.js';
 
 /** How often batched last-access times are written to disk. */
@@ -76,6 +76,20 @@ export class FileMetadataStore implements MetadataStore {
       if (isErrno(err, 'ENOENT')) return [];
       throw err;
     }
+  }
+
+  private tagListPath(registry: string, repo: string): string {
+    return join(this.dir, 'tag-lists', `${this.repoDir(registry, repo)}.json`);
+  }
+
+  async getTagList(registry: string, repo: string): Promise<TagListRecord | null> {
+    const r = await this.readJson<TagListRecord>(this.tagListPath(registry, repo));
+    // Foreign or torn content is absent, as for every other record.
+    return r && Array.isArray(r.tags) && typeof r.fetchedAt === 'number' ? r : null;
+  }
+
+  async putTagList(registry: string, repo: string, record: TagListRecord): Promise<void> {
+    await this.write(this.tagListPath(registry, repo), { tags: record.tags, fetchedAt: record.fetchedAt });
   }
 
   private manifestPath(digest: string): string {

@@ -7,6 +7,13 @@ export interface TagRecord {
   readonly checkedAt: number;
 }
 
+/** The last complete tag list upstream gave for a repository, sorted: served when upstream fails. */
+export interface TagListRecord {
+  readonly tags: readonly string[];
+  /** When upstream gave it, in ms since the epoch. */
+  readonly fetchedAt: number;
+}
+
 /** A cached manifest, keyed by its digest. */
 export interface ManifestRecord {
   readonly mediaType: string;
@@ -41,8 +48,11 @@ export interface MetadataStore {
 
   getTag(registry: string, repo: string, tag: string): Promise<TagRecord | null>;
   putTag(registry: string, repo: string, tag: string, record: TagRecord): Promise<void>;
-  /** Tags pullthrough has seen for a repository, sorted (the stale fallback for tags/list). */
+  /** Tags pullthrough has seen for a repository, sorted (the stale fallback for tags/list without a TagListRecord). */
   listTags(registry: string, repo: string): Promise<string[]>;
+  getTagList(registry: string, repo: string): Promise<TagListRecord | null>;
+  /** Replaces the repository's tag list record. */
+  putTagList(registry: string, repo: string, record: TagListRecord): Promise<void>;
 
   getManifest(digest: string): Promise<ManifestRecord | null>;
   putManifest(digest: string, record: ManifestRecord): Promise<void>;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { BlobRecord, Lock, ManifestRecord, MetadataStore, TagRecord } from './metadata-store.js';
+import type { BlobRecord, Lock, ManifestRecord, MetadataStore, TagListRecord, TagRecord } from './metadata-store.js';
 import { StorageUnavailableError } from './errors.js';
 
 /** Where connection warnings go; the app's Logger fits. */
@@ -277,6 +277,21 @@ export class RedisMetadataStore implements MetadataStore {
     const tags = await this.run('listTags', () => this.redis.hkeys(`tags:${RedisMetadataStore.repoKey(registry, repo)}`));
     // Code-unit order, as the file store's Array.prototype.sort gives.
     return tags.sort();
+  }
+
+  async getTagList(registry: string, repo: string): Promise<TagListRecord | null> {
+    const raw = await this.run('getTagList', () => this.redis.get(`taglist:${RedisMetadataStore.repoKey(registry, repo)}`));
+    if (raw === null) return null;
+    try {
+      const r = JSON.parse(raw) as TagListRecord;
+      return Array.isArray(r.tags) && typeof r.fetchedAt === 'number' ? r : null;
+    } catch {
+      return null;
+    }
+  }
+
+  async putTagList(registry: string, repo: string, record: TagListRecord): Promise<void> {
+    await this.run('putTagList', () => this.redis.set(`taglist:${RedisMetadataStore.repoKey(registry, repo)}`, JSON.stringify({ tags: record.tags, fetchedAt: record.fetchedAt })));
   }
 
   async getManifest(digest: string): Promise<ManifestRecord | null> {

@@ -1,7 +1,8 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { digestWithAlgorithmOf, isDigest, parseDigest, sha256Of } from '../oci/digest.js';
-import { ALL_MANIFEST_TYPES, MediaType, sniffManifestMediaType } from '../oci/media-types.js';
-import { BodyTooLargeError, UpstreamIntegrityError, UpstreamTooLargeError } from './errors.js';
+import { ALL_MANIFEST_TYPES, MediaType } from '../oci/media-types.js';
+import { checkManifest, isServedManifestType, bareMediaType } from '../oci/manifest-check.js';
+import { BodyTooLargeError, UpstreamIntegrityError, UpstreamManifestInvalidError, UpstreamTooLargeError } from './errors.js';
 import { readLimited, upstreamStatusError, type Credentials, type RegistryUpstream, type UpstreamKind, type UpstreamResponse } from './registry-upstream.js';
 import {
   MAX_LIST_BYTES,
@@ -31,13 +32,6 @@ const MAX_REFERRERS_BYTES = 16 << 20;
 function lengthOf(res: UpstreamResponse): number | undefined {
   const len = res.headers['content-length'];
   return len !== undefined && /^\d+$/.test(len) ? Number(len) : undefined;
-}
-
-/** A manifest's media type: the upstream's Content-Type when it names one, else sniffed from the body. */
-function manifestMediaType(res: UpstreamResponse, body?: Buffer): string {
-  const ct = (res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-  if (ALL_MANIFEST_TYPES.includes(ct) || ct.startsWith('application/vnd.docker.distribution.manifest.v1')) return ct;
-  return (body && sniffManifestMediaType(body)) ?? ct;
 }
 
 /** Passes on bytes [skip, skip + take) of a stream: a range out of a whole body sent anyway. */
@@ -141,7 +135,10 @@ export class RegistryRemoteRepository implements RemoteRepository {
     if (res.status !== 200) throw await upstreamStatusError(this.registry, res);
     const claimed = res.headers['docker-content-digest'];
     const digest = isDigest(reference) ? reference : claimed && isDigest(claimed) ? claimed : undefined;
-    return { digest, mediaType: manifestMediaType(res), size: lengthOf(res) ?? 0 };
+    // No body to look at: the Content-Type alone must name a manifest type (docs/spec-conformance.md).
+    const mediaType = bareMediaType(res.headers['content-type']);
+    if (!isServedManifestType(mediaType)) throw new UpstreamManifestInvalidError(this.registry, `Content-Type ${JSON.stringify(mediaType)} is not a manifest media type`);
+    return { digest, mediaType, size: lengthOf(res) ?? 0 };
   }
 
   async getManifest(reference: string, accept: readonly string[], opts: CallOptions = {}): Promise<RemoteManifest> {
@@ -158,7 +155,9 @@ export class RegistryRemoteRepository implements RemoteRepository {
       digest = claimed && /^sha512:[a-f0-9]{128}$/.test(claimed) ? digestWithAlgorithmOf(parseDigest(claimed), body) : sha256Of(body);
       if (claimed && claimed !== digest) throw new UpstreamIntegrityError(this.registry, `${reference}: Docker-Content-Digest ${claimed}, body hashes to ${digest}`);
     }
-    return { digest, claimedDigest: claimed, mediaType: manifestMediaType(res, body), body };
+    const check = checkManifest(body, res.headers['content-type']);
+    if (!check.ok) throw new UpstreamManifestInvalidError(this.registry, check.reason);
+    return { digest, claimedDigest: claimed, mediaType: check.mediaType, body };
   }
 
   /**

@@ -1,6 +1,8 @@
 /**
  * A tiny registry on a real socket for faults the real one cannot produce: wrong bytes for a
- * digest, a connection that dies mid-blob, a blob that stalls until released, 429/503 answers.
+ * digest, a connection that dies mid-blob, a blob that stalls until released, 429/503 answers,
+ * bodies that are no manifest (any body with any Content-Type: `addManifest`), and tag lists in
+ * the order and pages a test scripts (`setTagPages`).
  * Everything else about pulling is tested against Debian's docker-registry.
  */
 import { createServer, type Server, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -15,13 +17,32 @@ export type BlobBehaviour =
   | { kind: 'trickle'; bytes: number; everyMs: number } // sends `bytes` at a time, `everyMs` apart
   | { kind: 'status'; status: number };
 
+/** One page of a scripted tag list: its tags as sent, and the `Link` header to send with it. */
+export interface TagListPage {
+  readonly tags: readonly string[] | null;
+  /** The whole `Link` header value, e.g. `</v2/r/tags/list?page=1>; rel="next"`; none when absent. */
+  readonly link?: string;
+  /** Sent instead of the JSON document (a page that is no tag list). */
+  readonly rawBody?: string;
+}
+
 export interface FaultUpstream {
   readonly url: string;
   /** Adds a blob; returns its digest. */
   addBlob(data: Buffer, behaviour?: BlobBehaviour): string;
   setBlobBehaviour(digest: string, behaviour: BlobBehaviour): void;
-  /** Serves `manifest` for repo:tag (and by digest) with the given media type; returns its digest. */
+  /**
+   * Serves `manifest` for repo:tag (and by digest) with `mediaType` as its Content-Type, whatever
+   * the bytes are (so also bodies that are no manifest); returns its digest.
+   */
   addManifest(repo: string, tag: string, manifest: Buffer, mediaType: string): string;
+  /**
+   * Scripts `GET /v2/<repo>/tags/list`: page 0 without a query, page k for `?page=k`; `n` and
+   * `last` are ignored, as some upstreams do. Pages name their own Link headers.
+   */
+  setTagPages(repo: string, pages: readonly TagListPage[]): void;
+  /** Every tag-list request answers `status` until set back to undefined. */
+  tagListStatus: number | undefined;
   /** Every manifest request answers `status` until set back to undefined; 0 = never answer. */
   manifestStatus: number | undefined;
   /** When set, /v2 requests without this Authorization header get 401 with a Basic challenge. */
@@ -37,7 +58,7 @@ export interface FaultUpstream {
   /** Requests seen, as `METHOD path`. */
   readonly log: string[];
   /** Requests seen with their headers. */
-  readonly seen: Array<{ method: string; path: string; headers: Record<string, string | string[] | undefined> }>;
+  readonly seen: Array<{ method: string; path: string; url: string; headers: Record<string, string | string[] | undefined> }>;
   count(prefix: string): number;
   close(): Promise<void>;
 }
@@ -46,10 +67,12 @@ export interface FaultUpstream {
 export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstream> {
   const blobs = new Map<string, { data: Buffer; behaviour: BlobBehaviour }>();
   const manifests = new Map<string, { body: Buffer; mediaType: string; digest: string }>();
+  const tagPages = new Map<string, readonly TagListPage[]>();
   const log: string[] = [];
   const seen: FaultUpstream['seen'] = [];
   const state = {
     manifestStatus: undefined as number | undefined,
+    tagListStatus: undefined as number | undefined,
     requireAuthorization: undefined as string | undefined,
     redirectBlobsTo: undefined as string | undefined,
     respond: undefined as FaultUpstream['respond'],
@@ -63,7 +86,7 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '').split('?')[0]!;
     log.push(`${req.method} ${path}`);
-    seen.push({ method: req.method ?? '', path, headers: req.headers });
+    seen.push({ method: req.method ?? '', path, url: req.url ?? '', headers: req.headers });
     const scripted = state.respond?.(req.method ?? '', path);
     if (scripted) {
       req.resume();
@@ -84,6 +107,18 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
     }
     if (path === '/v2/') {
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      return;
+    }
+    const list = /^\/v2\/(.+)\/tags\/list$/.exec(path);
+    if (list) {
+      if (state.tagListStatus) return error(res, state.tagListStatus, state.tagListStatus === 429 ? 'TOOMANYREQUESTS' : 'UNAVAILABLE');
+      const pages = tagPages.get(list[1]!);
+      if (!pages) return error(res, 404, 'NAME_UNKNOWN');
+      const k = Number(new URL(req.url ?? '', 'http://x').searchParams.get('page') ?? '0');
+      const p = pages[k];
+      if (!p) return error(res, 404, 'NAME_UNKNOWN');
+      const body = p.rawBody ?? JSON.stringify({ name: list[1], tags: p.tags });
+      res.writeHead(200, { 'content-type': 'application/json', ...(p.link ? { link: p.link } : {}) }).end(body);
       return;
     }
     const m = /^\/v2\/(.+)\/(manifests|blobs)\/([^/]+)$/.exec(path);
@@ -169,6 +204,15 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
     },
     set respond(v) {
       state.respond = v;
+    },
+    get tagListStatus() {
+      return state.tagListStatus;
+    },
+    set tagListStatus(v) {
+      state.tagListStatus = v;
+    },
+    setTagPages(repo, pages) {
+      tagPages.set(repo, pages);
     },
     get manifestStatus() {
       return state.manifestStatus;

@@ -77,6 +77,26 @@ export function metadataStoreSuite(name: string, h: MetadataStoreHarness): void 
       assert.deepEqual(await store.listTags('docker.io', 'library/alpine'), want);
     });
 
+    it('keeps one tag list per registry and repository, replaced whole, order and bytes kept', async () => {
+      const { store: s } = await fresh();
+      assert.equal(await s.getTagList('docker.io', 'library/list'), null);
+      const first = { tags: ['1.0', 'A', '_x', 'latest', 'v1.2.3-rc.1'], fetchedAt: 1_700_000_000_123 };
+      await s.putTagList('docker.io', 'library/list', first);
+      assert.deepEqual(await s.getTagList('docker.io', 'library/list'), first);
+      // Other registries and a repository whose name extends this one have none.
+      assert.equal(await s.getTagList('ghcr.io', 'library/list'), null);
+      assert.equal(await s.getTagList('docker.io', 'library/list/sub'), null);
+      // A later list replaces the earlier one whole, even when shorter; an empty list is a list.
+      const big = { tags: Array.from({ length: 20_000 }, (_, i) => `t${String(i).padStart(6, '0')}`), fetchedAt: 1_700_000_000_456 };
+      await s.putTagList('docker.io', 'library/list', big);
+      assert.deepEqual(await s.getTagList('docker.io', 'library/list'), big);
+      const empty = { tags: [], fetchedAt: 1_700_000_000_789 };
+      await s.putTagList('docker.io', 'library/list', empty);
+      assert.deepEqual(await s.getTagList('docker.io', 'library/list'), empty);
+      // Tag records and tag lists are separate records.
+      assert.deepEqual(await s.listTags('docker.io', 'library/list'), []);
+    });
+
     it('keeps manifests binary-exact and deletes them', async () => {
       const d = randomDigest();
       // Every byte value, invalid UTF-8, NULs, CR/LF: the store must not treat bodies as text.

@@ -72,6 +72,8 @@ function everyCall(s: MetadataStore): Array<[string, Promise<unknown>]> {
     ['getTag', settle(s.getTag('docker.io', 'library/a', 'latest'))],
     ['putTag', settle(s.putTag('docker.io', 'library/a', 'latest', { digest: d, mediaType: 'x', size: 1, checkedAt: 1 }))],
     ['listTags', settle(s.listTags('docker.io', 'library/a'))],
+    ['getTagList', settle(s.getTagList('docker.io', 'library/a'))],
+    ['putTagList', settle(s.putTagList('docker.io', 'library/a', { tags: ['a'], fetchedAt: 1 }))],
     ['getManifest', settle(s.getManifest(d))],
     ['putManifest', settle(s.putManifest(d, { mediaType: 'x', body: Buffer.from('{}') }))],
     ['deleteManifest', settle(s.deleteManifest(d))],
