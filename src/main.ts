@@ -26,6 +26,7 @@ commands:
   setup CLIENT          print a setup script for a client machine: ${SETUP_CLIENTS.join('|')}
                         (setup coredns: the same as the coredns command)
   coredns               print a CoreDNS hosts block for the configured registries (needs dns.answer)
+  version               the version (also --version)
   help                  this text
 
 --config FILE      YAML configuration (default: $PULLTHROUGH_CONFIG, else embedded defaults)
@@ -118,7 +119,13 @@ async function main(argv: string[]): Promise<void> {
   }
   const [command, ...rest] = parsed.positionals;
   if (parsed.values.version || command === 'version') {
-    process.stdout.write(`pullthrough ${packageVersion()}\n`);
+    let version: string;
+    try {
+      version = packageVersion();
+    } catch (err) {
+      fail(`pullthrough: cannot read the version: ${(err as Error).message}`, 1);
+    }
+    process.stdout.write(`pullthrough ${version}\n`);
     return;
   }
   if (parsed.values.help || command === 'help' || command === undefined) {
