@@ -12,7 +12,11 @@ import { startServer, publicHostOf, type RunningServer, type ServerOptions } fro
 import { runPrimary } from './workers/primary.js';
 import { joinPrimary } from './workers/worker.js';
 import { CertificateAuthority } from './pki/index.js';
-import { setupScript, corednsConfig, SETUP_CLIENTS, type SetupClient } from './setup/scripts.js';
+import { setupScript, corednsConfig, SetupError, SETUP_CLIENTS, type SetupClient } from './setup/scripts.js';
+import { packageVersion } from './util/package-version.js';
+
+/** What `pullthrough setup` prints: a client's script, or the CoreDNS block (also `pullthrough coredns`). */
+const SETUP_TARGETS: readonly string[] = [...SETUP_CLIENTS, 'coredns'];
 
 const USAGE = `usage: pullthrough <command> [--config FILE]
 
@@ -20,10 +24,15 @@ commands:
   serve                 run the mirror (embedded defaults without --config)
   ca                    print the CA certificate (creating the CA under dataDir if missing)
   setup CLIENT          print a setup script for a client machine: ${SETUP_CLIENTS.join('|')}
-  coredns               print a CoreDNS hosts block for the configured registries
+                        (setup coredns: the same as the coredns command)
+  coredns               print a CoreDNS hosts block for the configured registries (needs dns.answer)
+  version               the version (also --version)
   help                  this text
 
 --config FILE      YAML configuration (default: $PULLTHROUGH_CONFIG, else embedded defaults)
+--version          print the version
+
+Exit status: 0 ok, 1 could not run (e.g. a store is unreachable), 2 invalid command line or configuration.
 `;
 
 function fail(message: string, code = 2): never {
@@ -88,14 +97,37 @@ async function run(cfg: Config, log: Logger, opts: ServerOptions = {}, started?:
   process.on('SIGINT', () => stop('SIGINT'));
 }
 
+/** Prints the CoreDNS block; exits 2 naming dns.answer when the config has no address for it. */
+function coredns(file: string | undefined, command: string): void {
+  try {
+    process.stdout.write(corednsConfig(config(file)));
+  } catch (err) {
+    fail(`pullthrough ${command}: ${(err as Error).message}`, err instanceof SetupError ? 2 : 1);
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' } } });
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { config: { type: 'string', short: 'c' }, help: { type: 'boolean', short: 'h' }, version: { type: 'boolean', short: 'V' } },
+    });
   } catch (err) {
     fail(`pullthrough: ${(err as Error).message}\n\n${USAGE}`);
   }
   const [command, ...rest] = parsed.positionals;
+  if (parsed.values.version || command === 'version') {
+    let version: string;
+    try {
+      version = packageVersion();
+    } catch (err) {
+      fail(`pullthrough: cannot read the version: ${(err as Error).message}`, 1);
+    }
+    process.stdout.write(`pullthrough ${version}\n`);
+    return;
+  }
   if (parsed.values.help || command === 'help' || command === undefined) {
     process.stdout.write(USAGE);
     return;
@@ -111,23 +143,24 @@ async function main(argv: string[]): Promise<void> {
     }
     case 'setup': {
       const client = rest[0];
-      if (!client || !(SETUP_CLIENTS as readonly string[]).includes(client)) fail(`pullthrough setup: name a client: ${SETUP_CLIENTS.join(', ')}`);
+      if (!client || !SETUP_TARGETS.includes(client)) {
+        fail(`pullthrough setup: ${client ? `unknown client ${client}` : 'name a client'}: ${SETUP_TARGETS.join(', ')}\n\n${USAGE}`);
+      }
+      if (rest.length > 1) fail(`pullthrough setup: unexpected argument ${rest[1]}\n\n${USAGE}`);
+      if (client === 'coredns') return coredns(parsed.values.config, 'setup coredns');
       const cfg = config(parsed.values.config);
       const ca = await CertificateAuthority.load(cfg);
       try {
         process.stdout.write(setupScript(client as SetupClient, { config: cfg, caPem: ca.caPem(), publicHost: publicHostOf(cfg, undefined) }));
       } catch (err) {
-        fail(`pullthrough setup ${client}: ${(err as Error).message}`, 1);
+        // The configuration lacks what this client's script needs (a certificate name, an address).
+        fail(`pullthrough setup ${client}: ${(err as Error).message}`, err instanceof SetupError ? 2 : 1);
       }
       return;
     }
     case 'coredns':
-      try {
-        process.stdout.write(corednsConfig(config(parsed.values.config)));
-      } catch (err) {
-        fail(`pullthrough coredns: ${(err as Error).message}`, 1);
-      }
-      return;
+      if (rest.length) fail(`pullthrough coredns: unexpected argument ${rest[0]}\n\n${USAGE}`);
+      return coredns(parsed.values.config, 'coredns');
     default:
       fail(`pullthrough: unknown command ${command}\n\n${USAGE}`);
   }

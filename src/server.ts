@@ -17,6 +17,7 @@ import { createDoorAuth } from './http/door-auth.js';
 import { CertificateAuthority } from './pki/index.js';
 import { startTlsDoor, startProxyDoor, startDnsDoor, type TlsDoor, type ProxyDoor, type DnsDoor } from './doors/index.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
+import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
 import { AccessControl } from './http/access.js';
 import { AccessRules } from './auth/rules.js';
@@ -153,6 +154,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     caPem: () => ca.caPem(),
     setupScript: setup,
     metricsText: opts.metricsText,
+    upstreamFailures: new UpstreamFailureLog(log),
   };
   // With client authentication on, the client's Authorization is pullthrough's own: pushes go
   // upstream with the credentials configured for the repository (after the rules' push check).

@@ -4,6 +4,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { loadConfig, ConfigError } from '../src/config/index.js';
+import { hijackedNames } from '../src/config/served-names.js';
 import { tempDir, run } from './helpers/process.js';
 import { MAIN } from './helpers/pullthrough.js';
 
@@ -46,6 +47,35 @@ test('YAML file: registries merge over built-ins, null removes one, relative pat
     assert.ok(c.registries['registry.k8s.io'], 'built-ins stay');
     assert.equal(c.cache.maxSize, 512 * 1024 * 1024);
     assert.equal(c.cache.tags[0]!.revalidate, 600_000);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('a registries entry for a built-in registry keeps its built-in aliases unless it sets its own', async () => {
+  const dir = await tempDir();
+  try {
+    const load = async (name: string, lines: string[]) => {
+      await writeFile(join(dir.path, name), lines.join('\n'));
+      return loadConfig({ file: join(dir.path, name), env: {} });
+    };
+    // The Quickstart's three lines: Docker Hub names served from a private upstream.
+    const kept = await load('kept.yml', ['registries:', '  docker.io:', '    upstream: https://hub-mirror.internal.example']);
+    assert.equal(kept.registries['docker.io']!.upstream, 'https://hub-mirror.internal.example');
+    assert.deepEqual(kept.registries['docker.io']!.aliases, ['registry-1.docker.io', 'index.docker.io']);
+    assert.ok(hijackedNames(kept).includes('registry-1.docker.io'), 'the alias still gets DNS answers and certificates');
+    const own = await load('own.yml', ['registries:', '  docker.io: { upstream: https://hub.example, aliases: [hub.example] }']);
+    assert.deepEqual(own.registries['docker.io']!.aliases, ['hub.example']);
+    const none = await load('none.yml', ['registries:', '  docker.io: { upstream: https://hub.example, aliases: [] }']);
+    assert.deepEqual(none.registries['docker.io']!.aliases, []);
+    assert.ok(!hijackedNames(none).includes('index.docker.io'));
+    // A built-in alias the file configures as a registry of its own is left to that registry.
+    const split = await load('split.yml', ['registries:', '  docker.io: { upstream: https://hub.example }', '  index.docker.io: { upstream: https://index.example }']);
+    assert.deepEqual(split.registries['docker.io']!.aliases, ['registry-1.docker.io']);
+    assert.equal(split.registries['index.docker.io']!.upstream, 'https://index.example');
+    // Registries that are not built in have no aliases unless given.
+    const other = await load('other.yml', ['registries:', '  registry.example.com: { upstream: https://registry.example.com }']);
+    assert.deepEqual(other.registries['registry.example.com']!.aliases, []);
   } finally {
     await dir.cleanup();
   }

@@ -143,7 +143,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   for (const [name, r] of Object.entries(BUILTIN_REGISTRIES)) registries[name] = { name, aliases: [], credentials: [], allowPrivateRedirects: false, ...r };
   for (const [name, r] of Object.entries(c.registries)) {
     if (r === null) delete registries[name];
-    else registries[name] = { ...r, name, ca: r.ca === undefined ? undefined : abs(r.ca) };
+    else {
+      // An entry that names no aliases of its own keeps the built-in ones (a `docker.io` entry
+      // pointing at a private upstream still answers for `registry-1.docker.io`), except those
+      // the file configures as registries of their own.
+      const aliases = r.aliases ?? (BUILTIN_REGISTRIES[name]?.aliases ?? []).filter((a) => !Object.hasOwn(c.registries, a));
+      registries[name] = { ...r, name, aliases, ca: r.ca === undefined ? undefined : abs(r.ca) };
+    }
   }
 
   const seen = new Map<string, string>();

@@ -127,7 +127,11 @@ const accessRule = z.strictObject({
 export const registrySchema = z
   .strictObject({
     upstream: httpUrl,
-    aliases: z.array(hostname).default([]),
+    /**
+     * Other host names clients use for this registry. Left out on an entry for a built-in
+     * registry, the built-in aliases stay (load.ts merges them); `[]` removes them.
+     */
+    aliases: z.array(hostname).optional(),
     /** PEM file of extra CAs trusted for this upstream (private registries, tests). */
     ca: z.string().min(1).optional(),
     ...credentials,
@@ -373,7 +377,7 @@ export const configSchema = z.strictObject({
 
 export type ConfigInput = z.input<typeof configSchema>;
 type Parsed = z.output<typeof configSchema>;
-export type RegistryConfig = NonNullable<z.output<typeof registrySchema>> & { name: string };
+export type RegistryConfig = Omit<NonNullable<z.output<typeof registrySchema>>, 'aliases'> & { name: string; aliases: string[] };
 export type ListenAddress = { host: string; port: number };
 
 /** The validated, frozen configuration every module receives. */

@@ -17,6 +17,7 @@ import { tokenRouter } from './token-endpoint.js';
 import type { ClientAuth } from '../auth/client-auth.js';
 import { RateLimitedError } from '../auth/errors.js';
 import type { TokenBuckets } from '../util/token-bucket.js';
+import type { UpstreamFailureLog } from '../observability/upstream-failure-log.js';
 
 /** What the small endpoints need to know; each part is optional so doors can be added one by one. */
 export interface AppDeps {
@@ -48,6 +49,8 @@ export interface AppDeps {
    * for every worker's metrics combined. Rejects (503) when they cannot be had.
    */
   readonly metricsText?: () => Promise<string>;
+  /** Says once per registry and cause in the log why an upstream fails (clients hide error bodies). */
+  readonly upstreamFailures?: UpstreamFailureLog;
 }
 
 const MAX_QUERY = 4096;
@@ -123,6 +126,7 @@ export function createApp(deps: AppDeps): Koa {
       const oci = toOciError(err, state.kind);
       state.errorCode = oci.code;
       auditDenied(log, metrics, deps.door, ctx, err);
+      deps.upstreamFailures?.note(err);
       if (oci.code === 'INTERNAL') log.error('internal error', { path: ctx.path.slice(0, 512), error: (err as Error)?.stack ?? String(err) });
       if (ctx.headerSent) {
         ctx.res.destroy();
@@ -189,7 +193,7 @@ export function createApp(deps: AppDeps): Koa {
       if (err instanceof TypeError) throw new OciError('REQUEST_INVALID', err.message);
       throw err;
     }
-    if (script === null) throw new OciError('NAME_UNKNOWN', 'unknown client; try docker, containerd, podman, hosts or systemd');
+    if (script === null) throw new OciError('NAME_UNKNOWN', 'unknown client; try docker, containerd, podman, hosts, systemd or coredns');
     ctx.type = 'text/plain; charset=utf-8';
     ctx.body = script;
   });

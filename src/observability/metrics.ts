@@ -35,7 +35,7 @@ export class Metrics {
 
   readonly requests = new Counter({
     name: 'pullthrough_requests_total',
-    help: 'Client requests by kind (manifest, blob, tags, referrers, base, push, other), cache result and status',
+    help: 'Client requests by kind (manifest, blob, tags, referrers, base, push, token, ops, other), cache result and status',
     labelNames: ['kind', 'cache', 'status'] as const,
     registers: [this.registry],
   });
