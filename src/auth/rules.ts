@@ -1,5 +1,5 @@
 import type { Config } from '../config/index.js';
-import { compileGlob, GlobSyntaxError, isGlob } from './glob.js';
+import { compileGlob, GlobSyntaxError, isGlob } from '../util/glob.js';
 import type { Identity } from './identity.js';
 
 /** What a client wants to do with a repository. */

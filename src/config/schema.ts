@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { parseDuration, parseSize } from './units.js';
-import { compileGlob } from '../auth/glob.js';
+import { compileGlob } from '../util/glob.js';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = parseDuration(v);

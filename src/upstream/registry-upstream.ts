@@ -11,7 +11,7 @@ import type { Logger } from '../observability/logger.js';
 import { BodyTooLargeError, UpstreamAddressRefusedError, UpstreamStatusError, UpstreamUnavailableError } from './errors.js';
 import { parseChallenge, type Challenge } from './www-authenticate.js';
 import { TokenCache } from './token-cache.js';
-import { compileGlob } from '../auth/glob.js';
+import { compileGlob } from '../util/glob.js';
 import { ObjectReader, type BodyPlan, type ResponseHead } from '../net/object-reader.js';
 import { checkHost, findAddressRefusal, guardedLookup, refusedAddress, type AddressRefusedError, type AddressRule } from '../net/address-guard.js';
 import { isSpecialAddress } from '../net/special-addresses.js';
