@@ -306,6 +306,12 @@ export const configSchema = z.strictObject({
       /** Upper bound on one blob fill; the fill goes on after its client leaves, up to this. */
       fillTimeout: duration.prefault('1h'),
       /**
+       * Time to the upstream's response headers on a relayed write (a push): the upstream answers
+       * only after the whole upload, which is as slow as the client sending it. Its own key so
+       * tuning fillTimeout does not cut pushes short; 1h, the bound pushes had before.
+       */
+      relayTimeout: duration.prefault('1h'),
+      /**
        * Upper bound on an upstream's tag list, summed over all its Link pages: pullthrough collects
        * the whole list to sort and page it as the spec says; a longer list is an error, not memory.
        */

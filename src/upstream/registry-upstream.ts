@@ -452,8 +452,8 @@ export class RegistryUpstream {
         method: method as 'POST',
         headers: { ...headers, via: `1.1 ${this.config.instanceName}` },
         body,
-        // An upload is as slow as the client sending it.
-        headersTimeout: this.config.upstream.fillTimeout,
+        // The upstream answers after the whole upload, which is as slow as the client sending it.
+        headersTimeout: this.config.upstream.relayTimeout,
       });
     } catch (err) {
       const refused = findAddressRefusal(err);
