@@ -120,6 +120,13 @@ export async function upstreamStatusError(registry: string, res: UpstreamRespons
 }
 
 /**
+ * The part of the configuration a registry client reads: timeouts and limits (`upstream`),
+ * credentials for separate auth hosts (`authHosts`), and the `Via` name (`instanceName`). The
+ * whole Config fits; taking only this keeps the client's dependencies visible.
+ */
+export type UpstreamSettings = Pick<Config, 'upstream' | 'authHosts' | 'instanceName'>;
+
+/**
  * The client for one upstream registry: Bearer/Basic auth with a token cache, redirects to blob
  * CDNs (dropping Authorization across hosts), keep-alive connection reuse, timeouts, a private CA,
  * and a Via header so a loop back into pullthrough is detected.
@@ -153,7 +160,7 @@ export class RegistryUpstream {
 
   constructor(
     readonly registry: RegistryConfig,
-    private readonly config: Config,
+    private readonly config: UpstreamSettings,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly lookup?: LookupFunction,
@@ -547,7 +554,7 @@ export class UpstreamPool {
   private readonly clients = new Map<string, RegistryUpstream>();
 
   constructor(
-    private readonly config: Config,
+    private readonly config: UpstreamSettings,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly lookup?: LookupFunction,
