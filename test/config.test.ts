@@ -230,3 +230,32 @@ test('upstream.tagListMaxSize: default 8m, a size, at least 1k; errors name the 
     await dir.cleanup();
   }
 });
+
+test('upstream.relayTimeout: default 1h (what pushes had), its own duration apart from fillTimeout; errors name the key', async () => {
+  const d = loadConfig({ env: {} });
+  assert.equal(d.upstream.relayTimeout, 3_600_000);
+  const dir = await tempDir();
+  try {
+    const ok = join(dir.path, 'ok.yml');
+    // Tuning fillTimeout no longer moves the push relay's bound, and the other way round.
+    await writeFile(ok, 'upstream: { fillTimeout: 5m }\n');
+    const f = loadConfig({ file: ok, env: {} });
+    assert.equal(f.upstream.fillTimeout, 300_000);
+    assert.equal(f.upstream.relayTimeout, 3_600_000);
+    await writeFile(ok, 'upstream: { relayTimeout: 2h30m }\n');
+    const r = loadConfig({ file: ok, env: {} });
+    assert.equal(r.upstream.relayTimeout, 9_000_000);
+    assert.equal(r.upstream.fillTimeout, 3_600_000);
+    for (const [value, message] of [
+      ['soon', /upstream\.relayTimeout: not a duration \(use e\.g\. 30s, 10m, 1h, 60d\): "soon"/],
+      ['-5s', /upstream\.relayTimeout: not a duration/],
+      ['true', /upstream\.relayTimeout: /],
+    ] as const) {
+      const bad = join(dir.path, 'bad.yml');
+      await writeFile(bad, `upstream: { relayTimeout: ${value} }\n`);
+      assert.match(problems(() => loadConfig({ file: bad, env: {} })), message, value);
+    }
+  } finally {
+    await dir.cleanup();
+  }
+});

@@ -22,7 +22,7 @@ import { DnsEndpointError } from '../src/net/dns-endpoints.js';
 import { InvalidTokenError } from '../src/auth/tokens.js';
 import { HtpasswdError } from '../src/auth/htpasswd.js';
 import { TokenSecretError } from '../src/auth/token-secret.js';
-import { GlobSyntaxError } from '../src/auth/glob.js';
+import { GlobSyntaxError } from '../src/util/glob.js';
 import { AddressRefusedError } from '../src/net/address-guard.js';
 
 // dist/test/errors.test.js → the repository root.

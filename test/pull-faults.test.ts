@@ -1,11 +1,13 @@
 /**
  * Failures the real upstream cannot produce, served by a fault upstream on a real socket:
  * wrong bytes for a digest, a connection dying mid-blob, stalls (ranges on in-flight blobs,
- * clients that leave, bodyTimeout), a trickle (fillTimeout), and 429/503 answers (stale-if-error).
+ * clients that leave, bodyTimeout), a trickle (fillTimeout), 429/503 answers (stale-if-error), and
+ * a slow or hung answer to a push relayed through the TLS door (relayTimeout).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startFaultUpstream, randomBlob, type FaultUpstream } from './helpers/fault-upstream.js';
@@ -189,4 +191,55 @@ test('stale-if-error: 503 and 429 upstream serve the cached manifest with a Warn
   assert.equal(down.status, 502);
   assert.equal(errorCode(await readAll(down)), 'UPSTREAM_ERROR');
   up.manifestStatus = undefined;
+});
+
+/** A PUT on the TLS door with SNI and Host `registry`, trusting pullthrough's CA; its status and body. */
+function tlsPut(port: number, ca: string, registry: string, path: string, body: Buffer, contentType: string): Promise<{ status: number; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port, servername: registry, method: 'PUT', path, ca, agent: false, headers: { host: registry, 'content-type': contentType, 'content-length': String(body.length) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    // Bounds a failing run (a relay that waits far too long) instead of the suite's timeout.
+    req.setTimeout(60_000, () => req.destroy(new Error('no answer from the TLS door within 60 s')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('a relayed push waits for its upstream up to upstream.relayTimeout, not fillTimeout; a hung upstream gets 503', async () => {
+  const writes = await startFaultUpstream();
+  const manifest = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.manifest.v1+json', config: {}, layers: [] }));
+  const digest = sha(manifest);
+  // A registry that stores the manifest 2 s after the upload arrived: longer than fillTimeout.
+  writes.respond = (method, path) =>
+    method === 'PUT' && path === '/v2/team/app/manifests/slow' ? { status: 201, headers: { location: `/v2/team/app/manifests/${digest}`, 'docker-content-digest': digest }, delayMs: 2000 } : undefined;
+  const relay = await startPullthrough({
+    listen: { mirror: '127.0.0.1:0', tls: '127.0.0.1:0' },
+    registries: { 'writes.test': { upstream: writes.url } },
+    upstream: { fillTimeout: '1s', relayTimeout: '10s' },
+  });
+  try {
+    const ca = await (await fetch(`${relay.url}/ca.crt`)).text();
+    const slow = await tlsPut(relay.ports.tls!, ca, 'writes.test', '/v2/team/app/manifests/slow', manifest, 'application/vnd.oci.image.manifest.v1+json');
+    assert.equal(slow.status, 201, `the upstream's answer, not a timeout: ${slow.body.toString()}`);
+    assert.equal(writes.count('PUT /v2/team/app/manifests/slow'), 1);
+    // An upstream that never answers: given up after relayTimeout, a clear OCI error.
+    writes.manifestStatus = 0;
+    const hung = await tlsPut(relay.ports.tls!, ca, 'writes.test', '/v2/team/app/manifests/hung', manifest, 'application/vnd.oci.image.manifest.v1+json');
+    assert.equal(hung.status, 503);
+    assert.equal(errorCode(hung.body), 'UNAVAILABLE');
+    assert.match(hung.body.toString(), /timed out waiting for response headers/);
+    assert.equal(writes.count('PUT /v2/team/app/manifests/hung'), 1);
+    assert.ok(relay.requests().some((l) => l.door === 'tls' && l.method === 'PUT' && l.status === 201), 'the slow push went through the TLS door');
+  } finally {
+    writes.manifestStatus = undefined;
+    await relay.cleanup();
+    await writes.close();
+  }
 });

@@ -1,6 +1,23 @@
-import type { Config } from '../config/index.js';
-import { compileGlob, GlobSyntaxError, isGlob } from './glob.js';
+import { compileGlob, GlobSyntaxError, isGlob } from '../util/glob.js';
 import type { Identity } from './identity.js';
+
+/**
+ * One configured rule as the access rules read it (config's `rules[i]`). Declared here, not taken
+ * from config/, so that config/load.ts can use {@link ruleProblems} without auth/ importing config/
+ * back (that made an import circle).
+ */
+export interface RuleConfig {
+  readonly match: string;
+  readonly pull: readonly string[];
+  readonly push: readonly string[];
+}
+
+/** The part of config's `auth` the access rules read. */
+export interface RulesAuthConfig {
+  readonly enabled: boolean;
+  /** Group name → user names. */
+  readonly groups: Readonly<Record<string, readonly string[]>>;
+}
 
 /** What a client wants to do with a repository. */
 export type Action = 'pull' | 'push';
@@ -57,7 +74,7 @@ export function parseRuleMatch(match: string): ParsedMatch {
  * Problems with `rules` and `auth` for the config loader, each naming its key: unknown
  * registries, bad globs, groups that do not exist, users named while authentication is off.
  */
-export function ruleProblems(rules: Config['rules'], auth: Config['auth'], registryNames: ReadonlySet<string>): string[] {
+export function ruleProblems(rules: readonly RuleConfig[], auth: RulesAuthConfig, registryNames: ReadonlySet<string>): string[] {
   const problems: string[] = [];
   for (const [i, rule] of rules.entries()) {
     try {
@@ -92,7 +109,7 @@ export class AccessRules {
   private readonly rules: CompiledRule[];
 
   /** @throws GlobSyntaxError for a bad match (the config loader reports these first, by key). */
-  constructor(config: Pick<Config, 'rules' | 'auth'>) {
+  constructor(config: { readonly rules: readonly RuleConfig[]; readonly auth: Pick<RulesAuthConfig, 'enabled'> }) {
     const source = config.rules.length
       ? config.rules.map((r, i) => ({ ...r, index: i as number | null }))
       : [{ match: '**', index: null, ...(config.auth.enabled ? { pull: ['authenticated'], push: ['authenticated'] } : { pull: ['anonymous'], push: ['anonymous'] }) }];

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { parseDuration, parseSize } from './units.js';
-import { compileGlob } from '../auth/glob.js';
+import { compileGlob } from '../util/glob.js';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = parseDuration(v);
@@ -305,6 +305,12 @@ export const configSchema = z.strictObject({
       bodyTimeout: duration.prefault('60s'),
       /** Upper bound on one blob fill; the fill goes on after its client leaves, up to this. */
       fillTimeout: duration.prefault('1h'),
+      /**
+       * Time to the upstream's response headers on a relayed write (a push): the upstream answers
+       * only after the whole upload, which is as slow as the client sending it. Its own key so
+       * tuning fillTimeout does not cut pushes short; 1h, the bound pushes had before.
+       */
+      relayTimeout: duration.prefault('1h'),
       /**
        * Upper bound on an upstream's tag list, summed over all its Link pages: pullthrough collects
        * the whole list to sort and page it as the spec says; a longer list is an error, not memory.

@@ -39,7 +39,7 @@ function wantedFamily(options: unknown): 0 | 4 | 6 {
  * Errors reach the callback with getaddrinfo-like codes (ENOTFOUND, ETIMEOUT, ECONNREFUSED, …).
  * @throws DnsEndpointError (synchronously) for a malformed dns.forwarders entry.
  */
-export function createUpstreamLookup(config: Config): UpstreamLookup {
+export function createUpstreamLookup(config: Pick<Config, 'dns'>): UpstreamLookup {
   if (config.dns.forwarders.length === 0) return systemLookup as unknown as UpstreamLookup;
   const resolver = new dnsPromises.Resolver({ timeout: 2000, tries: 2 });
   resolver.setServers(config.dns.forwarders.map((f) => formatDnsEndpoint(parseDnsEndpoint(f))));

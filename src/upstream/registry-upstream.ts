@@ -11,7 +11,7 @@ import type { Logger } from '../observability/logger.js';
 import { BodyTooLargeError, UpstreamAddressRefusedError, UpstreamStatusError, UpstreamUnavailableError } from './errors.js';
 import { parseChallenge, type Challenge } from './www-authenticate.js';
 import { TokenCache } from './token-cache.js';
-import { compileGlob } from '../auth/glob.js';
+import { compileGlob } from '../util/glob.js';
 import { ObjectReader, type BodyPlan, type ResponseHead } from '../net/object-reader.js';
 import { checkHost, findAddressRefusal, guardedLookup, refusedAddress, type AddressRefusedError, type AddressRule } from '../net/address-guard.js';
 import { isSpecialAddress } from '../net/special-addresses.js';
@@ -120,6 +120,13 @@ export async function upstreamStatusError(registry: string, res: UpstreamRespons
 }
 
 /**
+ * The part of the configuration a registry client reads: timeouts and limits (`upstream`),
+ * credentials for separate auth hosts (`authHosts`), and the `Via` name (`instanceName`). The
+ * whole Config fits; taking only this keeps the client's dependencies visible.
+ */
+export type UpstreamSettings = Pick<Config, 'upstream' | 'authHosts' | 'instanceName'>;
+
+/**
  * The client for one upstream registry: Bearer/Basic auth with a token cache, redirects to blob
  * CDNs (dropping Authorization across hosts), keep-alive connection reuse, timeouts, a private CA,
  * and a Via header so a loop back into pullthrough is detected.
@@ -153,7 +160,7 @@ export class RegistryUpstream {
 
   constructor(
     readonly registry: RegistryConfig,
-    private readonly config: Config,
+    private readonly config: UpstreamSettings,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly lookup?: LookupFunction,
@@ -452,8 +459,8 @@ export class RegistryUpstream {
         method: method as 'POST',
         headers: { ...headers, via: `1.1 ${this.config.instanceName}` },
         body,
-        // An upload is as slow as the client sending it.
-        headersTimeout: this.config.upstream.fillTimeout,
+        // The upstream answers after the whole upload, which is as slow as the client sending it.
+        headersTimeout: this.config.upstream.relayTimeout,
       });
     } catch (err) {
       const refused = findAddressRefusal(err);
@@ -547,7 +554,7 @@ export class UpstreamPool {
   private readonly clients = new Map<string, RegistryUpstream>();
 
   constructor(
-    private readonly config: Config,
+    private readonly config: UpstreamSettings,
     private readonly metrics: Metrics,
     private readonly log: Logger,
     private readonly lookup?: LookupFunction,

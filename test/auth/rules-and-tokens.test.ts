@@ -10,7 +10,7 @@ import { writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createHmac } from 'node:crypto';
-import { compileGlob } from '../../src/auth/glob.js';
+import { compileGlob } from '../../src/util/glob.js';
 import { AccessRules, describeRule } from '../../src/auth/rules.js';
 import { ANONYMOUS } from '../../src/auth/identity.js';
 import { TokenSigner, InvalidTokenError } from '../../src/auth/tokens.js';

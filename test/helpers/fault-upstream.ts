@@ -52,9 +52,10 @@ export interface FaultUpstream {
   /**
    * A scripted answer for any request (before everything else): return a status and headers to
    * send them with an empty body, or undefined to answer as usual. For hostile upstreams
-   * (redirects and challenges naming private addresses).
+   * (redirects and challenges naming private addresses), and with `delayMs` for an upstream that
+   * answers a write only that long after it arrived (a slow registry finishing an upload).
    */
-  respond: ((method: string, path: string) => { status: number; headers: Record<string, string> } | undefined) | undefined;
+  respond: ((method: string, path: string) => { status: number; headers: Record<string, string>; delayMs?: number } | undefined) | undefined;
   /** Requests seen, as `METHOD path`. */
   readonly log: string[];
   /** Requests seen with their headers. */
@@ -90,7 +91,9 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
     const scripted = state.respond?.(req.method ?? '', path);
     if (scripted) {
       req.resume();
-      res.writeHead(scripted.status, { 'content-length': '0', ...scripted.headers }).end();
+      const answer = (): void => void res.writeHead(scripted.status, { 'content-length': '0', ...scripted.headers }).end();
+      if (scripted.delayMs) setTimeout(answer, scripted.delayMs);
+      else answer();
       return;
     }
     const cdn = /^\/cdn\/(sha256:[a-f0-9]{64})$/.exec(path);

@@ -1,4 +1,4 @@
-import { PullthroughError } from '../util/errors.js';
+import { PullthroughError } from './errors.js';
 
 /**
  * Repository globs, as rules and per-namespace credentials use them: `*` matches within one path
