@@ -45,7 +45,8 @@ export class UpstreamFailureLog {
    * Notes a failure a request met. Upstream failures (unreachable, timed out, 429, 5xx) write one
    * `upstream failing` warn line per registry and cause, then count repeats for `quietMs`; the
    * next line for that cause, or the first for another cause of the same registry, says how many
-   * were not logged. Anything else (a 404, a client's mistake) is ignored. Never throws.
+   * were not logged. A cause logged within `quietMs` stays quiet even after another cause came
+   * between. Anything else (a 404, a client's mistake) is ignored. Never throws.
    */
   note(err: unknown): void {
     const failure = describe(err);
@@ -56,7 +57,9 @@ export class UpstreamFailureLog {
     const seen = this.seen.get(key);
     const previous = this.lastCause.get(registry);
     const changed = previous !== undefined && previous !== cause;
-    if (seen && !changed && now - seen.loggedAt < this.quietMs) {
+    // A cause already logged within quietMs stays quiet even when the registry's causes alternate
+    // (a flapping upstream: reset, timeout, reset, …), or every request would log again.
+    if (seen && now - seen.loggedAt < this.quietMs) {
       seen.suppressed++;
       return;
     }

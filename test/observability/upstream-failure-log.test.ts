@@ -62,6 +62,24 @@ test('a new cause is logged at once and says how many of the previous cause went
   assert.equal(lines.length, 3);
 });
 
+test('a registry whose causes alternate (a flapping upstream) logs each cause once per quiet period, not per request', () => {
+  const { log, lines } = recorder();
+  let now = 0;
+  const f = new UpstreamFailureLog(log, { quietMs: 60_000, now: () => now });
+  for (let i = 0; i < 6; i++) {
+    f.note(i % 2 === 0 ? refused() : notFound());
+    now += 1000;
+  }
+  assert.deepEqual(
+    lines.map((l) => l.fields.cause),
+    ['connect ECONNREFUSED 127.0.0.1:9', 'getaddrinfo ENOTFOUND registry-1.docker.io'],
+  );
+  now += 60_000;
+  f.note(refused());
+  assert.equal(lines.length, 3);
+  assert.equal(lines[2]!.fields.repeated, 2, 'the two refusals not logged in between are counted');
+});
+
 test('429 and 5xx answers count as failures; 404s, 401s and other errors do not', () => {
   const { log, lines } = recorder();
   const f = new UpstreamFailureLog(log);
