@@ -18,6 +18,7 @@
  * exits: it throws, and main.ts decides what the user sees.
  */
 import { parseArgs } from 'node:util';
+import { PullthroughError } from '../util/errors.js';
 
 /** One option as `util.parseArgs` knows it, plus what help prints. */
 export interface OptionSpec {
@@ -65,19 +66,22 @@ export interface Command {
   run(inv: Invocation): Promise<void> | void;
 }
 
-/** A failure with the exit status to report: 2 for the command line or configuration, 1 otherwise. */
-export class CliError extends Error {
+/** A command failed; main.ts prints the message and exits with exitCode: 2 for the command line or configuration, 1 otherwise. */
+export class CliError extends PullthroughError {
+  readonly code: string = 'ERR_CLI';
   constructor(
     message: string,
     readonly exitCode: 1 | 2,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'CliError';
   }
 }
 
-/** The command line is wrong (exit 2); main.ts prints the usage after the message. */
+/** The command line is wrong (exit 2): an unknown option, command or argument, a missing value; main.ts prints the usage after the message. */
 export class UsageError extends CliError {
+  override readonly code: string = 'ERR_USAGE';
   constructor(message: string) {
     super(message, 2);
     this.name = 'UsageError';
