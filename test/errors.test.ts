@@ -24,6 +24,7 @@ import { HtpasswdError } from '../src/auth/htpasswd.js';
 import { TokenSecretError } from '../src/auth/token-secret.js';
 import { GlobSyntaxError } from '../src/util/glob.js';
 import { AddressRefusedError } from '../src/net/address-guard.js';
+import { CliError, UsageError } from '../src/cli/parse.js';
 
 // dist/test/errors.test.js → the repository root.
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -52,6 +53,9 @@ const FAMILY: Array<{ err: PullthroughError; code: string; oci: OciErrorCode | '
   { err: new ConfigError(['x: bad']), code: 'ERR_CONFIG', oci: 'startup' },
   { err: new PkiError('bad CA', { cause: new Error('low') }), code: 'ERR_PKI', oci: 'startup' },
   { err: new DnsEndpointError('bad'), code: 'ERR_DNS_ENDPOINT', oci: 'startup' },
+  // The command line's: main.ts prints them and exits 1 or 2.
+  { err: new CliError('cannot start', 1), code: 'ERR_CLI', oci: 'startup' },
+  { err: new UsageError('unknown command x'), code: 'ERR_USAGE', oci: 'startup' },
   // client-auth.ts turns it into AuthenticationRequiredError / TokenRequestError.
   { err: new InvalidTokenError('expired'), code: 'ERR_INVALID_TOKEN', oci: 'startup' },
   { err: new HtpasswdError('line 2'), code: 'ERR_HTPASSWD', oci: 'startup' },
