@@ -1,5 +1,3 @@
-import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdir, rm } from 'node:fs/promises';
 import type { Config } from './config/index.js';
 import { openBlobStore, openMetadataStore } from './storage/factory.js';
@@ -15,7 +13,7 @@ import { RegistryIndex } from './http/target.js';
 import { createPushRelay } from './http/push-relay.js';
 import { createDoorAuth } from './http/door-auth.js';
 import { CertificateAuthority } from './pki/index.js';
-import { startTlsDoor, startProxyDoor, startDnsDoor, type TlsDoor, type ProxyDoor, type DnsDoor } from './doors/index.js';
+import { startMirrorDoor, startTlsDoor, startProxyDoor, startDnsDoor, HttpTraffic, type Door } from './doors/index.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
@@ -29,8 +27,6 @@ import { TokenBuckets } from './util/token-bucket.js';
 
 /** How long SIGTERM waits for responses and blob downloads in progress before cutting them. */
 export const DRAIN_GRACE_MS = 30_000;
-/** Node's default header limit (16 KiB) made explicit: larger requests get 431, never a crash. */
-const MAX_HEADER_BYTES = 16 * 1024;
 
 /** A started pullthrough: its listeners' addresses and a way to stop it. */
 export interface RunningServer {
@@ -46,16 +42,6 @@ export interface ServerOptions {
   ticketKeys?: Buffer;
   /** The /metrics text of all workers combined, from the primary (default: this process's). */
   metricsText?: () => Promise<string>;
-}
-
-function listen(server: HttpServer, host: string, port: number): Promise<AddressInfo> {
-  return new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, host, () => {
-      server.off('error', reject);
-      resolve(server.address() as AddressInfo);
-    });
-  });
 }
 
 /**
@@ -160,65 +146,43 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   // upstream with the credentials configured for the repository (after the rules' push check).
   const push = createPushRelay(upstreams, { centralCredentials: clientAuth !== undefined });
   const doorAuth = createDoorAuth(upstreams);
-  let tlsDoor: TlsDoor | undefined;
-  let proxyDoor: ProxyDoor | undefined;
-  let dnsDoor: DnsDoor | undefined;
-
-  const servers: Array<{ name: string; server: HttpServer }> = [];
-  const addresses: Record<string, { address: string; port: number }> = {};
-  let active = 0;
-  const track = (server: HttpServer): void => {
-    // Malformed requests, oversized headers, resets: Node answers or drops them; note why.
-    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      log.debug('client connection error', { code: err.code, error: err.message });
-      if (socket.writable && err.code !== 'ECONNRESET') {
-        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
-        socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
-      } else {
-        socket.destroy();
-      }
-    });
-    server.on('request', (_req, res) => {
-      active++;
-      res.once('close', () => active--);
-    });
-  };
+  // Started in this order, stopped in this order; their requests in progress are counted together.
+  const doors: Door[] = [];
+  const traffic = new HttpTraffic(log);
 
   try {
     if (config.listen.mirror) {
       const app = createApp({ ...common, door: 'mirror', access });
-      const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: 65_000 }, app.callback());
-      track(server);
-      addresses.mirror = await listen(server, config.listen.mirror.host, config.listen.mirror.port).catch((err: Error) => {
-        throw new Error(`listen.mirror: cannot listen on ${config.listen.mirror!.host}:${config.listen.mirror!.port}: ${err.message}`);
-      });
-      servers.push({ name: 'mirror', server });
+      const mirror = await startMirrorDoor(config, app.callback());
+      traffic.watch(mirror.server);
+      doors.push(mirror);
     }
     if (config.listen.tls || config.listen.proxy) {
       // CONNECT-tunnelled TLS is handed to the TLS door's server in-process, so both doors share
       // one app (door 'tls': pushes relayed); plain HTTP on the proxy port gets its own.
       const tlsApp = createApp({ ...common, door: 'tls', push, doorAuth, access });
-      tlsDoor = await startTlsDoor(config, tlsApp.callback(), ca, { log, ticketKeys: opts.ticketKeys });
-      track(tlsDoor.server as unknown as HttpServer);
-      if (tlsDoor.address) addresses.tls = tlsDoor.address;
+      const tlsDoor = await startTlsDoor(config, tlsApp.callback(), ca, { log, ticketKeys: opts.ticketKeys });
+      traffic.watch(tlsDoor.server);
+      doors.push(tlsDoor);
       if (config.listen.proxy) {
         const proxyApp = createApp({ ...common, door: 'proxy', push, doorAuth, access });
-        proxyDoor = await startProxyDoor(config, proxyApp.callback(), tlsDoor, { log, lookup: createUpstreamLookup(config) });
-        track(proxyDoor.server);
-        addresses.proxy = proxyDoor.address;
+        const proxyDoor = await startProxyDoor(config, proxyApp.callback(), tlsDoor, { log, lookup: createUpstreamLookup(config) });
+        traffic.watch(proxyDoor.server);
+        doors.push(proxyDoor);
       }
     }
     if (config.listen.dns) {
-      dnsDoor = await startDnsDoor(config, { log });
+      const dnsDoor = await startDnsDoor(config, { log });
       metrics.dnsStats = dnsDoor.stats;
-      addresses.dns = { address: dnsDoor.address.host, port: dnsDoor.address.port };
+      doors.push(dnsDoor);
     }
   } catch (err) {
-    await Promise.allSettled([tlsDoor?.close(), proxyDoor?.close(), dnsDoor?.close()]);
-    for (const s of servers) s.server.close();
+    await Promise.allSettled(doors.map((d) => d.close()));
     await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
     throw err;
   }
+  const addresses: Record<string, { address: string; port: number }> = {};
+  for (const door of doors) if (door.bound) addresses[door.name] = door.bound;
   for (const [door, a] of Object.entries(addresses)) log.info('listening', { door, address: a.address, port: a.port });
 
   return {
@@ -226,18 +190,12 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     metrics,
     async close() {
       accepting = false;
-      // New connections stop at once; DNS answers stop too (clients retry another resolver).
-      void dnsDoor?.close();
-      (tlsDoor?.server as { close?: () => void } | undefined)?.close?.();
-      proxyDoor?.server.close();
-      for (const { server } of servers) {
-        server.close();
-        server.closeIdleConnections();
-      }
+      // New connections stop at once (the DNS door closes: clients retry another resolver); idle
+      // keep-alive connections close; responses and blob downloads in progress get DRAIN_GRACE_MS.
+      for (const door of doors) door.stopAccepting();
       const deadline = Date.now() + DRAIN_GRACE_MS;
-      while ((active > 0 || cache.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-      for (const { server } of servers) server.closeAllConnections();
-      await Promise.allSettled([tlsDoor?.close(), proxyDoor?.close(), dnsDoor?.close()]);
+      while ((traffic.active > 0 || cache.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      await Promise.allSettled(doors.map((d) => d.close()));
       await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
     },
   };

@@ -14,15 +14,20 @@ import { normalizeHost, parseHostPort } from '../net/host-port.js';
 import { unmapIPv4 } from '../net/ip-bytes.js';
 import { createUpstreamLookup } from '../upstream/dns-lookup.js';
 import { silentLog } from '../util/log-sink.js';
+import type { Door } from './door.js';
 import { closeServer, listenOn } from './listen.js';
 import { callHandler, type RequestHandler } from './request-handler.js';
 import type { DoorOptions, TlsDoor } from './tls-door.js';
 import { TunnelPolicy } from './tunnel-policy.js';
 
 /** A running CONNECT door. */
-export interface ProxyDoor {
+export interface ProxyDoor extends Door {
+  readonly name: 'proxy';
   readonly server: Server;
   readonly address: AddressInfo;
+  readonly bound: AddressInfo;
+  /** Stops listening (and closes idle connections); requests and tunnels in progress go on. */
+  stopAccepting(): void;
   /** Stops listening and drops open connections and tunnels. */
   close(): Promise<void>;
 }
@@ -168,5 +173,12 @@ export async function startProxyDoor(config: Config, handler: RequestHandler, tl
   });
 
   address = await listenOn(server, config.listen.proxy);
-  return { server, address, close: () => closeServer(server, sockets) };
+  return {
+    name: 'proxy',
+    server,
+    address,
+    bound: address,
+    stopAccepting: () => void server.close(),
+    close: () => closeServer(server, sockets),
+  };
 }

@@ -21,6 +21,7 @@ import { CidrList } from '../net/cidr-list.js';
 import { doorForwarders, formatDnsEndpoint } from '../net/dns-endpoints.js';
 import { ipToBytes } from '../net/ip-bytes.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
+import type { Door } from './door.js';
 import { DnsForwarder } from './dns-forwarder.js';
 import { FastPathSocket, fastPathBinding, type FastPathBinding } from './dns-fast-path.js';
 import { answerRecord, buildHeaderOnly, buildResponse, parseQuery, QCLASS_IN, QTYPE, RCODE } from './dns-wire.js';
@@ -42,13 +43,17 @@ export interface DnsStats {
 }
 
 /** A running DNS door. */
-export interface DnsDoor {
+export interface DnsDoor extends Door {
+  readonly name: 'dns';
   readonly address: { host: string; port: number };
+  readonly bound: { address: string; port: number };
   /** Whether the native fast path answers served names over UDP (dns.fastPath). */
   readonly fastPath: boolean;
   /** The resolvers forwarded to, as `ip:port`. */
   readonly forwarders: readonly string[];
   stats(): DnsStats;
+  /** Closes at once, without waiting (DNS has nothing to drain: clients retry another resolver). */
+  stopAccepting(): void;
   /** Stops both listeners and drops pending forwards. */
   close(): Promise<void>;
 }
@@ -214,19 +219,23 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
 
   log.info('DNS door forwarding', { forwarders: endpoints.map(formatDnsEndpoint), fastPath: native !== null });
   const endpoint = udp;
+  const close = async (): Promise<void> => {
+    forwarder.close();
+    for (const s of connections) s.destroy();
+    await Promise.all([endpoint.close(), new Promise<void>((r) => tcp.close(() => r()))]);
+  };
   return {
+    name: 'dns',
     address: { host, port: endpoint.port },
+    bound: { address: host, port: endpoint.port },
     fastPath: native !== null,
     forwarders: endpoints.map(formatDnsEndpoint),
     stats: () => {
       const fast = endpoint.nativeStats();
       return { ...counters, answered: counters.answered + fast.answered, dropped: counters.dropped + fast.dropped, answeredByFastPath: fast.answered };
     },
-    close: async () => {
-      forwarder.close();
-      for (const s of connections) s.destroy();
-      await Promise.all([endpoint.close(), new Promise<void>((r) => tcp.close(() => r()))]);
-    },
+    stopAccepting: () => void close(),
+    close,
   };
 }
 

@@ -11,11 +11,13 @@ import { createSecureContext } from 'node:tls';
 import type { Config } from '../config/index.js';
 import type { CertificateAuthority } from '../pki/index.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
+import type { Door } from './door.js';
 import { closeServer, listenOn } from './listen.js';
 import { callHandler, type RequestHandler } from './request-handler.js';
 
 /** A running TLS door. */
-export interface TlsDoor {
+export interface TlsDoor extends Door {
+  readonly name: 'tls';
   readonly server: Server;
   /** The bound address; null when listen.tls is off and the server only serves CONNECT tunnels. */
   readonly address: AddressInfo | null;
@@ -24,6 +26,8 @@ export interface TlsDoor {
    * `head` holds bytes already read from it (the start of the ClientHello).
    */
   accept(socket: Socket, head?: Buffer): void;
+  /** Stops listening (and closes idle connections); handshakes and requests in progress go on. */
+  stopAccepting(): void;
   /** Stops listening and drops open connections. */
   close(): Promise<void>;
 }
@@ -119,8 +123,13 @@ export async function startTlsDoor(config: Config, handler: RequestHandler, ca: 
   const address = config.listen.tls ? await listenOn(server, config.listen.tls) : null;
 
   return {
+    name: 'tls',
     server,
     address,
+    bound: address,
+    stopAccepting() {
+      server.close();
+    },
     accept(socket, head) {
       if (head && head.length > 0) socket.unshift(head);
       server.emit('connection', socket);
