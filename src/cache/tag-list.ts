@@ -6,6 +6,7 @@
 import type { Credentials, RegistryUpstream } from '../upstream/registry-upstream.js';
 import { readLimited, upstreamStatusError } from '../upstream/registry-upstream.js';
 import { UpstreamTagListError } from '../upstream/errors.js';
+import { nextLink } from '../upstream/link-header.js';
 
 /** At most this many upstream pages per list (a registry paging by 100 reaches 100 000 tags). */
 export const MAX_TAG_LIST_PAGES = 1000;
@@ -43,17 +44,6 @@ export function pageTags(sorted: readonly string[], query: { readonly n?: number
   if (query.n === 0) return { tags: [] };
   const tags = sorted.slice(from, from + query.n);
   return from + query.n < sorted.length ? { tags, next: { n: query.n, last: tags[tags.length - 1]! } } : { tags };
-}
-
-/** The target of a `Link: <…>; rel="next"` header, if there is one. */
-export function nextLink(link: string | undefined): string | undefined {
-  if (!link) return undefined;
-  for (const part of link.split(/,(?=\s*<)/)) {
-    const m = /^\s*<([^>]*)>(.*)$/.exec(part);
-    const rel = m && /;\s*rel\s*=\s*(?:"([^"]*)"|([^\s;,]+))/i.exec(m[2]!);
-    if (rel && (rel[1] ?? rel[2]!).toLowerCase().split(/\s+/).includes('next')) return m[1];
-  }
-  return undefined;
 }
 
 /**

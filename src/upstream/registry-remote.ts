@@ -2,6 +2,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { digestWithAlgorithmOf, isDigest, parseDigest, sha256Of } from '../oci/digest.js';
 import { ALL_MANIFEST_TYPES, MediaType } from '../oci/media-types.js';
 import { checkManifest, isServedManifestType, bareMediaType } from '../oci/manifest-check.js';
+import { nextLink } from './link-header.js';
 import { BodyTooLargeError, UpstreamIntegrityError, UpstreamManifestInvalidError, UpstreamTooLargeError } from './errors.js';
 import { readLimited, upstreamStatusError, type Credentials, type RegistryUpstream, type UpstreamKind, type UpstreamResponse } from './registry-upstream.js';
 import {
@@ -24,7 +25,6 @@ import {
 } from './remote.js';
 
 const CONTENT_RANGE = /^bytes (\d+)-(\d+)\/(\d+|\*)$/;
-const LINK_NEXT = /<([^>]+)>\s*;\s*rel="?next"?/;
 /** Bytes of all referrers pages together (each page is bounded by MAX_LIST_BYTES). */
 const MAX_REFERRERS_BYTES = 16 << 20;
 
@@ -165,7 +165,7 @@ export class RegistryRemoteRepository implements RemoteRepository {
    * @throws UpstreamIntegrityError when it points at another origin.
    */
   private nextPage(res: UpstreamResponse, what: string): string | undefined {
-    const target = LINK_NEXT.exec(res.headers.link ?? '')?.[1];
+    const target = nextLink(res.headers.link);
     if (target === undefined) return undefined;
     let url: URL;
     try {

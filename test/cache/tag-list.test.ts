@@ -4,7 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nextLink, pageTags, sortTags } from '../../src/cache/tag-list.js';
+import { pageTags, sortTags } from '../../src/cache/tag-list.js';
+import { nextLink } from '../../src/upstream/link-header.js';
 
 test('sortTags: distinct tags in lexical (code-unit) order', () => {
   assert.deepEqual(sortTags(['t3', 't4', 't1', 't2', 't1']), ['t1', 't2', 't3', 't4']);
