@@ -258,8 +258,9 @@ export class RegistryRemoteRepository implements RemoteRepository {
       const res = await this.request('GET', path, 'referrers', { accept: MediaType.OciIndex }, opts.signal);
       if (res.status === 404 && pages.length === 0) {
         // The upstream's own code and message, for a caller that passes this 404 on.
+        // (Only what it sent: a registry that sends no error JSON gets a plain `{ supported: false }`.)
         const e = await upstreamStatusError(this.registry, res);
-        return { supported: false, upstreamCode: e.upstreamCode, upstreamMessage: e.upstreamMessage };
+        return { supported: false, ...(e.upstreamCode !== undefined ? { upstreamCode: e.upstreamCode } : {}), ...(e.upstreamMessage !== undefined ? { upstreamMessage: e.upstreamMessage } : {}) };
       }
       if (res.status !== 200) throw await upstreamStatusError(this.registry, res);
       filtersApplied ??= res.headers['oci-filters-applied'] || undefined;
