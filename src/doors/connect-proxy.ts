@@ -10,6 +10,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type AddressInfo, type LookupFunction, type Socket } from 'node:net';
 import type { Config } from '../config/index.js';
 import { servedNames } from '../config/served-names.js';
+import type { TunnelPolicySettings } from './tunnel-policy.js';
 import { normalizeHost, parseHostPort } from '../net/host-port.js';
 import { unmapIPv4 } from '../net/ip-bytes.js';
 import { createUpstreamLookup } from '../upstream/dns-lookup.js';
@@ -62,13 +63,16 @@ function refuseResponse(res: ServerResponse, status: number, reason: string): vo
   res.end(`${reason}\n`);
 }
 
+/** What the CONNECT door reads: `listen.proxy`, `upstream.connectTimeout`, the DNS forwarders of its lookup, the tunnel policy's settings. */
+export type ProxyDoorSettings = Pick<Config, 'listen' | 'upstream' | 'dns'> & TunnelPolicySettings;
+
 /**
  * Starts the CONNECT door on listen.proxy; intercepted TLS goes to `tlsDoor` (which need not
  * listen itself) and from there to `handler`.
  * @throws Error when listen.proxy is off; the listen error (EADDRINUSE, EACCES); TypeError for a
  *   malformed proxy.tunnel entry; DnsEndpointError for a malformed dns.forwarders entry.
  */
-export async function startProxyDoor(config: Config, handler: RequestHandler, tlsDoor: TlsDoor, opts: ProxyDoorOptions = {}): Promise<ProxyDoor> {
+export async function startProxyDoor(config: ProxyDoorSettings, handler: RequestHandler, tlsDoor: TlsDoor, opts: ProxyDoorOptions = {}): Promise<ProxyDoor> {
   if (!config.listen.proxy) throw new Error('listen.proxy is off');
   const log = opts.log ?? silentLog;
   const policy = new TunnelPolicy(config, opts.lookup ?? createUpstreamLookup(config));

@@ -16,7 +16,7 @@ import cluster from 'node:cluster';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIP, type Server, type Socket } from 'node:net';
 import type { Config } from '../config/index.js';
-import { hijackedNames } from '../config/served-names.js';
+import { hijackedNames, type NamesSettings } from '../config/served-names.js';
 import { CidrList } from '../net/cidr-list.js';
 import { doorForwarders, formatDnsEndpoint } from '../net/dns-endpoints.js';
 import { ipToBytes } from '../net/ip-bytes.js';
@@ -77,7 +77,7 @@ const TCP_MAX_CONNECTIONS = 512;
 const TCP_MAX_INFLIGHT = 32;
 
 /** The answer sections, the same for every served name, computed once. */
-function answerSections(config: Config): Answers {
+function answerSections(config: Pick<Config, 'dns'>): Answers {
   const v4 = config.dns.answer.filter((ip) => isIP(ip) === 4);
   const v6 = config.dns.answer.filter((ip) => isIP(ip) === 6);
   const ttl = config.dns.ttl;
@@ -101,7 +101,7 @@ interface UdpEndpoint {
 type OnDatagram = (msg: Buffer, address: string, port: number) => void;
 
 /** The native fast path, when dns.fastPath and the build allow it; throws for `on` without it. */
-function fastPathFor(config: Config, log: LogSink): FastPathBinding | null {
+function fastPathFor(config: Pick<Config, 'dns'>, log: LogSink): FastPathBinding | null {
   const mode = config.dns.fastPath;
   if (mode === 'off') return null;
   const native = fastPathBinding();
@@ -111,12 +111,15 @@ function fastPathFor(config: Config, log: LogSink): FastPathBinding | null {
   return null;
 }
 
+/** What the DNS door reads: `listen.dns`, `dns.*`, and the names it answers for. */
+export type DnsDoorSettings = Pick<Config, 'listen' | 'dns'> & NamesSettings;
+
 /**
  * Starts the DNS door on listen.dns, UDP and TCP on the same port (port 0: one the OS picks).
  * @throws Error when listen.dns is off; DnsEndpointError for a malformed dns.forwarders entry or one
  *   that is pullthrough's own door; TypeError for a malformed dns.allow entry; the bind error.
  */
-export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): Promise<DnsDoor> {
+export async function startDnsDoor(config: DnsDoorSettings, opts: DnsDoorOptions = {}): Promise<DnsDoor> {
   const listen = config.listen.dns;
   if (!listen) throw new Error('listen.dns is off');
   const log = opts.log ?? silentLog;

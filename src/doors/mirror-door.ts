@@ -21,12 +21,15 @@ export interface MirrorDoor extends Door {
   readonly bound: BoundAddress;
 }
 
+/** What the mirror door reads: `listen.mirror`. */
+export type MirrorDoorSettings = Pick<Config, 'listen'>;
+
 /**
  * Starts the mirror door on listen.mirror.
  * @throws Error when listen.mirror is off; Error `listen.mirror: cannot listen on HOST:PORT: …`
  *   when it cannot bind (EADDRINUSE, EACCES for a low port without the capability, …).
  */
-export async function startMirrorDoor(config: Config, handler: RequestHandler): Promise<MirrorDoor> {
+export async function startMirrorDoor(config: MirrorDoorSettings, handler: RequestHandler): Promise<MirrorDoor> {
   const listen = config.listen.mirror;
   if (!listen) throw new Error('listen.mirror is off');
   const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, handler);

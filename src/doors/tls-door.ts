@@ -52,12 +52,15 @@ export interface TlsDoorOptions extends DoorOptions {
 const KEEP_ALIVE_TIMEOUT_MS = 75_000;
 const DAY_MS = 86_400_000;
 
+/** What the TLS door reads: `listen.tls`. */
+export type TlsDoorSettings = Pick<Config, 'listen'>;
+
 /**
  * Creates the TLS server and, when listen.tls is set, starts it there.
  * @throws the listen error (EADDRINUSE, EACCES), or the CA's error when the certificate for
  *   handshakes without SNI (the first IP among the served names) cannot be issued.
  */
-export async function startTlsDoor(config: Config, handler: RequestHandler, ca: CertificateAuthority, opts: TlsDoorOptions = {}): Promise<TlsDoor> {
+export async function startTlsDoor(config: TlsDoorSettings, handler: RequestHandler, ca: CertificateAuthority, opts: TlsDoorOptions = {}): Promise<TlsDoor> {
   const log = opts.log ?? silentLog;
   // One set of ticket keys for the server's lifetime, kept across setSecureContext, so sessions resume.
   const ticketKeys = opts.ticketKeys ?? randomBytes(48);
