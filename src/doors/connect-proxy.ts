@@ -15,7 +15,7 @@ import { normalizeHost, parseHostPort } from '../net/host-port.js';
 import { unmapIPv4 } from '../net/ip-bytes.js';
 import { createUpstreamLookup } from '../upstream/dns-lookup.js';
 import { silentLog } from '../util/log-sink.js';
-import type { Door } from './door.js';
+import type { BoundAddress, Door } from './door.js';
 import { closeServer, listenOn } from './listen.js';
 import { callHandler, type RequestHandler } from './request-handler.js';
 import type { DoorOptions, TlsDoor } from './tls-door.js';
@@ -25,8 +25,7 @@ import { TunnelPolicy } from './tunnel-policy.js';
 export interface ProxyDoor extends Door {
   readonly name: 'proxy';
   readonly server: Server;
-  readonly address: AddressInfo;
-  readonly bound: AddressInfo;
+  readonly bound: BoundAddress;
   /** Stops listening (and closes idle connections); requests and tunnels in progress go on. */
   stopAccepting(): void;
   /** Stops listening and drops open connections and tunnels. */
@@ -180,7 +179,6 @@ export async function startProxyDoor(config: ProxyDoorSettings, handler: Request
   return {
     name: 'proxy',
     server,
-    address,
     bound: address,
     stopAccepting: () => void server.close(),
     close: () => closeServer(server, sockets),

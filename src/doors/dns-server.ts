@@ -21,7 +21,7 @@ import { CidrList } from '../net/cidr-list.js';
 import { doorForwarders, formatDnsEndpoint } from '../net/dns-endpoints.js';
 import { ipToBytes } from '../net/ip-bytes.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
-import type { Door } from './door.js';
+import type { BoundAddress, Door } from './door.js';
 import { DnsForwarder } from './dns-forwarder.js';
 import { FastPathSocket, fastPathBinding, type FastPathBinding } from './dns-fast-path.js';
 import { answerRecord, buildHeaderOnly, buildResponse, parseQuery, QCLASS_IN, QTYPE, RCODE } from './dns-wire.js';
@@ -45,8 +45,7 @@ export interface DnsStats {
 /** A running DNS door. */
 export interface DnsDoor extends Door {
   readonly name: 'dns';
-  readonly address: { host: string; port: number };
-  readonly bound: { address: string; port: number };
+  readonly bound: BoundAddress;
   /** Whether the native fast path answers served names over UDP (dns.fastPath). */
   readonly fastPath: boolean;
   /** The resolvers forwarded to, as `ip:port`. */
@@ -229,7 +228,6 @@ export async function startDnsDoor(config: DnsDoorSettings, opts: DnsDoorOptions
   };
   return {
     name: 'dns',
-    address: { host, port: endpoint.port },
     bound: { address: host, port: endpoint.port },
     fastPath: native !== null,
     forwarders: endpoints.map(formatDnsEndpoint),

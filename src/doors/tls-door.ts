@@ -6,12 +6,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Config } from '../config/index.js';
 import type { CertificateAuthority } from '../pki/index.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
-import type { Door } from './door.js';
+import type { BoundAddress, Door } from './door.js';
 import { closeServer, listenOn } from './listen.js';
 import { callHandler, type RequestHandler } from './request-handler.js';
 
@@ -20,7 +20,7 @@ export interface TlsDoor extends Door {
   readonly name: 'tls';
   readonly server: Server;
   /** The bound address; null when listen.tls is off and the server only serves CONNECT tunnels. */
-  readonly address: AddressInfo | null;
+  readonly bound: BoundAddress | null;
   /**
    * Runs TLS (and then HTTP) on an already-accepted TCP socket, as if it had connected to the door;
    * `head` holds bytes already read from it (the start of the ClientHello).
@@ -123,13 +123,12 @@ export async function startTlsDoor(config: TlsDoorSettings, handler: RequestHand
     renewTimer.unref();
   }
 
-  const address = config.listen.tls ? await listenOn(server, config.listen.tls) : null;
+  const bound = config.listen.tls ? await listenOn(server, config.listen.tls) : null;
 
   return {
     name: 'tls',
     server,
-    address,
-    bound: address,
+    bound,
     stopAccepting() {
       server.close();
     },
