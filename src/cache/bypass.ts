@@ -13,6 +13,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { BlobFill } from './blob-fill.js';
+import type { DownloadTracker } from './downloads.js';
 import { checkedMediaType, headMediaType, manifestDigestOf } from './manifest-response.js';
 import type { BlobHandle, ManifestResult, Target } from './results.js';
 
@@ -25,6 +26,7 @@ export interface BypassDeps {
   readonly upstreams: UpstreamPool;
   readonly metrics: Metrics;
   readonly log: Logger;
+  readonly downloads?: DownloadTracker;
 }
 
 /** distribution's limit for manifests (as in pull-through.ts). */
@@ -111,11 +113,15 @@ export class CacheBypass {
     let fill = this.fills.get(digest);
     if (!fill) {
       const registry = t.registry.name;
+      const progress = this.d.downloads?.start({ digest, registry, repo: t.repo, uncached: true });
       const f = new BlobFill(
         {
           spoolDir: this.d.config.paths.spool,
           fillTimeoutMs: this.d.config.upstream.fillTimeout,
-          onBytes: (n) => this.d.metrics.upstreamBytes.inc({ registry }, n),
+          onBytes: (n) => {
+            this.d.metrics.upstreamBytes.inc({ registry }, n);
+            progress?.add(n);
+          },
           // Verified and read by its clients: nothing to keep.
           commit: (_digest, path) => rm(path, { force: true }),
         },
@@ -129,10 +135,12 @@ export class CacheBypass {
       fill = f;
       this.fills.set(digest, f);
       this.d.metrics.fillsInFlight.inc();
+      f.started.then(({ size }) => progress?.setTotal(size), () => {});
       f.done
         .catch((err: unknown) => this.d.log.warn('uncached blob download failed', { registry, repo: t.repo, digest, error: (err as Error).message }))
         .finally(() => {
           this.d.metrics.fillsInFlight.dec();
+          progress?.end();
           if (this.fills.get(digest) === f) this.fills.delete(digest);
           f.release();
         });

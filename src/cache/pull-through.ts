@@ -23,6 +23,7 @@ import { isServedManifestType } from '../oci/manifest-check.js';
 import { referencedBlobs } from './manifest-refs.js';
 import { FillLease } from './fill-lease.js';
 import { CacheBypass } from './bypass.js';
+import type { DownloadTracker } from './downloads.js';
 import { fetchUpstreamTags, pageTags, sortTags } from './tag-list.js';
 import type { BlobHandle, ManifestResult, PassThroughResult, TagListResult, Target } from './results.js';
 
@@ -41,6 +42,8 @@ export interface PullThroughDeps {
   readonly log: Logger;
   /** Size-capped LRU eviction, when `cache.maxSize` is set. */
   readonly evictor?: Evictor;
+  /** Downloads in progress, for the admin API and status page. */
+  readonly downloads?: DownloadTracker;
 }
 
 /**
@@ -391,11 +394,15 @@ export class PullThroughCache {
       return null;
     }
     const registry = t.registry.name;
+    const progress = this.d.downloads?.start({ digest, registry, repo: t.repo });
     const fill = new BlobFill(
       {
         spoolDir: this.d.config.paths.spool,
         fillTimeoutMs: this.d.config.upstream.fillTimeout,
-        onBytes: (n) => this.d.metrics.upstreamBytes.inc({ registry }, n),
+        onBytes: (n) => {
+          this.d.metrics.upstreamBytes.inc({ registry }, n);
+          progress?.add(n);
+        },
         commit: (dg, path, size, repos) => this.commit(dg, path, size, repos),
       },
       this.up(t),
@@ -406,6 +413,7 @@ export class PullThroughCache {
     );
     this.fills.set(digest, fill);
     this.d.metrics.fillsInFlight.inc();
+    fill.started.then(({ size }) => progress?.setTotal(size), () => {});
     fill.done
       .catch((err: unknown) => {
         const reason =
@@ -419,6 +427,7 @@ export class PullThroughCache {
       })
       .finally(() => {
         this.d.metrics.fillsInFlight.dec();
+        progress?.end();
         if (this.fills.get(digest) === fill) this.fills.delete(digest);
         fill.release();
         void lock.release();
