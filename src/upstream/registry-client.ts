@@ -111,8 +111,9 @@ export class RegistryUpstream {
    * @throws UpstreamUnavailableError when the upstream cannot be reached;
    *   UpstreamAddressRefusedError when an absolute URL (a token realm) is on a refused address.
    */
-  relay(method: string, pathAndQuery: string, headers: Record<string, string>, body: Readable | null, kind: UpstreamKind): Promise<UpstreamResponse> {
-    const url = new URL(pathAndQuery, this.base); // absolute URLs (a token realm) stay as they are
+  async relay(method: string, pathAndQuery: string, headers: Record<string, string>, body: Readable | null, kind: UpstreamKind): Promise<UpstreamResponse> {
+    // Absolute URLs (a token realm) stay as they are; a malformed one rejects, as before the split.
+    const url = new URL(pathAndQuery, this.base);
     // The upstream answers after the whole upload, which is as slow as the client sending it.
     return this.sender.relay(url, method, headers, body, kind, this.config.upstream.relayTimeout);
   }
