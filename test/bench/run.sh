@@ -5,6 +5,9 @@
 # content is kept between runs (default ~/.cache/pullthrough-bench, ~1.3 GB).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# The supported runtime (Node.js 24 LTS), as npm test uses it; installed when missing.
+PATH="$(sh scripts/node24.sh):$PATH"
+export PATH
 # The test suite's parts (docker-registry, skopeo, redis, nginx, …) plus the bench's own tools.
 bash test/setup/install-deps.sh
 need=()

@@ -99,7 +99,9 @@ export interface PtProcess {
  */
 export async function startPt(config: Record<string, unknown>, graceMs = 4000): Promise<PtProcess> {
   const dir = await benchTemp('pullthrough-bench-pt-');
-  const full: Record<string, unknown> = { dataDir: join(dir.path, 'data'), ...config };
+  const doc: Record<string, unknown> = { dataDir: join(dir.path, 'data'), ...config };
+  // The admin door's default port (5001) would collide between the systems the bench keeps running.
+  const full: Record<string, unknown> = { ...doc, listen: { admin: null, ...((doc.listen ?? {}) as Record<string, unknown>) } };
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
   const proc = startProcess(process.execPath, [...NODE_FLAGS, MAIN, 'serve', '--config', configFile], {
