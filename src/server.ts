@@ -4,7 +4,8 @@ import { openBlobStore, openMetadataStore } from './storage/factory.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import { UpstreamPool } from './upstream/registry-upstream.js';
-import { RegistryRemotes } from './upstream/registry-remote.js';
+import { ChainRemotes } from './upstream/chain-remote.js';
+import { OfflineSwitch } from './upstream/offline-switch.js';
 import { PullThroughCache } from './cache/pull-through.js';
 import { Evictor } from './cache/evictor.js';
 import { Metrics } from './observability/metrics.js';
@@ -114,7 +115,12 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   // registries at pullthrough must not send pullthrough back to itself.
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
   const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace) : undefined;
-  const cache = new PullThroughCache({ settings: config, blobs, meta, remotes: new RegistryRemotes(upstreams), metrics, log, evictor });
+  // The cache asks each registry's chain of upstreams (docs/upstream-chains.md); a chain's first
+  // entry is the pool's client, shared with the push and token relays. Offline mode starts from
+  // registries.<name>.offline; the admin API switches it at run time.
+  const offline = new OfflineSwitch(Object.values(config.registries).filter((r) => r.offline).map((r) => r.name));
+  const remotes = new ChainRemotes({ pool: upstreams, settings: config, metrics, log, offline, lookup: createUpstreamLookup(config) });
+  const cache = new PullThroughCache({ settings: config, blobs, meta, remotes, metrics, log, evictor });
   metrics.cacheSizeBytes.set(await meta.totalBlobSize());
   // A smaller maxSize than last run takes effect at start, not at the next download.
   void evictor?.trigger();
@@ -179,7 +185,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     }
   } catch (err) {
     await Promise.allSettled(doors.map((d) => d.close()));
-    await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
+    await Promise.allSettled([remotes.close().then(() => upstreams.close()), meta.close(), blobs.close()]);
     throw err;
   }
   const addresses: Record<string, { address: string; port: number }> = {};
@@ -197,7 +203,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
       const deadline = Date.now() + DRAIN_GRACE_MS;
       while ((traffic.active > 0 || cache.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       await Promise.allSettled(doors.map((d) => d.close()));
-      await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
+      await Promise.allSettled([remotes.close().then(() => upstreams.close()), meta.close(), blobs.close()]);
     },
   };
 }

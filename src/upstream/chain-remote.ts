@@ -43,6 +43,7 @@ import type {
   ReferrersAnswer,
   RemoteBlob,
   RemoteManifest,
+  RemoteRegistries,
   RemoteRegistry,
   RemoteRepository,
 } from './remote.js';
@@ -311,7 +312,7 @@ export interface ChainRemotesOptions extends ChainObservers {
  * One {@link ChainRemote} per configured registry, made on first use: the remote server.ts hands
  * the cache (`for(registry)`).
  */
-export class ChainRemotes {
+export class ChainRemotes implements RemoteRegistries {
   private readonly chains = new Map<string, ChainRemote>();
   /** Clients of entries after the first (the pool owns the first ones). */
   private readonly own: RegistryUpstream[] = [];
