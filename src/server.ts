@@ -151,8 +151,8 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   };
   // With client authentication on, the client's Authorization is pullthrough's own: pushes go
   // upstream with the credentials configured for the repository (after the rules' push check).
-  const push = createPushRelay(upstreams, { centralCredentials: clientAuth !== undefined });
-  const doorAuth = createDoorAuth(upstreams);
+  const push = createPushRelay(upstreams, { centralCredentials: clientAuth !== undefined, offline });
+  const doorAuth = createDoorAuth(upstreams, offline);
   // Started in this order, stopped in this order; their requests in progress are counted together.
   const doors: Door[] = [];
   const traffic = new HttpTraffic(log);

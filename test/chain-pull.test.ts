@@ -4,6 +4,7 @@
  * socket only for the 429 and as a canary), counting requests at the registries' own logs.
  */
 import { test, before, after } from 'node:test';
+import { request as httpsRequest } from 'node:https';
 import assert from 'node:assert/strict';
 import { startUpstreamRegistry, type Upstream } from './helpers/upstream-registry.js';
 import { makeImage, pushImage, type PushResult } from './helpers/images.js';
@@ -145,9 +146,30 @@ test('8 concurrent cold pulls during a failover: one upstream GET per blob, coun
   }
 });
 
+/** A request on the TLS door with SNI and Host `name`, trusting pullthrough's CA: status, headers, body. */
+function tlsRequest(port: number, ca: string, name: string, method: string, path: string, body?: Buffer): Promise<{ status: number; headers: Record<string, unknown>; body: Buffer }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      { host: '127.0.0.1', port, servername: name, method, path, ca, agent: false, headers: { host: name, ...(body ? { 'content-type': 'application/vnd.oci.image.manifest.v1+json', 'content-length': String(body.length) } : {}) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.setTimeout(30_000, () => req.destroy(new Error('no answer from the TLS door within 30 s')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 test('offline: a registry in offline mode opens no connection upstream (a listening canary counts none); a miss is 503 naming offline mode', async () => {
   const canary = await startFaultUpstream();
-  const pt = await startPullthrough({ registries: { 'off.test': { offline: true, upstreams: [{ url: canary.url }, { url: canary.url.replace('127.0.0.1', '127.0.0.2') }] } } });
+  const pt = await startPullthrough({
+    listen: { mirror: '127.0.0.1:0', tls: '127.0.0.1:0' },
+    registries: { 'off.test': { offline: true, upstreams: [{ url: canary.url }, { url: canary.url.replace('127.0.0.1', '127.0.0.2') }] } },
+  });
   try {
     const pulled = await pull(pt, 'off.test/team/app:v1');
     assert.notEqual(pulled.code, 0);
@@ -158,6 +180,19 @@ test('offline: a registry in offline mode opens no connection upstream (a listen
     assert.match(body.toString(), /offline mode/);
     const blob = await fetch(`${pt.url}/v2/off.test/team/app/blobs/sha256:${'a'.repeat(64)}`);
     assert.equal(blob.status, 503);
+    // The TLS door stands in for the registry: no challenge fetched, no token relayed, no push relayed.
+    const ca = await (await fetch(`${pt.url}/ca.crt`)).text();
+    const ping = await tlsRequest(pt.ports.tls!, ca, 'off.test', 'GET', '/v2/');
+    assert.equal(ping.status, 200, 'no challenge: the upstream would have to be asked for it');
+    const token = await tlsRequest(pt.ports.tls!, ca, 'off.test', 'GET', '/v2/_pullthrough/token?service=x&scope=repository:team/app:pull');
+    assert.equal(token.status, 200);
+    assert.equal((JSON.parse(token.body.toString()) as { token?: string }).token, 'pullthrough-offline');
+    const push = await tlsRequest(pt.ports.tls!, ca, 'off.test', 'PUT', '/v2/team/app/manifests/v1', Buffer.from('{}'));
+    assert.equal(push.status, 503);
+    assert.equal(errorCode(push.body), 'UNAVAILABLE');
+    assert.match(push.body.toString(), /offline mode/);
+    const tlsPull = await tlsRequest(pt.ports.tls!, ca, 'off.test', 'GET', '/v2/team/app/manifests/v1');
+    assert.equal(tlsPull.status, 503);
     assert.equal(canary.log.length, 0, 'no request reached the upstream');
   } finally {
     await pt.cleanup();

@@ -162,7 +162,8 @@ export class ChainRemote implements RemoteRegistry {
    *   failed, the first 404 when every entry said not found.
    */
   async call<T>(scope: Scope, what: string, signal: AbortSignal | undefined, ask: (index: number) => Promise<T>, opts: { nullIsNotFound?: boolean } = {}): Promise<T> {
-    if (this.offline.isOffline(this.name)) throw new UpstreamOfflineError(this.name, what);
+    // Reached only for what the cache does not hold (or is revalidating): say what is missing.
+    if (this.offline.isOffline(this.name)) throw new UpstreamOfflineError(this.name, `${what} is not cached`);
     if (this.entries.length === 1) return ask(0);
     const indexes = this.entries.flatMap((e, i) => (scope === 'content' || e.tags ? [i] : []));
     let notFound: { value: T } | { err: unknown } | undefined;
@@ -332,7 +333,9 @@ export class ChainRemotes implements RemoteRegistries {
           this.own.push(up);
         }
         const origin = new URL(e.url).origin;
-        const health = several ? entryHealth(registry.name, origin, this.o.settings.upstream.health, (signal) => probeUpstream(up, signal), this.o, this.o.clock) : undefined;
+        // Offline means no connection at all, probes included: the entry stays skipped until then.
+        const probe = (signal: AbortSignal): Promise<ProbeResult> => (this.o.offline.isOffline(registry.name) ? Promise.resolve({ alive: false, reason: 'offline mode' }) : probeUpstream(up, signal));
+        const health = several ? entryHealth(registry.name, origin, this.o.settings.upstream.health, probe, this.o, this.o.clock) : undefined;
         return { origin, tags: e.tags, remote: new RegistryRemote(up), health };
       });
       chain = new ChainRemote(registry.name, entries, this.o.offline, this.o);

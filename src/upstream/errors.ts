@@ -141,10 +141,10 @@ export class UpstreamOfflineError extends PullthroughError {
   readonly code = 'ERR_UPSTREAM_OFFLINE';
   constructor(
     readonly registry: string,
-    /** What was wanted, e.g. `manifest library/alpine:3`. */
+    /** What could not be done, e.g. `manifest library/alpine:3 is not cached`. */
     readonly what: string,
   ) {
-    super(`registry ${registry} is in offline mode: served only from the cache, which does not hold ${what}`);
+    super(`registry ${registry} is in offline mode (served only from the cache, nothing is asked upstream): ${what}`);
     this.name = 'UpstreamOfflineError';
   }
 }
