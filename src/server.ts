@@ -120,6 +120,8 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   // registries.<name>.offline; the admin API switches it at run time.
   const offline = new OfflineSwitch(Object.values(config.registries).filter((r) => r.offline).map((r) => r.name));
   const remotes = new ChainRemotes({ pool: upstreams, settings: config, metrics, log, offline, lookup: createUpstreamLookup(config) });
+  // Chains of several entries exist from the start, so pullthrough_upstream_up shows them before the first pull.
+  for (const r of Object.values(config.registries)) if (r.upstreams.length > 1) remotes.for(r);
   const cache = new PullThroughCache({ settings: config, blobs, meta, remotes, metrics, log, evictor });
   metrics.cacheSizeBytes.set(await meta.totalBlobSize());
   // A smaller maxSize than last run takes effect at start, not at the next download.

@@ -66,6 +66,8 @@ test('the first entry is down: a cold pull completes from the second (trusted fo
     upstream: { health: HEALTH },
   });
   try {
+    const start = await pt.metrics();
+    for (const u of [first, second]) assert.equal(metricValue(start, 'pullthrough_upstream_up', { registry: 'chain.test', upstream: u.url }), 1, `${u.url} is up from the start`);
     await first.down();
     second.resetLog();
     assertContent(await pull(pt, 'chain.test/team/app:v1'), pushed);
