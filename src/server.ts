@@ -15,7 +15,9 @@ import { RegistryIndex } from './http/target.js';
 import { createPushRelay } from './http/push-relay.js';
 import { createDoorAuth } from './http/door-auth.js';
 import { CertificateAuthority } from './pki/index.js';
-import { startMirrorDoor, startTlsDoor, startProxyDoor, startDnsDoor, HttpTraffic, type Door } from './doors/index.js';
+import { startMirrorDoor, startTlsDoor, startProxyDoor, startDnsDoor, startAdminDoor, HttpTraffic, type Door } from './doors/index.js';
+import { DownloadTracker } from './cache/downloads.js';
+import { createAdminApp } from './admin/app.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
@@ -115,6 +117,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   // registries at pullthrough must not send pullthrough back to itself.
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
   const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace) : undefined;
+  const downloads = new DownloadTracker();
   // The cache asks each registry's chain of upstreams (docs/upstream-chains.md); a chain's first
   // entry is the pool's client, shared with the push and token relays. Offline mode starts from
   // registries.<name>.offline; the admin API switches it at run time.
@@ -122,7 +125,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   const remotes = new ChainRemotes({ pool: upstreams, settings: config, metrics, log, offline, lookup: createUpstreamLookup(config) });
   // Chains of several entries exist from the start, so pullthrough_upstream_up shows them before the first pull.
   for (const r of Object.values(config.registries)) if (r.upstreams.length > 1) remotes.for(r);
-  const cache = new PullThroughCache({ settings: config, blobs, meta, remotes, metrics, log, evictor });
+  const cache = new PullThroughCache({ settings: config, blobs, meta, remotes, metrics, log, evictor, downloads });
   metrics.cacheSizeBytes.set(await meta.totalBlobSize());
   // A smaller maxSize than last run takes effect at start, not at the next download.
   void evictor?.trigger();
@@ -184,6 +187,11 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
       const dnsDoor = await startDnsDoor(config, { log });
       metrics.dnsStats = dnsDoor.stats;
       doors.push(dnsDoor);
+    }
+    if (config.listen.admin) {
+      // Last: the registry doors serve before anyone can steer the cache through this one.
+      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline });
+      doors.push(await startAdminDoor(config.listen.admin, adminApp.callback()));
     }
   } catch (err) {
     await Promise.allSettled(doors.map((d) => d.close()));

@@ -2,12 +2,11 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { parseDigest, hasherFor } from '../oci/digest.js';
 import type { ByteRange } from '../storage/blob-store.js';
-import type { RemoteRepository } from '../upstream/remote.js';
+import type { RemoteBlob, RemoteRepository } from '../upstream/remote.js';
 import { UpstreamIntegrityError, UpstreamUnavailableError } from '../upstream/errors.js';
 import { Spool } from './spool.js';
 import { recyclerOf, type Recycling } from '../util/reusable-buffers.js';
 import { PullthroughError } from '../util/errors.js';
-import type { RemoteBlob } from '../upstream/remote.js';
 
 /** What the fill needs from its surroundings. */
 export interface FillContext {
@@ -19,10 +18,11 @@ export interface FillContext {
 }
 
 /**
- * One upstream download of one blob (`RemoteRepository.openBlob`), shared by every client that wants it meanwhile: the body is
- * hashed and written to a {@link Spool} that readers tail; size and digest are checked before the
- * last byte is released and before the blob is committed to storage. Clients that disconnect do
- * not stop it; only `fillTimeoutMs` bounds it.
+ * One upstream download of one blob (`RemoteRepository.openBlob`), shared by every client that
+ * wants it meanwhile: the body is hashed and written to a {@link Spool} that readers tail; size
+ * and digest are checked before the last byte is released and before the blob is committed to
+ * storage. Clients that disconnect do not stop it; only `fillTimeoutMs` bounds it. The body is
+ * the remote's own stream (ObjectReader's for RegistryRemote): the spool hands its buffers back.
  */
 export class BlobFill {
   /** `<space>/<repository>` keys upstream has confirmed hold this blob; linked on commit. */

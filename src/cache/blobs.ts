@@ -10,6 +10,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
 import type { BlobFill } from './blob-fill.js';
+import type { DownloadTracker } from './downloads.js';
 import { BlobFills, type FillSettings } from './fills.js';
 import { confirmUpstream, type Confirmations } from './confirmations.js';
 import type { Evictor } from './evictor.js';
@@ -39,6 +40,8 @@ export interface BlobPolicyDeps {
   readonly log: Logger;
   /** Size-capped LRU eviction, when `cache.maxSize` is set. */
   readonly evictor?: Evictor;
+  /** Downloads in progress, for the admin API and status page. */
+  readonly downloads?: DownloadTracker;
 }
 
 /**
@@ -55,7 +58,7 @@ export class BlobPolicy {
   private readonly touchWhileReadingMs: number;
 
   constructor(private readonly d: BlobPolicyDeps) {
-    this.fills = new BlobFills(d.settings.fill, d.metrics);
+    this.fills = new BlobFills(d.settings.fill, d.metrics, d.downloads);
     this.touchWhileReadingMs = Math.floor(d.settings.evictionGraceMs / 3);
   }
 

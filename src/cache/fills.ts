@@ -1,6 +1,7 @@
 import type { Metrics } from '../observability/metrics.js';
 import type { RemoteRepository } from '../upstream/remote.js';
 import { BlobFill, type FillContext } from './blob-fill.js';
+import type { DownloadTracker } from './downloads.js';
 
 /** What a set of fills needs: where spool files go, how long a download may take, byte counts. */
 export interface FillSettings {
@@ -27,6 +28,8 @@ export class BlobFills {
   constructor(
     private readonly settings: FillSettings,
     private readonly metrics: Metrics,
+    /** Downloads in progress, for the admin API and status page. */
+    private readonly downloads?: DownloadTracker,
   ) {}
 
   /** The fill of `digest` in progress here, if any. */
@@ -36,15 +39,20 @@ export class BlobFills {
 
   /**
    * Starts downloading `digest` from `remote`; the fill is listed here until it ends.
-   * `repoKey` is the `<space>/<repository>` it is linked under on commit.
+   * `repoKey` is the `<space>/<repository>` it is linked under on commit; `uncached`: the bytes
+   * are verified but not kept (the remote-only layer), as the downloads list shows.
    */
-  start(remote: RemoteRepository, repoKey: string, digest: string, outcome: FillOutcome): BlobFill {
+  start(remote: RemoteRepository, repoKey: string, digest: string, outcome: FillOutcome, uncached = false): BlobFill {
     const registry = remote.registry;
+    const progress = this.downloads?.start({ digest, registry, repo: remote.name, uncached });
     const fill = new BlobFill(
       {
         spoolDir: this.settings.spoolDir,
         fillTimeoutMs: this.settings.fillTimeoutMs,
-        onBytes: (n) => this.metrics.upstreamBytes.inc({ registry }, n),
+        onBytes: (n) => {
+          this.metrics.upstreamBytes.inc({ registry }, n);
+          progress?.add(n);
+        },
         commit: outcome.commit,
       },
       remote,
@@ -53,10 +61,12 @@ export class BlobFills {
     );
     this.fills.set(digest, fill);
     this.metrics.fillsInFlight.inc();
+    fill.started.then(({ size }) => progress?.setTotal(size), () => {});
     fill.done
       .catch((err: unknown) => outcome.failed(err))
       .finally(() => {
         this.metrics.fillsInFlight.dec();
+        progress?.end();
         if (this.fills.get(digest) === fill) this.fills.delete(digest);
         fill.release();
         outcome.finally?.();

@@ -8,6 +8,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { BlobPolicy } from './blobs.js';
 import { Confirmations } from './confirmations.js';
+import type { DownloadTracker } from './downloads.js';
 import type { Evictor } from './evictor.js';
 import { ManifestPolicy } from './manifests.js';
 import { referencedBlobs } from './manifest-refs.js';
@@ -39,6 +40,8 @@ export interface PullThroughDeps {
   readonly log: Logger;
   /** Size-capped LRU eviction, when `cache.maxSize` is set. */
   readonly evictor?: Evictor;
+  /** Downloads in progress, for the admin API and status page. */
+  readonly downloads?: DownloadTracker;
 }
 
 /**
@@ -61,7 +64,7 @@ export class PullThroughCache {
     const fill = { spoolDir: s.paths.spool, fillTimeoutMs: s.upstream.fillTimeout };
     const tagPolicy = new TagPolicy(s.cache);
     const confirmations = new Confirmations(d.meta);
-    this.remoteOnly = new RemoteOnly({ blobs: d.blobs, fill, metrics: d.metrics, log: d.log });
+    this.remoteOnly = new RemoteOnly({ blobs: d.blobs, fill, metrics: d.metrics, log: d.log, downloads: d.downloads });
     this.manifests = new ManifestPolicy({ meta: d.meta, confirmations, tagPolicy, metrics: d.metrics, log: d.log });
     this.blobPolicy = new BlobPolicy({
       settings: { fill, fillLeaseMs: s.cache.fillLease, evictionGraceMs: s.cache.evictionGrace },
@@ -72,6 +75,7 @@ export class PullThroughCache {
       metrics: d.metrics,
       log: d.log,
       evictor: d.evictor,
+      downloads: d.downloads,
     });
     this.tagLists = new TagListPolicy({
       maxBytes: s.upstream.tagListMaxSize,

@@ -7,6 +7,7 @@ import { blobKey } from '../storage/keys.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
+import type { DownloadTracker } from './downloads.js';
 import { BlobFills, type FillSettings } from './fills.js';
 import { confirmUpstream } from './confirmations.js';
 import { upstreamAcceptList } from './manifest-accept.js';
@@ -21,6 +22,8 @@ export interface RemoteOnlyDeps {
   readonly fill: FillSettings;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** Downloads in progress, for the admin API and status page. */
+  readonly downloads?: DownloadTracker;
 }
 
 /** At most one "serving without the cache" warning per reason this often; the metric counts every request. */
@@ -49,7 +52,7 @@ export class RemoteOnly {
   private readonly lastWarned = new Map<BypassReason, number>();
 
   constructor(private readonly d: RemoteOnlyDeps) {
-    this.fills = new BlobFills(d.fill, d.metrics);
+    this.fills = new BlobFills(d.fill, d.metrics, d.downloads);
   }
 
   /** Counts a request served without the cache; warns now and then with the cause. */
@@ -99,11 +102,17 @@ export class RemoteOnly {
     const registry = at.t.registry.name;
     const f =
       this.fills.get(digest) ??
-      this.fills.start(at.remote, at.key, digest, {
-        // Verified and read by its clients: nothing to keep (and nothing is linked).
-        commit: (_digest, path) => rm(path, { force: true }),
-        failed: (err) => this.d.log.warn('uncached blob download failed', { registry, repo: at.t.repo, digest, error: (err as Error).message }),
-      });
+      this.fills.start(
+        at.remote,
+        at.key,
+        digest,
+        {
+          // Verified and read by its clients: nothing to keep (and nothing is linked).
+          commit: (_digest, path) => rm(path, { force: true }),
+          failed: (err) => this.d.log.warn('uncached blob download failed', { registry, repo: at.t.repo, digest, error: (err as Error).message }),
+        },
+        true,
+      );
     const { size } = await f.started;
     return {
       digest,
