@@ -7,8 +7,16 @@
  *
  * SPEC is `LISTEN=TARGET`, each side `tcp:HOST:PORT` or `unix:PATH`, e.g.
  * `tcp:127.0.0.1:6379=unix:/tmp/x/redis.sock` (listen on TCP, forward to the socket).
+ *
+ * `hang(true)` turns a relay into an upstream that hangs: it still accepts connections but
+ * forwards nothing and answers nothing, on open (keep-alive) connections and new ones alike: what
+ * a stuck server or a black-holing middlebox looks like to a client (no refusal, no reset, no
+ * status). `hang(false)` forwards again on the connections opened before; bytes that arrived
+ * meanwhile are dropped, never delivered late, and a connection accepted while hanging stays stuck
+ * until its client gives up.
  */
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { Transform } from 'node:stream';
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -28,6 +36,10 @@ function open(to: End): Socket {
 /** A listening relay. */
 export interface Relay {
   readonly server: Server;
+  /** Connections accepted so far, hanging or not. */
+  accepted(): number;
+  /** Hang (accept, forward nothing, answer nothing) or forward again. */
+  hang(on: boolean): void;
   /** Stops listening and cuts every connection in progress. */
   close(): Promise<void>;
 }
@@ -39,13 +51,29 @@ export async function relay(spec: string): Promise<Relay> {
   const from = parseEnd(fromS);
   const to = parseEnd(toS);
   const open_ = new Set<Socket>();
+  let hanging = false;
+  let accepted = 0;
+  // Drops what passes while hanging; a Transform keeps the pipe's backpressure otherwise.
+  const gate = (): Transform =>
+    new Transform({
+      transform(chunk: Buffer, _enc, done) {
+        done(null, hanging ? undefined : chunk);
+      },
+    });
   const server = createServer((client) => {
-    const upstream = open(to);
-    for (const sock of [client, upstream]) {
-      open_.add(sock);
-      sock.on('close', () => open_.delete(sock));
+    accepted++;
+    open_.add(client);
+    client.on('close', () => open_.delete(client));
+    // Accepted while hanging: never read, never forwarded (the client waits for nothing).
+    if (hanging) {
+      client.on('error', () => client.destroy());
+      return;
     }
-    client.pipe(upstream).pipe(client);
+    const upstream = open(to);
+    open_.add(upstream);
+    upstream.on('close', () => open_.delete(upstream));
+    client.pipe(gate()).pipe(upstream);
+    upstream.pipe(gate()).pipe(client);
     // A refused or reset side closes the other: the peer sees what a dead server would show.
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
@@ -60,6 +88,10 @@ export async function relay(spec: string): Promise<Relay> {
   });
   return {
     server,
+    accepted: () => accepted,
+    hang: (on) => {
+      hanging = on;
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
