@@ -85,6 +85,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly staleAnswers = new Counter({
+    name: 'pullthrough_stale_answers_total',
+    help: 'Cached answers (tags, tag lists, referrers) served without a fresh upstream answer, by reason: upstream_error (429/5xx, unreachable, timeout), deadline (revalidation slower than cache.revalidateDeadline), offline (offline mode)',
+    labelNames: ['registry', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly fillsInFlight = new Gauge({
     name: 'pullthrough_blob_fills_in_flight',
     help: 'Blob downloads from upstream in progress on this replica',
