@@ -40,8 +40,6 @@ export type Fault =
   | { kind: 'status'; status: number; code?: string; message?: string; retryAfter?: string }
   /** Never answers; rejects with the call's `signal.reason` once it aborts. */
   | { kind: 'hang' }
-  /** Answers late: once `until` settles, the call goes on as if unscripted (an upstream stuck for a while). */
-  | { kind: 'wait'; until: Promise<unknown> }
   /** openBlob only: answers, sends `after` bytes, then the body fails with UpstreamUnavailableError. */
   | { kind: 'midstream'; after: number }
   /** openBlob: the bytes differ from the digest (same length); getManifest: UpstreamIntegrityError, as the real client's check throws. */
@@ -220,13 +218,6 @@ class FakeRemoteRepository implements RemoteRepository {
         return new Promise<never>((_, reject) => {
           opts.signal?.addEventListener('abort', () => reject(opts.signal!.reason), { once: true });
         });
-      case 'wait':
-        await new Promise<void>((resolve, reject) => {
-          void fault.until.then(() => resolve(), () => resolve());
-          opts.signal?.addEventListener('abort', () => reject(opts.signal!.reason), { once: true });
-        });
-        opts.signal?.throwIfAborted();
-        break;
     }
     const access = this.fake.access(this.name, this.credentials);
     if (access === 401) throw this.status(401, 'UNAUTHORIZED', 'authentication required');
