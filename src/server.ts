@@ -4,6 +4,7 @@ import { openBlobStore, openMetadataStore } from './storage/factory.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import { UpstreamPool } from './upstream/registry-upstream.js';
+import { RegistryRemotes } from './upstream/registry-remote.js';
 import { PullThroughCache } from './cache/pull-through.js';
 import { Evictor } from './cache/evictor.js';
 import { Metrics } from './observability/metrics.js';
@@ -13,7 +14,10 @@ import { RegistryIndex } from './http/target.js';
 import { createPushRelay } from './http/push-relay.js';
 import { createDoorAuth } from './http/door-auth.js';
 import { CertificateAuthority } from './pki/index.js';
-import { startMirrorDoor, startTlsDoor, startProxyDoor, startDnsDoor, HttpTraffic, type Door } from './doors/index.js';
+import { startMirrorDoor, startTlsDoor, startProxyDoor, startDnsDoor, startAdminDoor, HttpTraffic, type Door } from './doors/index.js';
+import { DownloadTracker } from './cache/downloads.js';
+import { OfflineSwitch } from './upstream/offline-switch.js';
+import { createAdminApp } from './admin/app.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
@@ -113,7 +117,9 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   // registries at pullthrough must not send pullthrough back to itself.
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
   const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace) : undefined;
-  const cache = new PullThroughCache({ config, blobs, meta, upstreams, metrics, log, evictor });
+  const downloads = new DownloadTracker();
+  const offline = new OfflineSwitch();
+  const cache = new PullThroughCache({ settings: config, blobs, meta, remotes: new RegistryRemotes(upstreams), metrics, log, evictor, downloads });
   metrics.cacheSizeBytes.set(await meta.totalBlobSize());
   // A smaller maxSize than last run takes effect at start, not at the next download.
   void evictor?.trigger();
@@ -175,6 +181,11 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
       const dnsDoor = await startDnsDoor(config, { log });
       metrics.dnsStats = dnsDoor.stats;
       doors.push(dnsDoor);
+    }
+    if (config.listen.admin) {
+      // Last: the registry doors serve before anyone can steer the cache through this one.
+      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline });
+      doors.push(await startAdminDoor(config.listen.admin, adminApp.callback()));
     }
   } catch (err) {
     await Promise.allSettled(doors.map((d) => d.close()));

@@ -183,6 +183,11 @@ export const configSchema = z.strictObject({
       tls: listenAddress.default(null),
       proxy: listenAddress.default(null),
       dns: listenAddress.default(null),
+      /**
+       * The admin API, CLI subcommands and status page. Loopback by default: off loopback it asks
+       * for credentials (see docs/admin.md); null switches it off.
+       */
+      admin: listenAddress.prefault('127.0.0.1:5001'),
     })
     .prefault({}),
   /** Address clients use to reach this instance, for setup scripts (defaults from listen.mirror). */

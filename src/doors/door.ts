@@ -1,11 +1,11 @@
 /**
- * What every door (mirror, TLS, CONNECT, DNS) is to the server that runs it. A door is started by
+ * What every door (mirror, TLS, CONNECT, DNS, admin) is to the server that runs it. A door is started by
  * its `start…Door` function, which resolves once it listens; from then on the server drives all
  * doors alike: report where they listen, stop accepting at shutdown, and close them after the drain.
  */
 
 /** The doors, as named under `listen` in the config and in the server's `addresses`. */
-export type DoorName = 'mirror' | 'tls' | 'proxy' | 'dns';
+export type DoorName = 'mirror' | 'tls' | 'proxy' | 'dns' | 'admin';
 
 /** Where a door listens: the bound address and port (port 0 in the config becomes the real one). */
 export interface BoundAddress {

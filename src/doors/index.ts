@@ -1,5 +1,6 @@
 export type { Door, DoorName, BoundAddress } from './door.js';
 export { startMirrorDoor, type MirrorDoor } from './mirror-door.js';
+export { startAdminDoor, type AdminDoor } from './admin-door.js';
 export { HttpTraffic } from './http-traffic.js';
 export { startTlsDoor, type TlsDoor, type DoorOptions, type TlsDoorOptions } from './tls-door.js';
 export { startProxyDoor, type ProxyDoor, type ProxyDoorOptions } from './connect-proxy.js';
