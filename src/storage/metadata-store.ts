@@ -30,7 +30,13 @@ export type ReferrersRecord =
       readonly fetchedAt: number;
     }
   /** The upstream had no referrers API (it answered 404): clients fall back to the tag schema. */
-  | { readonly supported: false; readonly fetchedAt: number };
+  | {
+      readonly supported: false;
+      /** The upstream's own error code and message with its 404, passed on to clients. */
+      readonly upstreamCode?: string;
+      readonly upstreamMessage?: string;
+      readonly fetchedAt: number;
+    };
 
 /**
  * Largest referrers body a store keeps; a larger answer is served but not kept (the next request

@@ -136,6 +136,9 @@ export function metadataStoreSuite(name: string, h: MetadataStoreHarness): void 
       const none: ReferrersRecord = { supported: false, fetchedAt: 1_700_000_000_003 };
       await s.putReferrers('docker.io', 'library/app', d, undefined, none);
       assert.deepEqual(await s.getReferrers('docker.io', 'library/app', d, undefined), none);
+      const noneSaid: ReferrersRecord = { supported: false, upstreamCode: 'NAME_UNKNOWN', upstreamMessage: 'no such route', fetchedAt: 1_700_000_000_004 };
+      await s.putReferrers('docker.io', 'library/app', d, undefined, noneSaid);
+      assert.deepEqual(await s.getReferrers('docker.io', 'library/app', d, undefined), noneSaid);
       const bytes = Buffer.concat([Buffer.from(Array.from({ length: 256 }, (_, i) => i)), randomBytes(64 << 10)]);
       await s.putReferrers('docker.io', 'library/app', d, 'x/y', { supported: true, body: bytes, mediaType: 'application/vnd.oci.image.index.v1+json', fetchedAt: 5 });
       const got = await s.getReferrers('docker.io', 'library/app', d, 'x/y');
