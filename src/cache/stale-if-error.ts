@@ -1,4 +1,6 @@
 import { UpstreamManifestInvalidError, UpstreamStatusError, UpstreamUnavailableError } from '../upstream/errors.js';
+import type { StaleCause } from './revalidation-deadline.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /**
  * Whether an upstream failure allows serving cached content instead: unreachable, 429/5xx, or
@@ -11,4 +13,19 @@ export function isTransient(err: unknown): err is UpstreamUnavailableError | Ups
 /** What a stale answer says about the upstream failure that caused it. */
 export function staleReasonOf(err: unknown): string {
   return err instanceof UpstreamStatusError ? `upstream answered ${err.status}` : (err as Error).message;
+}
+
+/**
+ * What an upstream failure allows the cache to serve instead (revalidation-deadline.ts): a
+ * transient failure, a cached answer within its stale window; anything else, nothing.
+ */
+export function staleCauseOf(err: unknown): StaleCause | null {
+  if (isTransient(err)) return { kind: 'upstream_error', reason: staleReasonOf(err), anyAge: false };
+  return null;
+}
+
+/** Counts a stale answer: by reason, and (as before) among those served after an upstream failure. */
+export function countStale(metrics: Metrics, registry: string, cause: StaleCause): void {
+  metrics.staleAnswers.inc({ registry, reason: cause.kind });
+  if (cause.kind === 'upstream_error') metrics.staleServed.inc({ registry });
 }
