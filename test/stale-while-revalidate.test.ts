@@ -54,7 +54,8 @@ async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 
   }
 }
 
-test('upstream hangs: the cached tag is answered within the deadline, stale; the record is refreshed once the upstream answers', async () => {
+test('upstream hangs: the cached tag is answered within the deadline, stale; the record is refreshed once the upstream answers', async (t) => {
+  t.after(() => gate.hang(false));
   const v1 = await pushImage(up, 'team/swr', 'v1', await makeImage({ format: 'oci', seed: 'swr' }));
   const first = await getManifest('team/swr', 'v1');
   assert.equal(first.status, 200);
@@ -70,8 +71,9 @@ test('upstream hangs: the cached tag is answered within the deadline, stale; the
   assert.equal(during.digest, v1.manifestDigest, 'the cached digest');
   assert.match(during.warning, /^110 /);
   assert.ok(during.ms < BOUND_MS, `answered after ${during.ms} ms`);
-  const line = pt.requests().filter((l) => l.path === '/v2/team/swr/manifests/v1').at(-1);
-  assert.equal(line?.cache, 'stale');
+  // The request log line is written as the response ends: wait for it.
+  await until('the request log line', () => pt.requests().some((l) => l.path === '/v2/team/swr/manifests/v1' && l.cache === 'stale'));
+  const line = pt.requests().filter((l) => l.path === '/v2/team/swr/manifests/v1' && l.cache === 'stale')[0];
   assert.match(String(line?.stale), /revalidation exceeded 1 s/);
   assert.equal(up.count({ repo: 'team/swr', kind: 'manifest' }), 0, 'nothing reached the registry while it hung');
 
@@ -90,7 +92,8 @@ test('upstream hangs: the cached tag is answered within the deadline, stale; the
   assert.ok(metricValue(await pt.metrics(), 'pullthrough_stale_answers_total', { registry: 'slow.test', reason: 'deadline' }) >= 2);
 });
 
-test('requests during a hang share one revalidation: eight clients, one upstream HEAD, all answered in time', async () => {
+test('requests during a hang share one revalidation: eight clients, one upstream HEAD, all answered in time', async (t) => {
+  t.after(() => gate.hang(false));
   const img = await pushImage(up, 'team/swr8', 'v1', await makeImage({ format: 'oci', seed: 'swr8' }));
   assert.equal((await getManifest('team/swr8', 'v1')).digest, img.manifestDigest);
   up.resetLog();
@@ -108,7 +111,8 @@ test('requests during a hang share one revalidation: eight clients, one upstream
   assert.equal(up.count({ repo: 'team/swr8', kind: 'manifest', method: 'GET' }), 0, 'the digest did not change: no GET');
 });
 
-test('a tag never cached waits for the upstream: nothing to serve at the deadline', async () => {
+test('a tag never cached waits for the upstream: nothing to serve at the deadline', async (t) => {
+  t.after(() => gate.hang(false));
   const img = await pushImage(up, 'team/cold', 'v1', await makeImage({ format: 'oci', seed: 'swr-cold' }));
   gate.hang(true);
   const pending = getManifest('team/cold', 'v1');
@@ -121,7 +125,8 @@ test('a tag never cached waits for the upstream: nothing to serve at the deadlin
   assert.equal(r.warning, '');
 });
 
-test('the tag list is answered from its record within the deadline while the upstream hangs', async () => {
+test('the tag list is answered from its record within the deadline while the upstream hangs', async (t) => {
+  t.after(() => gate.hang(false));
   const img = await makeImage({ format: 'oci', seed: 'swr-tags' });
   for (const t of ['b', 'a', 'c']) await pushImage(up, 'team/tags', t, img);
   const url = `${pt.url}/v2/team/tags/tags/list`;
