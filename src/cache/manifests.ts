@@ -9,7 +9,7 @@ import { SingleFlight } from '../util/single-flight.js';
 import type { Confirmations } from './confirmations.js';
 import { tagRecordKey, upstreamAcceptList } from './manifest-accept.js';
 import { notFoundUpstream, type RemoteTarget } from './remote-target.js';
-import { countStale, staleCauseOf } from './stale-if-error.js';
+import { countStale, staleCauseOf, logStale } from './stale-if-error.js';
 import { answerWithin, reportOnce } from './revalidation-deadline.js';
 import type { TagPolicy } from './tag-policy.js';
 import type { ManifestResult } from './results.js';
@@ -91,7 +91,7 @@ export class ManifestPolicy {
         const m = await this.d.meta.getManifest(rec!.digest);
         if (!m || !isServedManifestType(m.mediaType)) return null;
         countStale(this.d.metrics, registry, cause);
-        this.d.log.warn('serving stale manifest', { registry, repo: at.t.repo, tag, digest: rec!.digest, reason: cause.reason, ageSeconds: Math.round(age / 1000) });
+        logStale(this.d.log, cause, 'serving stale manifest', { registry, repo: at.t.repo, tag, digest: rec!.digest, ageSeconds: Math.round(age / 1000) });
         return { digest: rec!.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'stale', staleReason: cause.reason };
       },
       onLateError: (err) =>

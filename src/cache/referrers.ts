@@ -5,7 +5,7 @@ import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { answerWithin, reportOnce } from './revalidation-deadline.js';
 import type { RemoteTarget } from './remote-target.js';
-import { countStale, staleCauseOf } from './stale-if-error.js';
+import { countStale, staleCauseOf, logStale } from './stale-if-error.js';
 import type { ReferrersResult } from './results.js';
 import type { TagPolicy } from './tag-policy.js';
 
@@ -64,7 +64,7 @@ export class ReferrersPolicy {
       causeOf: staleCauseOf,
       serveStale: async (cause) => {
         countStale(this.d.metrics, registry, cause);
-        this.d.log.warn('serving stale referrers', { registry, repo, digest, artifactType, reason: cause.reason, ageSeconds: Math.round(age / 1000) });
+        logStale(this.d.log, cause, 'serving stale referrers', { registry, repo, digest, artifactType, ageSeconds: Math.round(age / 1000) });
         return { record: rec!, cache: 'stale', staleReason: cause.reason };
       },
       onLateError: (err) =>

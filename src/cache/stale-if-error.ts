@@ -1,6 +1,7 @@
 import { UpstreamManifestInvalidError, UpstreamStatusError, UpstreamUnavailableError } from '../upstream/errors.js';
 import type { StaleCause } from './revalidation-deadline.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { Logger } from '../observability/logger.js';
 
 /**
  * Whether an upstream failure allows serving cached content instead: unreachable, 429/5xx, or
@@ -28,4 +29,12 @@ export function staleCauseOf(err: unknown): StaleCause | null {
 export function countStale(metrics: Metrics, registry: string, cause: StaleCause): void {
   metrics.staleAnswers.inc({ registry, reason: cause.kind });
   if (cause.kind === 'upstream_error') metrics.staleServed.inc({ registry });
+}
+
+/**
+ * Logs a stale answer: at warn (the upstream failed or was slow), at debug in offline mode, where
+ * serving from the cache is the rule and a line per request would only be noise.
+ */
+export function logStale(log: Logger, cause: StaleCause, msg: string, fields: Record<string, unknown>): void {
+  (cause.kind === 'offline' ? log.debug : log.warn).call(log, msg, { ...fields, reason: cause.reason });
 }

@@ -3,7 +3,7 @@ import { UpstreamIntegrityError, UpstreamTagListError, UpstreamTooLargeError } f
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
-import { countStale, staleCauseOf, staleReasonOf } from './stale-if-error.js';
+import { countStale, staleCauseOf, staleReasonOf, logStale } from './stale-if-error.js';
 import { answerWithin, reportOnce, type StaleCause } from './revalidation-deadline.js';
 import type { RemoteTarget } from './remote-target.js';
 import type { TagListResult } from './results.js';
@@ -94,7 +94,7 @@ export class TagListPolicy {
         causeOf: tagListCauseOf,
         serveStale: async (cause) => {
           countStale(this.d.metrics, registry, cause);
-          this.d.log.warn('serving stale tag list', { registry, repo, reason: cause.reason, ageSeconds: Math.round(age / 1000) });
+          logStale(this.d.log, cause, 'serving stale tag list', { registry, repo, ageSeconds: Math.round(age / 1000) });
           return answer(rec!.tags, 'stale', cause.reason);
         },
         onLateError: (err) => reportOnce(err, () => this.d.log.warn('background revalidation failed', { registry, repo, what: 'tag list', error: (err as Error)?.message ?? String(err) })),
@@ -106,7 +106,7 @@ export class TagListPolicy {
       const seen = (await this.d.meta.listTags(space, repo).catch(() => Promise.reject(err))).filter((x) => !x.includes('~'));
       if (!seen.length) throw err;
       countStale(this.d.metrics, registry, cause);
-      this.d.log.warn('serving stale tag list', { registry, repo, reason: cause.reason });
+      logStale(this.d.log, cause, 'serving stale tag list', { registry, repo });
       return answer(seen, 'stale', cause.reason);
     }
   }

@@ -392,7 +392,8 @@ async function main(): Promise<void> {
   let up: BenchUpstream | undefined;
   const columns: Column[] = [];
   try {
-    log(`${QUICK ? 'quick run' : 'full run'}: blob ${BIG >> 20} MiB, ${REPS} repetitions, transfers capped at ${CAP} s, ${cpus().length} cores, load average ${load0.toFixed(2)}`);
+    if (ONLY) log(`only the figure "${ONLY}", ${cpus().length} cores, load average ${load0.toFixed(2)}`);
+    else log(`${QUICK ? 'quick run' : 'full run'}: blob ${BIG >> 20} MiB, ${REPS} repetitions, transfers capped at ${CAP} s, ${cpus().length} cores, load average ${load0.toFixed(2)}`);
     up = await startBenchUpstream(BIG, log);
     const ca = await createCA({ dir: join(work.path, 'pki') });
     const cert = await issueEcServerCert(ca, [UPSTREAM_NAME, ...FRESH_NAMES, 'localhost'], ['127.0.0.1']);
