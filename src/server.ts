@@ -4,7 +4,8 @@ import { openBlobStore, openMetadataStore } from './storage/factory.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import { UpstreamPool } from './upstream/registry-upstream.js';
-import { RegistryRemotes } from './upstream/registry-remote.js';
+import { ChainRemotes } from './upstream/chain-remote.js';
+import { OfflineSwitch } from './upstream/offline-switch.js';
 import { PullThroughCache } from './cache/pull-through.js';
 import { Evictor } from './cache/evictor.js';
 import { Metrics } from './observability/metrics.js';
@@ -16,7 +17,6 @@ import { createDoorAuth } from './http/door-auth.js';
 import { CertificateAuthority } from './pki/index.js';
 import { startMirrorDoor, startTlsDoor, startProxyDoor, startDnsDoor, startAdminDoor, HttpTraffic, type Door } from './doors/index.js';
 import { DownloadTracker } from './cache/downloads.js';
-import { OfflineSwitch } from './upstream/offline-switch.js';
 import { createAdminApp } from './admin/app.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
@@ -118,8 +118,14 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
   const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace) : undefined;
   const downloads = new DownloadTracker();
-  const offline = new OfflineSwitch();
-  const cache = new PullThroughCache({ settings: config, blobs, meta, remotes: new RegistryRemotes(upstreams), metrics, log, evictor, downloads });
+  // The cache asks each registry's chain of upstreams (docs/upstream-chains.md); a chain's first
+  // entry is the pool's client, shared with the push and token relays. Offline mode starts from
+  // registries.<name>.offline; the admin API switches it at run time.
+  const offline = new OfflineSwitch(Object.values(config.registries).filter((r) => r.offline).map((r) => r.name));
+  const remotes = new ChainRemotes({ pool: upstreams, settings: config, metrics, log, offline, lookup: createUpstreamLookup(config) });
+  // Chains of several entries exist from the start, so pullthrough_upstream_up shows them before the first pull.
+  for (const r of Object.values(config.registries)) if (r.upstreams.length > 1) remotes.for(r);
+  const cache = new PullThroughCache({ settings: config, blobs, meta, remotes, metrics, log, evictor, downloads });
   metrics.cacheSizeBytes.set(await meta.totalBlobSize());
   // A smaller maxSize than last run takes effect at start, not at the next download.
   void evictor?.trigger();
@@ -150,8 +156,8 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   };
   // With client authentication on, the client's Authorization is pullthrough's own: pushes go
   // upstream with the credentials configured for the repository (after the rules' push check).
-  const push = createPushRelay(upstreams, { centralCredentials: clientAuth !== undefined });
-  const doorAuth = createDoorAuth(upstreams);
+  const push = createPushRelay(upstreams, { centralCredentials: clientAuth !== undefined, offline });
+  const doorAuth = createDoorAuth(upstreams, offline);
   // Started in this order, stopped in this order; their requests in progress are counted together.
   const doors: Door[] = [];
   const traffic = new HttpTraffic(log);
@@ -189,7 +195,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     }
   } catch (err) {
     await Promise.allSettled(doors.map((d) => d.close()));
-    await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
+    await Promise.allSettled([remotes.close().then(() => upstreams.close()), meta.close(), blobs.close()]);
     throw err;
   }
   const addresses: Record<string, { address: string; port: number }> = {};
@@ -207,7 +213,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
       const deadline = Date.now() + DRAIN_GRACE_MS;
       while ((traffic.active > 0 || cache.inFlight > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       await Promise.allSettled(doors.map((d) => d.close()));
-      await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
+      await Promise.allSettled([remotes.close().then(() => upstreams.close()), meta.close(), blobs.close()]);
     },
   };
 }

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { PullthroughError } from '../src/util/errors.js';
 import { toOciError } from '../src/http/error-mapping.js';
 import { OciError, OCI_ERROR_TABLE, type OciErrorCode } from '../src/oci/errors.js';
-import { BodyTooLargeError, UpstreamAddressRefusedError, UpstreamManifestInvalidError, UpstreamTagListError, UpstreamIntegrityError, UpstreamStatusError, UpstreamTooLargeError, UpstreamUnavailableError } from '../src/upstream/errors.js';
+import { BodyTooLargeError, UpstreamAddressRefusedError, UpstreamManifestInvalidError, UpstreamTagListError, UpstreamIntegrityError, UpstreamStatusError, UpstreamTooLargeError, UpstreamUnavailableError, UpstreamOfflineError } from '../src/upstream/errors.js';
 import { BlobNotFoundError, StorageUnavailableError } from '../src/storage/errors.js';
 import { AccessDeniedError, AuthenticationRequiredError, RateLimitedError, TokenRequestError } from '../src/auth/errors.js';
 import { ConfigError } from '../src/config/errors.js';
@@ -43,6 +43,7 @@ const FAMILY: Array<{ err: PullthroughError; code: string; oci: OciErrorCode | '
   { err: new BodyTooLargeError(10), code: 'ERR_BODY_TOO_LARGE', oci: 'UPSTREAM_ERROR' },
   { err: new UpstreamManifestInvalidError('r', 'body is not JSON'), code: 'ERR_UPSTREAM_MANIFEST_INVALID', oci: 'UPSTREAM_ERROR' },
   { err: new UpstreamTagListError('r', 'Link to another origin'), code: 'ERR_UPSTREAM_TAG_LIST', oci: 'UPSTREAM_ERROR' },
+  { err: new UpstreamOfflineError('r', 'manifest a/b:1 is not cached'), code: 'ERR_UPSTREAM_OFFLINE', oci: 'UNAVAILABLE' },
   { err: new UpstreamAddressRefusedError('r', 'redirect', 'http://127.0.0.1:1', 'loopback'), code: 'ERR_UPSTREAM_ADDRESS_REFUSED', oci: 'UPSTREAM_ERROR' },
   { err: new BlobNotFoundError('k'), code: 'ERR_BLOB_NOT_FOUND', oci: 'BLOB_UNKNOWN' },
   { err: new StorageUnavailableError('redis', 'down', { cause: new Error('low') }), code: 'ERR_STORAGE_UNAVAILABLE', oci: 'UNAVAILABLE' },

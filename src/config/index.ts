@@ -1,4 +1,4 @@
 export { loadConfig, type LoadOptions } from './load.js';
 export { ConfigError } from './errors.js';
-export type { Config, RegistryConfig, ListenAddress, ConfigInput } from './schema.js';
+export type { Config, RegistryConfig, UpstreamEntryConfig, ListenAddress, ConfigInput } from './schema.js';
 export { parseDuration, parseSize } from './units.js';

@@ -2,7 +2,7 @@ import { readFileSync, accessSync, constants } from 'node:fs';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
-import { configSchema, type Config, type RegistryConfig } from './schema.js';
+import { configSchema, type Config, type RegistryConfig, type UpstreamEntryConfig } from './schema.js';
 import { BUILTIN_REGISTRIES } from './builtin-registries.js';
 import { applyRpardiniEnv } from './rpardini-env.js';
 import { ConfigError } from './errors.js';
@@ -140,7 +140,9 @@ export function loadConfig(opts: LoadOptions = {}): Config {
 
   // Merge the file's registries over the built-in ones.
   const registries: Record<string, RegistryConfig> = {};
-  for (const [name, r] of Object.entries(BUILTIN_REGISTRIES)) registries[name] = { name, aliases: [], credentials: [], allowPrivateRedirects: false, ...r };
+  for (const [name, r] of Object.entries(BUILTIN_REGISTRIES)) {
+    registries[name] = { name, aliases: r.aliases ?? [], upstream: r.upstream, credentials: [], allowPrivateRedirects: false, offline: false, upstreams: [{ url: r.upstream, tags: true, credentials: [], allowPrivateRedirects: false }] };
+  }
   for (const [name, r] of Object.entries(c.registries)) {
     if (r === null) delete registries[name];
     else {
@@ -148,7 +150,27 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       // pointing at a private upstream still answers for `registry-1.docker.io`), except those
       // the file configures as registries of their own.
       const aliases = r.aliases ?? (BUILTIN_REGISTRIES[name]?.aliases ?? []).filter((a) => !Object.hasOwn(c.registries, a));
-      registries[name] = { ...r, name, aliases, ca: r.ca === undefined ? undefined : abs(r.ca) };
+      const { upstreams: list, upstream: url, ...rest } = r;
+      // `upstream: URL` is the one-entry chain; the schema made sure exactly one of the two is given.
+      const chain: UpstreamEntryConfig[] = (list ?? [{ url: url!, username: r.username, password: r.password, ca: r.ca, credentials: r.credentials, allowPrivateRedirects: r.allowPrivateRedirects }]).map((e, i) => ({
+        ...e,
+        tags: e.tags ?? i === 0,
+        ca: e.ca === undefined ? undefined : abs(e.ca),
+      }));
+      // The first entry's settings stand at the top too: writes, the token relay and setup scripts use them.
+      const first = chain[0]!;
+      registries[name] = {
+        ...rest,
+        name,
+        aliases,
+        upstream: first.url,
+        username: first.username,
+        password: first.password,
+        ca: first.ca,
+        credentials: first.credentials,
+        allowPrivateRedirects: first.allowPrivateRedirects,
+        upstreams: chain,
+      };
     }
   }
 
@@ -159,11 +181,13 @@ export function loadConfig(opts: LoadOptions = {}): Config {
       if (other && other !== r.name) problems.push(`registries."${r.name}".aliases: ${host} is already a name or alias of registries."${other}"`);
       seen.set(host, r.name);
     }
-    if (r.ca !== undefined) {
+    const listed = Object.hasOwn(c.registries, r.name) && c.registries[r.name]?.upstreams !== undefined;
+    for (const [i, e] of r.upstreams.entries()) {
+      if (e.ca === undefined) continue;
       try {
-        accessSync(r.ca, constants.R_OK);
+        accessSync(e.ca, constants.R_OK);
       } catch {
-        problems.push(`registries."${r.name}".ca: cannot read ${r.ca}`);
+        problems.push(`registries."${r.name}".${listed ? `upstreams[${i}].ca` : 'ca'}: cannot read ${e.ca}`);
       }
     }
   }

@@ -40,7 +40,13 @@ export function applyRpardiniEnv(raw: Raw, env: Env, registryNames: () => Set<st
       const known = registryNames();
       if (known.has(host)) {
         const cur = (registries[host] as Raw | null | undefined) ?? {};
-        registries[host] = { ...cur, username, password };
+        const chain = cur.upstreams;
+        if (Array.isArray(chain) && chain.length > 0 && typeof chain[0] === 'object' && chain[0] !== null) {
+          // A chain: the credentials are for the registry itself, its first entry (never a mirror's).
+          registries[host] = { ...cur, upstreams: [{ ...(chain[0] as Raw), username, password }, ...chain.slice(1)] };
+        } else {
+          registries[host] = { ...cur, username, password };
+        }
       } else {
         // auth.docker.io, a GitLab host, …: used when an upstream's token realm is on this host.
         const authHosts = ((raw.authHosts ??= {}) as Raw);

@@ -124,9 +124,43 @@ const accessRule = z.strictObject({
   push: z.array(principal).default([]),
 });
 
+/** Keys of a registry entry that belong to one upstream: with `upstreams`, each entry has its own. */
+const UPSTREAM_KEYS = ['username', 'password', 'ca', 'credentials', 'allowPrivateRedirects'] as const;
+
+/**
+ * One entry of `registries.<name>.upstreams`: where to fetch from, with its own credentials and
+ * CA (docs/upstream-chains.md). `tags` is left undefined here and filled in by load.ts (true for
+ * the first entry, false for the others), since a default depends on the entry's position.
+ */
+const upstreamEntry = z
+  .strictObject({
+    url: httpUrl,
+    /** Whether this entry may resolve tags (and list tags and referrers): a mirror could answer a tag with other content. */
+    tags: z.boolean().optional(),
+    ca: z.string().min(1).optional(),
+    ...credentials,
+    credentials: z.array(namespaceCredentials).default([]),
+    allowPrivateRedirects: z.boolean().default(false),
+  })
+  .refine((e) => (e.username === undefined) === (e.password === undefined), {
+    message: 'username and password go together',
+    path: ['password'],
+  });
+
+/** Most entries one chain may have: each is a client with its own connections and health. */
+export const MAX_CHAIN = 8;
+
 export const registrySchema = z
   .strictObject({
-    upstream: httpUrl,
+    /** The upstream registry; the one-element form of `upstreams` (exactly one of the two). */
+    upstream: httpUrl.optional(),
+    /**
+     * Ordered upstreams, each with its own credentials and CA: content by digest from any of them,
+     * tags only from those with `tags: true`; failover and health in docs/upstream-chains.md.
+     */
+    upstreams: z.array(upstreamEntry).min(1).max(MAX_CHAIN).optional(),
+    /** Serve only from the cache, never opening a connection upstream (switchable at run time). */
+    offline: z.boolean().default(false),
     /**
      * Other host names clients use for this registry. Left out on an entry for a built-in
      * registry, the built-in aliases stay (load.ts merges them); `[]` removes them.
@@ -144,9 +178,24 @@ export const registrySchema = z
      */
     allowPrivateRedirects: z.boolean().default(false),
   })
-  .refine((r) => (r.username === undefined) === (r.password === undefined), {
-    message: 'username and password go together',
-    path: ['password'],
+  .superRefine((r, ctx) => {
+    if (r.username !== undefined && r.password === undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'username and password go together' });
+    if (r.username === undefined && r.password !== undefined) ctx.addIssue({ code: 'custom', path: ['password'], message: 'username and password go together' });
+    if (r.upstream !== undefined && r.upstreams !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'upstream and upstreams exclude each other: give upstreams alone (its first entry is what upstream was)' });
+    }
+    if (r.upstream === undefined && r.upstreams === undefined) ctx.addIssue({ code: 'custom', path: ['upstream'], message: 'required (a URL), or upstreams (an ordered list of { url, … })' });
+    if (r.upstreams !== undefined) {
+      // Credentials and a CA belong to one upstream: next to a list they would say nothing about which.
+      for (const key of UPSTREAM_KEYS) {
+        const v = r[key];
+        if (v === undefined || v === false || (Array.isArray(v) && v.length === 0)) continue;
+        ctx.addIssue({ code: 'custom', path: [key], message: `with upstreams, set ${key} on the entry it belongs to (e.g. upstreams[0].${key})` });
+      }
+      if (r.upstreams.every((e, i) => (e.tags ?? i === 0) === false)) {
+        ctx.addIssue({ code: 'custom', path: ['upstreams'], message: 'no entry has tags: true, so no tag could be resolved (the first entry is trusted for tags unless it says tags: false)' });
+      }
+    }
   });
 
 const tagRule = z.strictObject({
@@ -329,6 +378,22 @@ export const configSchema = z.strictObject({
       tagListMaxSize: size
         .prefault('8m')
         .refine((b): b is number => b !== null && b >= 1024, 'must be a size of at least 1k'),
+      /**
+       * Health of each entry of a chain of two or more upstreams (docs/upstream-chains.md): after
+       * `failures` consecutive failures (connect error, timeout, 5xx) an entry is skipped for
+       * `coolDown`, then probed (`GET /v2/`) every `probeInterval` until it answers; a 429 skips
+       * it for its Retry-After, at most `maxRetryAfter`.
+       */
+      health: z
+        .strictObject({
+          failures: z.number().int().min(1).max(1000).default(3),
+          coolDown: duration.prefault('30s').refine((ms) => ms >= 1000 && ms <= 86_400_000, 'must be between 1s and 24h'),
+          probeInterval: duration.prefault('10s').refine((ms) => ms >= 1000 && ms <= 86_400_000, 'must be between 1s and 24h'),
+          /** Longest wait for a probe's answer; a probe that takes longer failed. */
+          probeTimeout: duration.prefault('5s').refine((ms) => ms >= 100 && ms <= 600_000, 'must be between 100ms and 10m'),
+          maxRetryAfter: duration.prefault('10m').refine((ms) => ms >= 1000 && ms <= 86_400_000, 'must be between 1s and 24h'),
+        })
+        .prefault({}),
     })
     .prefault({}),
   defaultRegistry: hostname.default('docker.io'),
@@ -394,7 +459,22 @@ export const configSchema = z.strictObject({
 
 export type ConfigInput = z.input<typeof configSchema>;
 type Parsed = z.output<typeof configSchema>;
-export type RegistryConfig = Omit<NonNullable<z.output<typeof registrySchema>>, 'aliases'> & { name: string; aliases: string[] };
+type ParsedRegistry = NonNullable<z.output<typeof registrySchema>>;
+
+/** One upstream of a registry's chain, as load.ts completes it (its CA path absolute, `tags` decided). */
+export type UpstreamEntryConfig = Omit<z.output<typeof upstreamEntry>, 'tags'> & { tags: boolean };
+
+/**
+ * A configured registry. `upstreams` is always there, with at least one entry; the top-level
+ * `upstream`, `username`, `password`, `ca`, `credentials` and `allowPrivateRedirects` are those of
+ * its first entry, where writes (pushes, the token relay) and setup scripts go.
+ */
+export type RegistryConfig = Omit<ParsedRegistry, 'aliases' | 'upstream' | 'upstreams'> & {
+  name: string;
+  aliases: string[];
+  upstream: string;
+  upstreams: readonly UpstreamEntryConfig[];
+};
 export type ListenAddress = { host: string; port: number };
 
 /** The validated, frozen configuration every module receives. */

@@ -1,6 +1,7 @@
 import type { Context } from 'koa';
 import type { RegistryConfig } from '../config/index.js';
 import type { UpstreamPool } from '../upstream/registry-upstream.js';
+import type { OfflineSwitch } from '../upstream/offline-switch.js';
 import { UpstreamUnavailableError } from '../upstream/errors.js';
 import type { RequestState } from './state.js';
 
@@ -25,9 +26,14 @@ function quote(v: string): string {
   return `"${v.replace(/["\\]/g, '\\$&')}"`;
 }
 
-export function createDoorAuth(upstreams: UpstreamPool): DoorAuth {
+/**
+ * @param offline registries in offline mode: their doors put no challenge and answer token
+ *   requests themselves, so the upstream is never asked (cached pulls need no client token).
+ */
+export function createDoorAuth(upstreams: UpstreamPool, offline?: Pick<OfflineSwitch, 'isOffline'>): DoorAuth {
   return {
     async challenge(registry, host) {
+      if (offline?.isOffline(registry.name)) return null;
       const ch = await upstreams.for(registry).clientChallenge();
       if (!ch) return null;
       if (ch.scheme === 'basic') return `Basic realm=${quote(ch.params.realm ?? registry.name)}`;
@@ -45,11 +51,13 @@ export function createDoorAuth(upstreams: UpstreamPool): DoorAuth {
       const method = ctx.method === 'POST' ? 'POST' : 'GET';
       let res;
       try {
+        if (offline?.isOffline(registry.name)) throw new UpstreamUnavailableError(registry.name, 'offline mode');
         res = await upstreams.for(registry).relayToken(method, ctx.querystring, headers, method === 'POST' ? ctx.req : null);
       } catch (err) {
         if (!(err instanceof UpstreamUnavailableError)) throw err;
-        // The auth service is down: a token that upstream would refuse, but with which clients can
-        // still pull what pullthrough has cached (pulls never use the client's token).
+        // The auth service is down (or the registry is offline): a token that upstream would
+        // refuse, but with which clients can still pull what pullthrough has cached (pulls never
+        // use the client's token).
         ctx.type = 'application/json';
         ctx.body = JSON.stringify({ token: 'pullthrough-offline', access_token: 'pullthrough-offline', expires_in: 60 });
         return;

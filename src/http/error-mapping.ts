@@ -1,5 +1,5 @@
 import { OciError, OCI_ERROR_TABLE, type OciErrorCode } from '../oci/errors.js';
-import { BodyTooLargeError, UpstreamAddressRefusedError, UpstreamIntegrityError, UpstreamManifestInvalidError, UpstreamStatusError, UpstreamTagListError, UpstreamTooLargeError, UpstreamUnavailableError } from '../upstream/errors.js';
+import { BodyTooLargeError, UpstreamAddressRefusedError, UpstreamIntegrityError, UpstreamManifestInvalidError, UpstreamStatusError, UpstreamTagListError, UpstreamTooLargeError, UpstreamUnavailableError, UpstreamOfflineError } from '../upstream/errors.js';
 import { BlobNotFoundError, StorageUnavailableError } from '../storage/errors.js';
 import { SetupError } from '../setup/scripts.js';
 import { AccessDeniedError, AuthenticationRequiredError, RateLimitedError, TokenRequestError } from '../auth/errors.js';
@@ -51,6 +51,8 @@ export function toOciError(err: unknown, kind: RequestKind): OciError {
     }
   }
   if (err instanceof UpstreamUnavailableError) return new OciError('UNAVAILABLE', err.message, { registry: err.registry });
+  // Offline mode is the operator's choice, not a fault: 503 (it passes), saying so by name.
+  if (err instanceof UpstreamOfflineError) return new OciError('UNAVAILABLE', err.message, { registry: err.registry, offline: true });
   if (err instanceof UpstreamAddressRefusedError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry, reason: err.reason });
   if (err instanceof UpstreamIntegrityError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry });
   if (err instanceof UpstreamTooLargeError) return new OciError('UPSTREAM_ERROR', err.message, { registry: err.registry });

@@ -1,5 +1,7 @@
 import type { Context } from 'koa';
 import type { UpstreamPool } from '../upstream/registry-upstream.js';
+import type { OfflineSwitch } from '../upstream/offline-switch.js';
+import { UpstreamOfflineError } from '../upstream/errors.js';
 import type { Target } from '../cache/results.js';
 import type { PushRelay } from './v2-routes.js';
 import type { RequestState } from './state.js';
@@ -16,6 +18,8 @@ export interface PushRelayOptions {
    * (they would send the client to the upstream's token service).
    */
   readonly centralCredentials?: boolean;
+  /** Registries in offline mode get no write relayed (UpstreamOfflineError, before any connection). */
+  readonly offline?: Pick<OfflineSwitch, 'isOffline'>;
 }
 
 /**
@@ -29,6 +33,7 @@ export interface PushRelayOptions {
  */
 export function createPushRelay(upstreams: UpstreamPool, opts: PushRelayOptions = {}): PushRelay {
   return async (ctx: Context, target: Target): Promise<void> => {
+    if (opts.offline?.isOffline(target.registry.name)) throw new UpstreamOfflineError(target.registry.name, `${ctx.method} ${ctx.path} is not relayed`);
     const up = upstreams.for(target.registry);
     const headers: Record<string, string> = {};
     for (const [k, v] of Object.entries(ctx.req.headers)) {

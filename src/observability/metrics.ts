@@ -78,6 +78,22 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly upstreamUp = new Gauge({
+    name: 'pullthrough_upstream_up',
+    help: "1 while an entry of a registry's upstream chain is used, 0 while it is skipped (failures or 429; docs/upstream-chains.md)",
+    labelNames: ['registry', 'upstream'] as const,
+    // Health is tracked per process: an entry counts as up only when every worker uses it.
+    aggregator: 'min',
+    registers: [this.registry],
+  });
+
+  readonly upstreamFailovers = new Counter({
+    name: 'pullthrough_upstream_failovers_total',
+    help: 'Calls passed on to the next entry of an upstream chain, by registry and reason (unavailable, status_5xx, rate_limited, not_found, integrity, skipped)',
+    labelNames: ['registry', 'reason'] as const,
+    registers: [this.registry],
+  });
+
   readonly staleServed = new Counter({
     name: 'pullthrough_stale_served_total',
     help: 'Manifests or tag lists served stale because the upstream failed',

@@ -131,3 +131,20 @@ export class UpstreamTagListError extends PullthroughError {
     this.name = 'UpstreamTagListError';
   }
 }
+
+/**
+ * The registry is in offline mode (`registries.<name>.offline`, or switched at run time): it is
+ * served only from the cache, and nothing was asked upstream. Reaches a client only for what the
+ * cache does not hold.
+ */
+export class UpstreamOfflineError extends PullthroughError {
+  readonly code = 'ERR_UPSTREAM_OFFLINE';
+  constructor(
+    readonly registry: string,
+    /** What could not be done, e.g. `manifest library/alpine:3 is not cached`. */
+    readonly what: string,
+  ) {
+    super(`registry ${registry} is in offline mode (served only from the cache, nothing is asked upstream): ${what}`);
+    this.name = 'UpstreamOfflineError';
+  }
+}
