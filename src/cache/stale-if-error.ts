@@ -1,4 +1,4 @@
-import { UpstreamManifestInvalidError, UpstreamStatusError, UpstreamUnavailableError } from '../upstream/errors.js';
+import { UpstreamManifestInvalidError, UpstreamOfflineError, UpstreamStatusError, UpstreamUnavailableError } from '../upstream/errors.js';
 import type { StaleCause } from './revalidation-deadline.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
@@ -17,10 +17,12 @@ export function staleReasonOf(err: unknown): string {
 }
 
 /**
- * What an upstream failure allows the cache to serve instead (revalidation-deadline.ts): a
- * transient failure, a cached answer within its stale window; anything else, nothing.
+ * What an upstream failure allows the cache to serve instead (revalidation-deadline.ts): offline
+ * mode (the remote asked nothing), a cached answer whatever its age; a transient failure, a cached
+ * answer within its stale window; anything else, nothing.
  */
 export function staleCauseOf(err: unknown): StaleCause | null {
+  if (err instanceof UpstreamOfflineError) return { kind: 'offline', reason: 'offline', anyAge: true };
   if (isTransient(err)) return { kind: 'upstream_error', reason: staleReasonOf(err), anyAge: false };
   return null;
 }
