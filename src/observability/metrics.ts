@@ -96,7 +96,7 @@ export class Metrics {
 
   readonly staleServed = new Counter({
     name: 'pullthrough_stale_served_total',
-    help: 'Manifests or tag lists served stale because the upstream failed',
+    help: 'Manifests, tag lists or referrers served stale because the upstream failed',
     labelNames: ['registry'] as const,
     registers: [this.registry],
   });
