@@ -21,12 +21,18 @@ describe('blobs', () => {
       const release = f.hold('openBlob');
       const handles = Array.from({ length: 8 }, () => f.cache.blob(t, digest, false));
       await settle();
+      assert.deepEqual(
+        f.downloads.list().map((x) => [x.digest, x.repo, x.uncached]),
+        [[digest, 'lib/app', false]],
+        'one download listed for all eight',
+      );
       release();
       const bodies = await Promise.all(handles.map(async (h) => readAll(await (await h).open())));
       for (const b of bodies) assert.ok(b.equals(data), 'every client gets the verified bytes');
       assert.equal(f.fake.count('openBlob'), 1, 'one download');
       for (const h of handles) assert.equal((await h).cache, 'miss');
       await f.cache.drain();
+      assert.deepEqual(f.downloads.list(), [], 'the finished download is off the list');
       assert.deepEqual(await f.blobs.stat(blobKey(digest)), { size: data.length });
       assert.equal((await f.meta.getBlob(digest))?.size, data.length);
       // A range of the stored blob, and no further upstream call.

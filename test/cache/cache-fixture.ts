@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import type { Config, RegistryConfig } from '../../src/config/index.js';
 import { PullThroughCache } from '../../src/cache/pull-through.js';
+import { DownloadTracker } from '../../src/cache/downloads.js';
 import type { Target } from '../../src/cache/results.js';
 import type { Credentials } from '../../src/upstream/remote.js';
 import { openBlobStore, openMetadataStore } from '../../src/storage/factory.js';
@@ -57,6 +58,7 @@ export interface CacheFixture {
   readonly metaOutage: Outage;
   readonly blobOutage: Outage;
   readonly metrics: Metrics;
+  readonly downloads: DownloadTracker;
   readonly config: Config;
   /**
    * Holds calls of `method` (before they reach the fake, so uncounted) until the returned
@@ -80,6 +82,7 @@ export async function cacheFixture(doc: Record<string, unknown> = {}): Promise<C
   const blobOutage: Outage = { down: false, calledWhileDown: [] };
   const fake = new FakeRemote(REGISTRY);
   const metrics = new Metrics();
+  const downloads = new DownloadTracker();
   const gates = new Map<string, Promise<void>>();
   const gated = (repo: RemoteRepository): RemoteRepository =>
     new Proxy(repo, {
@@ -101,6 +104,7 @@ export async function cacheFixture(doc: Record<string, unknown> = {}): Promise<C
     remotes: { for: () => remote },
     metrics,
     log: silentLogger,
+    downloads,
   });
   return {
     cache,
@@ -110,6 +114,7 @@ export async function cacheFixture(doc: Record<string, unknown> = {}): Promise<C
     metaOutage,
     blobOutage,
     metrics,
+    downloads,
     config,
     hold(method) {
       let release!: () => void;

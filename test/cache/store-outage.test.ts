@@ -54,6 +54,7 @@ describe('metadata store down: the remote-only layer', () => {
       const release = f.hold('openBlob');
       const handles = Array.from({ length: 4 }, () => f.cache.blob(t, digest, false));
       await settle();
+      assert.deepEqual(f.downloads.list().map((x) => [x.digest, x.uncached]), [[digest, true]], 'listed as an uncached download');
       release();
       for (const h of handles) {
         const got = await h;
