@@ -9,7 +9,8 @@ import { SingleFlight } from '../util/single-flight.js';
 import type { Confirmations } from './confirmations.js';
 import { tagRecordKey, upstreamAcceptList } from './manifest-accept.js';
 import { notFoundUpstream, type RemoteTarget } from './remote-target.js';
-import { isTransient, staleReasonOf } from './stale-if-error.js';
+import { countStale, staleCauseOf, logStale } from './stale-if-error.js';
+import { answerWithin, reportOnce } from './revalidation-deadline.js';
 import type { TagPolicy } from './tag-policy.js';
 import type { ManifestResult } from './results.js';
 
@@ -19,6 +20,8 @@ export interface ManifestPolicyDeps {
   readonly tagPolicy: TagPolicy;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** `cache.revalidateDeadline`: longest a request with a cached answer waits for revalidation. */
+  readonly revalidateDeadlineMs: number;
 }
 
 /**
@@ -26,7 +29,9 @@ export interface ManifestPolicyDeps {
  * once the repository is confirmed, else fetched (checked by the remote) and kept. By tag they
  * are revalidated with `headManifest` (Docker Hub does not count HEADs) and fetched with
  * `getManifest` only when the digest changed; when the upstream fails transiently a cached tag is
- * served stale for up to its `staleIfError`. Tag records are kept per Accept class (`~single`).
+ * served stale for up to its `staleIfError`, and when it is slower than `cache.revalidateDeadline`
+ * the cached tag is served stale at the deadline while the revalidation goes on and updates the
+ * record (revalidation-deadline.ts). Tag records are kept per Accept class (`~single`).
  */
 export class ManifestPolicy {
   private readonly flights = new SingleFlight<ManifestResult>();
@@ -71,20 +76,26 @@ export class ManifestPolicy {
       const m = await this.d.meta.getManifest(rec.digest);
       if (m && isServedManifestType(m.mediaType)) return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'hit' };
     }
+    const usable = rec !== null && isAccepted(accepted, rec.mediaType);
+    const staleUsable = usable && age <= timing.revalidateMs + timing.staleIfErrorMs;
     const flightKey = `${at.key}:${key}|${head}|${accepted ? [...accepted].sort().join(',') : '*'}`;
-    return this.flights.run(flightKey, async () => {
-      const staleUsable = rec !== null && age <= timing.revalidateMs + timing.staleIfErrorMs && isAccepted(accepted, rec.mediaType);
-      try {
-        return await this.revalidate(at, tag, key, accepted, head, rec, staleUsable);
-      } catch (err) {
-        if (!isTransient(err) || !rec || !staleUsable) throw err;
-        const m = await this.d.meta.getManifest(rec.digest);
-        if (!m || !isServedManifestType(m.mediaType)) throw err;
-        const reason = staleReasonOf(err);
-        this.d.metrics.staleServed.inc({ registry: at.t.registry.name });
-        this.d.log.warn('serving stale manifest', { registry: at.t.registry.name, repo: at.t.repo, tag, digest: rec.digest, reason, ageSeconds: Math.round(age / 1000) });
-        return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'stale', staleReason: reason };
-      }
+    // The revalidation is shared; each request waits for it up to its own deadline.
+    const revalidation = this.flights.run(flightKey, () => this.revalidate(at, tag, key, accepted, head, rec, staleUsable));
+    const registry = at.t.registry.name;
+    return answerWithin({
+      revalidation,
+      cached: !usable ? 'none' : staleUsable ? 'within-window' : 'too-old',
+      deadlineMs: this.d.revalidateDeadlineMs,
+      causeOf: staleCauseOf,
+      serveStale: async (cause) => {
+        const m = await this.d.meta.getManifest(rec!.digest);
+        if (!m || !isServedManifestType(m.mediaType)) return null;
+        countStale(this.d.metrics, registry, cause);
+        logStale(this.d.log, cause, 'serving stale manifest', { registry, repo: at.t.repo, tag, digest: rec!.digest, ageSeconds: Math.round(age / 1000) });
+        return { digest: rec!.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'stale', staleReason: cause.reason };
+      },
+      onLateError: (err) =>
+        reportOnce(err, () => this.d.log.warn('background revalidation failed', { registry, repo: at.t.repo, tag, error: (err as Error)?.message ?? String(err) })),
     });
   }
 

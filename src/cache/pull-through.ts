@@ -12,20 +12,20 @@ import type { DownloadTracker } from './downloads.js';
 import type { Evictor } from './evictor.js';
 import { ManifestPolicy } from './manifests.js';
 import { referencedBlobs } from './manifest-refs.js';
-import { referrersOf } from './referrers.js';
+import { ReferrersPolicy } from './referrers.js';
 import { RemoteOnly } from './remote-only.js';
 import { remoteTarget } from './remote-target.js';
 import { TagListPolicy } from './tag-lists.js';
 import { TagPolicy } from './tag-policy.js';
-import type { BlobHandle, ManifestResult, PassThroughResult, TagListResult, Target } from './results.js';
+import type { BlobHandle, ManifestResult, ReferrersResult, TagListResult, Target } from './results.js';
 
 /**
  * The part of the configuration the cache reads: `cache` (tag rules, fill lease, eviction
- * grace), `upstream.fillTimeout` and `upstream.tagListMaxSize`, and `paths.spool`. The whole
+ * grace, revalidation deadline), `upstream.fillTimeout` and `upstream.tagListMaxSize`, and `paths.spool`. The whole
  * Config fits; taking only this keeps the cache's dependencies visible.
  */
 export interface CacheSettings {
-  readonly cache: Pick<Config['cache'], 'tags' | 'fillLease' | 'evictionGrace'>;
+  readonly cache: Pick<Config['cache'], 'tags' | 'fillLease' | 'evictionGrace' | 'revalidateDeadline'>;
   readonly upstream: Pick<Config['upstream'], 'fillTimeout' | 'tagListMaxSize'>;
   readonly paths: Pick<Config['paths'], 'spool'>;
 }
@@ -56,6 +56,7 @@ export class PullThroughCache {
   private readonly manifests: ManifestPolicy;
   private readonly blobPolicy: BlobPolicy;
   private readonly tagLists: TagListPolicy;
+  private readonly referrerPolicy: ReferrersPolicy;
   /** Answers without the cache while a store is unreachable. */
   private readonly remoteOnly: RemoteOnly;
 
@@ -65,7 +66,7 @@ export class PullThroughCache {
     const tagPolicy = new TagPolicy(s.cache);
     const confirmations = new Confirmations(d.meta);
     this.remoteOnly = new RemoteOnly({ blobs: d.blobs, fill, metrics: d.metrics, log: d.log, downloads: d.downloads });
-    this.manifests = new ManifestPolicy({ meta: d.meta, confirmations, tagPolicy, metrics: d.metrics, log: d.log });
+    this.manifests = new ManifestPolicy({ meta: d.meta, confirmations, tagPolicy, metrics: d.metrics, log: d.log, revalidateDeadlineMs: s.cache.revalidateDeadline });
     this.blobPolicy = new BlobPolicy({
       settings: { fill, fillLeaseMs: s.cache.fillLease, evictionGraceMs: s.cache.evictionGrace },
       blobs: d.blobs,
@@ -77,18 +78,14 @@ export class PullThroughCache {
       evictor: d.evictor,
       downloads: d.downloads,
     });
-    this.tagLists = new TagListPolicy({
-      maxBytes: s.upstream.tagListMaxSize,
-      meta: d.meta,
-      tagPolicy,
-      metrics: d.metrics,
-      log: d.log,
-      onMetadataDown: (err) => {
-        if (!this.metadataDown(err)) return false;
-        this.remoteOnly.note('metadata_unavailable', err);
-        return true;
-      },
-    });
+    const onMetadataDown = (err: unknown): boolean => {
+      if (!this.metadataDown(err)) return false;
+      this.remoteOnly.note('metadata_unavailable', err);
+      return true;
+    };
+    const revalidateDeadlineMs = s.cache.revalidateDeadline;
+    this.tagLists = new TagListPolicy({ maxBytes: s.upstream.tagListMaxSize, revalidateDeadlineMs, meta: d.meta, tagPolicy, metrics: d.metrics, log: d.log, onMetadataDown });
+    this.referrerPolicy = new ReferrersPolicy({ meta: d.meta, tagPolicy, metrics: d.metrics, log: d.log, revalidateDeadlineMs, onMetadataDown });
   }
 
   /** True when `err` says the metadata store (not the blob store, not upstream) is unreachable. */
@@ -158,12 +155,13 @@ export class PullThroughCache {
   }
 
   /**
-   * The upstream's referrers index, passed through (a 404 from an upstream without the referrers
-   * API is passed on too, so clients fall back to the tag schema as they would upstream).
+   * The upstream's referrers index, kept and served stale like a tag list (see ReferrersPolicy); a
+   * 404 from an upstream without the referrers API is passed on, so clients fall back to the tag
+   * schema as they would upstream.
    * @throws UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError, UpstreamTooLargeError
    */
-  async referrers(t: Target, digest: string, artifactType: string | undefined): Promise<PassThroughResult> {
-    return referrersOf(remoteTarget(this.d.remotes, t), digest, artifactType);
+  async referrers(t: Target, digest: string, artifactType: string | undefined): Promise<ReferrersResult> {
+    return this.referrerPolicy.referrers(remoteTarget(this.d.remotes, t), digest, artifactType);
   }
 
   /** Blob downloads in progress on this replica (for draining). */

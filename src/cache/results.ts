@@ -51,3 +51,9 @@ export interface PassThroughResult {
   readonly body: Buffer;
   readonly headers: Readonly<Record<string, string>>;
 }
+
+/** A referrers index: the upstream's (`pass`), or the one kept from it (`stale`, and why). */
+export interface ReferrersResult extends PassThroughResult {
+  readonly cache: CacheStatus;
+  readonly staleReason?: string;
+}

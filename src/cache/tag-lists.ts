@@ -3,7 +3,8 @@ import { UpstreamIntegrityError, UpstreamTagListError, UpstreamTooLargeError } f
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
-import { isTransient, staleReasonOf } from './stale-if-error.js';
+import { countStale, staleCauseOf, staleReasonOf, logStale } from './stale-if-error.js';
+import { answerWithin, reportOnce, type StaleCause } from './revalidation-deadline.js';
 import type { RemoteTarget } from './remote-target.js';
 import type { TagListResult } from './results.js';
 import { pageTags, sortTags } from './tag-list.js';
@@ -16,6 +17,8 @@ export interface TagListPolicyDeps {
   readonly tagPolicy: TagPolicy;
   readonly metrics: Metrics;
   readonly log: Logger;
+  /** `cache.revalidateDeadline`: longest a request with a kept list waits for the upstream's. */
+  readonly revalidateDeadlineMs: number;
   /** Called when the metadata store is found unreachable while keeping a list (which is still served). */
   onMetadataDown(err: unknown): boolean;
 }
@@ -24,8 +27,15 @@ export interface TagListPolicyDeps {
  * Tag lists over (metadata store, remote): the whole upstream list (`listTags`, over all its Link
  * pages, at most `upstream.tagListMaxSize`), sorted lexically, paged here by `n` and `last`.
  * Each good list is kept; when upstream fails (unreachable, 429/5xx, no usable list) the last one
- * is served stale for up to the default `staleIfError`, else the tags pullthrough has seen.
+ * is served stale for up to the default `staleIfError`, else the tags pullthrough has seen; when
+ * it is slower than `cache.revalidateDeadline`, the kept list is served stale at the deadline while
+ * the fetch goes on and replaces it.
  */
+/** A tag list also stands in when the upstream sent no usable list. */
+function tagListCauseOf(err: unknown): StaleCause | null {
+  return staleCauseOf(err) ?? (err instanceof UpstreamTagListError ? { kind: 'upstream_error', reason: staleReasonOf(err), anyAge: false } : null);
+}
+
 export class TagListPolicy {
   private readonly flights = new SingleFlight<string[]>();
 
@@ -64,33 +74,40 @@ export class TagListPolicy {
     };
     const { space } = at;
     const repo = at.t.repo;
-    let sorted: string[];
+    const registry = at.t.registry.name;
+    // Without the metadata store there is nothing stale to offer: the upstream's answer stands.
+    const rec = await this.d.meta.getTagList(space, repo).catch(() => null);
+    const revalidation = this.flights.run(at.key, async () => {
+      const list = await this.fetch(at);
+      await this.d.meta.putTagList(space, repo, { tags: list, fetchedAt: Date.now() }).catch((err: unknown) => {
+        // Without the metadata store the list is still served, only not kept.
+        if (!this.d.onMetadataDown(err)) throw err;
+      });
+      return list;
+    });
+    const age = rec ? Date.now() - rec.fetchedAt : Infinity;
     try {
-      sorted = await this.flights.run(at.key, async () => {
-        const list = await this.fetch(at);
-        await this.d.meta.putTagList(space, repo, { tags: list, fetchedAt: Date.now() }).catch((err: unknown) => {
-          // Without the metadata store the list is still served, only not kept.
-          if (!this.d.onMetadataDown(err)) throw err;
-        });
-        return list;
+      return await answerWithin<TagListResult>({
+        revalidation: revalidation.then((list) => answer(list, 'pass')),
+        cached: !rec ? 'none' : age <= this.d.tagPolicy.listTiming().staleIfErrorMs ? 'within-window' : 'too-old',
+        deadlineMs: this.d.revalidateDeadlineMs,
+        causeOf: tagListCauseOf,
+        serveStale: async (cause) => {
+          countStale(this.d.metrics, registry, cause);
+          logStale(this.d.log, cause, 'serving stale tag list', { registry, repo, ageSeconds: Math.round(age / 1000) });
+          return answer(rec!.tags, 'stale', cause.reason);
+        },
+        onLateError: (err) => reportOnce(err, () => this.d.log.warn('background revalidation failed', { registry, repo, what: 'tag list', error: (err as Error)?.message ?? String(err) })),
       });
     } catch (err) {
-      if (!isTransient(err) && !(err instanceof UpstreamTagListError)) throw err;
-      // Without the metadata store there is nothing stale to offer: the upstream's failure stands.
-      const rec = await this.d.meta.getTagList(space, repo).catch(() => Promise.reject(err));
-      let stale: readonly string[] | undefined;
-      if (rec && Date.now() - rec.fetchedAt <= this.d.tagPolicy.listTiming().staleIfErrorMs) stale = rec.tags;
-      else if (!rec) {
-        // Never listed before: the tags pullthrough has fetched, without its per-Accept records.
-        const seen = (await this.d.meta.listTags(space, repo).catch(() => Promise.reject(err))).filter((x) => !x.includes('~'));
-        if (seen.length) stale = seen;
-      }
-      if (!stale) throw err;
-      const reason = staleReasonOf(err);
-      this.d.metrics.staleServed.inc({ registry: at.t.registry.name });
-      this.d.log.warn('serving stale tag list', { registry: at.t.registry.name, repo, reason, ageSeconds: rec ? Math.round((Date.now() - rec.fetchedAt) / 1000) : undefined });
-      return answer(stale, 'stale', reason);
+      const cause = tagListCauseOf(err);
+      if (rec || !cause) throw err;
+      // Never listed before: the tags pullthrough has fetched, without its per-Accept records.
+      const seen = (await this.d.meta.listTags(space, repo).catch(() => Promise.reject(err))).filter((x) => !x.includes('~'));
+      if (!seen.length) throw err;
+      countStale(this.d.metrics, registry, cause);
+      logStale(this.d.log, cause, 'serving stale tag list', { registry, repo });
+      return answer(seen, 'stale', cause.reason);
     }
-    return answer(sorted, 'pass');
   }
 }

@@ -348,6 +348,12 @@ export const configSchema = z.strictObject({
        * refresh its last access every third of it.
        */
       evictionGrace: duration.prefault('1m').refine((ms) => ms >= 3000, 'must be at least 3s'),
+      /**
+       * Longest a request for which the cache holds an answer (a tag within its stale window, a
+       * tag list, referrers) waits for revalidation upstream; past it the cached answer is served
+       * stale while the revalidation finishes in the background (docs/cache-semantics.md).
+       */
+      revalidateDeadline: duration.prefault('1s').refine((ms) => ms >= 10 && ms <= 600_000, 'must be between 10ms and 10m'),
     })
     .prefault({}),
   upstream: z

@@ -224,7 +224,9 @@ export function v2Router(deps: V2Deps): Router {
     if (!readOnly(ctx)) throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on referrers`);
     const artifactType = typeof ctx.query.artifactType === 'string' ? ctx.query.artifactType : undefined;
     const r = await cache.referrers(t, digest, artifactType);
-    st(ctx).cache = 'pass';
+    st(ctx).cache = r.cache;
+    st(ctx).staleReason = r.staleReason;
+    if (r.cache === 'stale') ctx.set('warning', '110 pullthrough "Response is Stale"');
     for (const [k, v] of Object.entries(r.headers)) ctx.set(k, v);
     st(ctx).bytes = r.body.length;
     ctx.status = 200;

@@ -96,8 +96,15 @@ export class Metrics {
 
   readonly staleServed = new Counter({
     name: 'pullthrough_stale_served_total',
-    help: 'Manifests or tag lists served stale because the upstream failed',
+    help: 'Manifests, tag lists or referrers served stale because the upstream failed',
     labelNames: ['registry'] as const,
+    registers: [this.registry],
+  });
+
+  readonly staleAnswers = new Counter({
+    name: 'pullthrough_stale_answers_total',
+    help: 'Cached answers (tags, tag lists, referrers) served without a fresh upstream answer, by reason: upstream_error (429/5xx, unreachable, timeout), deadline (revalidation slower than cache.revalidateDeadline), offline (offline mode)',
+    labelNames: ['registry', 'reason'] as const,
     registers: [this.registry],
   });
 

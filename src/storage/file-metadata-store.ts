@@ -1,8 +1,9 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { BlobRecord, Lock, ManifestRecord, MetadataStore, TagListRecord, TagRecord } from './metadata-store.js';
+import { MAX_REFERRERS_FILTERS, MAX_REFERRERS_RECORD_BYTES, type BlobRecord, type Lock, type ManifestRecord, type MetadataStore, type ReferrersRecord, type TagListRecord, type TagRecord } from './metadata-store.js';
 import { isErrno, writeFileAtomic } from '../util/atomic-file.js';
+import { referrersFromJson, referrersToJson, type StoredReferrers } from './referrers-json.js';
 
 /** How often batched last-access times are written to disk. */
 const FLUSH_INTERVAL_MS = 5_000;
@@ -90,6 +91,41 @@ export class FileMetadataStore implements MetadataStore {
 
   async putTagList(registry: string, repo: string, record: TagListRecord): Promise<void> {
     await this.write(this.tagListPath(registry, repo), { tags: record.tags, fetchedAt: record.fetchedAt });
+  }
+
+  /** One directory per manifest, one file per artifactType filter (hashed: any string is a safe name). */
+  private referrersDir(registry: string, repo: string, digest: string): string {
+    return join(this.dir, 'referrers', this.repoDir(registry, repo), digest.replace(':', '-'));
+  }
+
+  private static filterFile(artifactType: string | undefined): string {
+    // '' cannot collide with a filter: the HTTP layer passes no empty artifactType.
+    return `${createHash('sha256').update(artifactType ?? '').digest('hex').slice(0, 40)}.json`;
+  }
+
+  async getReferrers(registry: string, repo: string, digest: string, artifactType: string | undefined): Promise<ReferrersRecord | null> {
+    const r = await this.readJson<StoredReferrers>(join(this.referrersDir(registry, repo, digest), FileMetadataStore.filterFile(artifactType)));
+    return r ? referrersFromJson(r, artifactType) : null;
+  }
+
+  async putReferrers(registry: string, repo: string, digest: string, artifactType: string | undefined, record: ReferrersRecord): Promise<void> {
+    const dir = this.referrersDir(registry, repo, digest);
+    const file = join(dir, FileMetadataStore.filterFile(artifactType));
+    if (record.supported && record.body.length > MAX_REFERRERS_RECORD_BYTES) {
+      await rm(file, { force: true });
+      return;
+    }
+    await this.write(file, referrersToJson(record, artifactType));
+    // Bounded: past MAX_REFERRERS_FILTERS, drop the records fetched longest ago (never this one).
+    // Only reached when clients ask for many filters of one manifest, so reading them is rare.
+    const mine = FileMetadataStore.filterFile(artifactType);
+    const others = (await readdir(dir)).filter((n) => n.endsWith('.json') && n !== mine);
+    if (others.length < MAX_REFERRERS_FILTERS) return;
+    const aged = await Promise.all(
+      others.map(async (n) => ({ n, at: (await this.readJson<StoredReferrers>(join(dir, n)))?.fetchedAt ?? -Infinity })),
+    );
+    aged.sort((a, b) => a.at - b.at || (a.n < b.n ? -1 : 1));
+    for (const { n } of aged.slice(0, others.length - MAX_REFERRERS_FILTERS + 1)) await rm(join(dir, n), { force: true });
   }
 
   private manifestPath(digest: string): string {

@@ -14,6 +14,42 @@ export interface TagListRecord {
   readonly fetchedAt: number;
 }
 
+/**
+ * The last referrers answer upstream gave for a manifest (per `artifactType` filter): served when
+ * upstream fails or the registry is offline, so signatures and SBOMs stay verifiable.
+ */
+export type ReferrersRecord =
+  | {
+      readonly supported: true;
+      /** The OCI image index as served to clients. At most {@link MAX_REFERRERS_RECORD_BYTES}. */
+      readonly body: Buffer;
+      readonly mediaType: string;
+      /** The upstream's `OCI-Filters-Applied` header, when it filtered by artifactType. */
+      readonly filtersApplied?: string;
+      /** When upstream gave it, in ms since the epoch. */
+      readonly fetchedAt: number;
+    }
+  /** The upstream had no referrers API (it answered 404): clients fall back to the tag schema. */
+  | {
+      readonly supported: false;
+      /** The upstream's own error code and message with its 404, passed on to clients. */
+      readonly upstreamCode?: string;
+      readonly upstreamMessage?: string;
+      readonly fetchedAt: number;
+    };
+
+/**
+ * Largest referrers body a store keeps; a larger answer is served but not kept (the next request
+ * asks upstream again). The remote refuses anything past 16 MiB; real indexes are a few KiB.
+ */
+export const MAX_REFERRERS_RECORD_BYTES = 4 << 20;
+/**
+ * Referrers records kept per manifest (one per `artifactType` filter, plus the unfiltered one).
+ * The filter comes from the client, so without a bound one manifest could hold any number; past
+ * it the record fetched longest ago (oldest `fetchedAt`) is dropped.
+ */
+export const MAX_REFERRERS_FILTERS = 16;
+
 /** A cached manifest, keyed by its digest. */
 export interface ManifestRecord {
   readonly mediaType: string;
@@ -53,6 +89,18 @@ export interface MetadataStore {
   getTagList(registry: string, repo: string): Promise<TagListRecord | null>;
   /** Replaces the repository's tag list record. */
   putTagList(registry: string, repo: string, record: TagListRecord): Promise<void>;
+
+  /**
+   * The referrers record of `digest` in a repository for one `artifactType` filter (undefined: the
+   * unfiltered list), or null.
+   */
+  getReferrers(registry: string, repo: string, digest: string, artifactType: string | undefined): Promise<ReferrersRecord | null>;
+  /**
+   * Replaces that record. A body larger than {@link MAX_REFERRERS_RECORD_BYTES} is not kept (any
+   * older record for the same key is dropped, never served in its place); past
+   * {@link MAX_REFERRERS_FILTERS} records for one digest the one fetched longest ago is dropped.
+   */
+  putReferrers(registry: string, repo: string, digest: string, artifactType: string | undefined, record: ReferrersRecord): Promise<void>;
 
   getManifest(digest: string): Promise<ManifestRecord | null>;
   putManifest(digest: string, record: ManifestRecord): Promise<void>;

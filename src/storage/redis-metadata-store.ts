@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { BlobRecord, Lock, ManifestRecord, MetadataStore, TagListRecord, TagRecord } from './metadata-store.js';
+import { MAX_REFERRERS_FILTERS, MAX_REFERRERS_RECORD_BYTES, type BlobRecord, type Lock, type ManifestRecord, type MetadataStore, type ReferrersRecord, type TagListRecord, type TagRecord } from './metadata-store.js';
+import { referrersFromJson, referrersToJson, type StoredReferrers } from './referrers-json.js';
 import { StorageUnavailableError } from './errors.js';
 
 /** Where connection warnings go; the app's Logger fits. */
@@ -101,6 +102,31 @@ for i = 1, #ids, 2 do
 end
 return out`,
   },
+  // One referrers record per filter of a manifest: KEYS[1] hash filter → JSON, KEYS[2] zset
+  // filter → fetchedAt. Past the bound (ARGV[4]) the oldest other filters go, atomically.
+  ptPutReferrers: {
+    numberOfKeys: 2,
+    lua: `
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+local over = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[4])
+if over > 0 then
+  local old = redis.call('ZRANGE', KEYS[2], 0, over)
+  local n = 0
+  for _, f in ipairs(old) do
+    if f ~= ARGV[1] and n < over then
+      redis.call('HDEL', KEYS[1], f)
+      redis.call('ZREM', KEYS[2], f)
+      n = n + 1
+    end
+  end
+end
+return 1`,
+  },
+  ptDropReferrers: {
+    numberOfKeys: 2,
+    lua: `redis.call('HDEL', KEYS[1], ARGV[1]) redis.call('ZREM', KEYS[2], ARGV[1]) return 1`,
+  },
   ptExtendLock: {
     numberOfKeys: 1,
     lua: `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) else return 0 end`,
@@ -118,6 +144,8 @@ type Client = (Redis | Cluster) & {
   ptGetBlob(size: string, lru: string, digest: string): Promise<[string | null, string | null]>;
   ptTouch(lru: string, ...pairs: Arg[]): Promise<number>;
   ptOldest(lru: string, size: string, stop: number): Promise<string[]>;
+  ptPutReferrers(records: string, times: string, filter: string, json: string, fetchedAt: number, max: number): Promise<number>;
+  ptDropReferrers(records: string, times: string, filter: string): Promise<number>;
   ptExtendLock(key: string, token: string, ttlMs: number): Promise<number>;
   ptReleaseLock(key: string, token: string): Promise<number>;
 };
@@ -132,7 +160,9 @@ const silent: StoreLogger = { warn() {} };
  *
  * Layout (after `keyPrefix`): `tags:<registry>/<repo>` hash tag → JSON TagRecord;
  * `manifest:<digest>` hash {mediaType, body (raw bytes)}; `links:<registry>/<repo>` set of
- * digests; `lock:<name>` string token with a PX expiry; blob records as described at K_SIZE.
+ * digests; `referrers:{<registry>/<repo>@<digest>}` hash filter → JSON ReferrersRecord, with
+ * `referrers-at:{…}` zset filter → fetchedAt for its bound; `lock:<name>` string token with a PX
+ * expiry; blob records as described at K_SIZE.
  * Requires Redis ≥ 5 (Lua scripts; no module).
  *
  * ## While Redis is unreachable
@@ -292,6 +322,39 @@ export class RedisMetadataStore implements MetadataStore {
 
   async putTagList(registry: string, repo: string, record: TagListRecord): Promise<void> {
     await this.run('putTagList', () => this.redis.set(`taglist:${RedisMetadataStore.repoKey(registry, repo)}`, JSON.stringify({ tags: record.tags, fetchedAt: record.fetchedAt })));
+  }
+
+  /** Both keys of a manifest's referrers records, in one Cluster slot (the `{…}` hash tag). */
+  private static referrersKeys(registry: string, repo: string, digest: string): [string, string] {
+    const id = `{${RedisMetadataStore.repoKey(registry, repo)}@${digest}}`;
+    return [`referrers:${id}`, `referrers-at:${id}`];
+  }
+
+  /** The hash field of a filter: '' for none (the HTTP layer passes no empty artifactType). */
+  private static filterField(artifactType: string | undefined): string {
+    return artifactType === undefined ? '' : `t:${artifactType}`;
+  }
+
+  async getReferrers(registry: string, repo: string, digest: string, artifactType: string | undefined): Promise<ReferrersRecord | null> {
+    const [records] = RedisMetadataStore.referrersKeys(registry, repo, digest);
+    const raw = await this.run('getReferrers', () => this.redis.hget(records, RedisMetadataStore.filterField(artifactType)));
+    if (raw === null) return null;
+    try {
+      return referrersFromJson(JSON.parse(raw) as StoredReferrers, artifactType);
+    } catch {
+      return null;
+    }
+  }
+
+  async putReferrers(registry: string, repo: string, digest: string, artifactType: string | undefined, record: ReferrersRecord): Promise<void> {
+    const [records, times] = RedisMetadataStore.referrersKeys(registry, repo, digest);
+    const field = RedisMetadataStore.filterField(artifactType);
+    if (record.supported && record.body.length > MAX_REFERRERS_RECORD_BYTES) {
+      await this.run('putReferrers', () => this.redis.ptDropReferrers(records, times, field));
+      return;
+    }
+    const json = JSON.stringify(referrersToJson(record, artifactType));
+    await this.run('putReferrers', () => this.redis.ptPutReferrers(records, times, field, json, Math.trunc(record.fetchedAt), MAX_REFERRERS_FILTERS));
   }
 
   async getManifest(digest: string): Promise<ManifestRecord | null> {

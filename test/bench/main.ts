@@ -2,6 +2,7 @@
  * `npm run bench`: pullthrough side by side with nginx (rpardini-style), distribution's proxy mode
  * and the static-file limit, all on loopback, all figures from this one run, printed as one table.
  * Progress goes to stderr, the table to stdout. BENCH_QUICK=1 makes a smaller, faster run.
+ * BENCH_ONLY=hang runs one figure alone (the cached tag while the upstream hangs).
  * Not part of `npm test`: it prints numbers, it asserts nothing.
  */
 import { cpus, loadavg } from 'node:os';
@@ -11,6 +12,7 @@ import { createCA } from '../helpers/pki.js';
 import { issueEcServerCert, type ServerCert } from './cert.js';
 import { startBenchUpstream, type BenchUpstream } from './upstream.js';
 import { startNginxStatic } from './nginx.js';
+import { HANG_CAP_S, hangFigure, hangRelay } from './hang.js';
 import {
   curlDigest,
   curlThroughput,
@@ -36,6 +38,13 @@ import {
 } from './systems.js';
 
 const QUICK = process.env.BENCH_QUICK === '1';
+/** Figures that can run alone (BENCH_ONLY=<name>), each with the rows it fills. */
+const ONLY_FIGURES: Record<string, string[]> = { hang: ['hang'] };
+const ONLY = process.env.BENCH_ONLY || undefined;
+if (ONLY !== undefined && !(ONLY in ONLY_FIGURES)) {
+  process.stderr.write(`BENCH_ONLY=${ONLY}: no such figure (one of: ${Object.keys(ONLY_FIGURES).join(', ')})\n`);
+  process.exit(2);
+}
 const BIG = QUICK ? 256 << 20 : 1 << 30;
 /** Repetitions of each throughput figure (the table shows the median). */
 const REPS = 3;
@@ -78,7 +87,14 @@ const ROWS: Array<[string, string]> = [
   ['firstcert', 'first-certificate handshake (ms)'],
   ['dns', `DNS answers/s (dnsperf -c 4 -q 200; median of ${DNS_REPS} run(s) of ${DNS_SECONDS} s)`],
   ['dnsdgram', "DNS answers/s without the fast path (dns.fastPath: off: Node's dgram only; same runs)"],
+  ['hang', `cached tag while the upstream hangs: time until the manifest is served (s, capped at ${HANG_CAP_S} s)`],
 ];
+
+const FOOTNOTES: Record<string, string> = {
+  hang:
+    `Upstream hangs: each system pulled the tag once through its own relay to the upstream, then the relay accepted connections and answered nothing; ` +
+    `one manifest GET by tag (curl, capped at ${HANG_CAP_S} s); "> ${HANG_CAP_S} s": no answer by then.`,
+};
 
 const fmt = (x: number, digits = 0): string => (Number.isFinite(x) ? x.toFixed(digits) : '–');
 
@@ -276,6 +292,31 @@ async function dnsFigures(dir: string, refCol: Column, pts: Array<{ sys: Pullthr
   }
 }
 
+/**
+ * Figure (8): for each system, a fresh instance in front of its own relay to the upstream; the tag
+ * is pulled once, the relay hangs, and a manifest GET of that tag is timed (hang.ts). `make`
+ * builds the system on another upstream URL (the relay's).
+ */
+async function hangFigures(keys: string[], make: (upstreamUrl: string) => System[], cols: Map<string, Column>, up: BenchUpstream): Promise<void> {
+  log(`cached tag while the upstream hangs (each capped at ${HANG_CAP_S} s)`);
+  for (const key of keys) {
+    const { relay, url } = await hangRelay(up);
+    const all = make(url);
+    const sys = all.find((s) => s.key === key)!;
+    try {
+      const r = await hangFigure(sys, relay, up, timedPull);
+      cols.get(key)!.cells.set('hang', r.cell);
+      log(`  ${sys.label}: ${r.detail}`);
+    } catch (err) {
+      cols.get(key)!.cells.set('hang', 'failed');
+      log(`  ${sys.label}: failed: ${(err as Error).message.split('\n')[0]}`);
+    } finally {
+      await relay.close();
+      for (const s of all) await s.close().catch(() => {});
+    }
+  }
+}
+
 /** Node.js's floor for figure (6): a bare `https` server (node-https.ts), measured with the systems. */
 interface Floor {
   readonly tls: TlsEndpoint;
@@ -351,77 +392,88 @@ async function main(): Promise<void> {
   let up: BenchUpstream | undefined;
   const columns: Column[] = [];
   try {
-    log(`${QUICK ? 'quick run' : 'full run'}: blob ${BIG >> 20} MiB, ${REPS} repetitions, transfers capped at ${CAP} s, ${cpus().length} cores, load average ${load0.toFixed(2)}`);
+    if (ONLY) log(`only the figure "${ONLY}", ${cpus().length} cores, load average ${load0.toFixed(2)}`);
+    else log(`${QUICK ? 'quick run' : 'full run'}: blob ${BIG >> 20} MiB, ${REPS} repetitions, transfers capped at ${CAP} s, ${cpus().length} cores, load average ${load0.toFixed(2)}`);
     up = await startBenchUpstream(BIG, log);
     const ca = await createCA({ dir: join(work.path, 'pki') });
     const cert = await issueEcServerCert(ca, [UPSTREAM_NAME, ...FRESH_NAMES, 'localhost'], ['127.0.0.1']);
     const doors = await probeDoors(up.url);
     log(`pullthrough doors: tls ${doors.tls ? 'yes' : 'no'}, dns ${doors.dns ? 'yes' : 'no'} (${doors.detail})`);
 
-    systems.push(
-      new PullthroughSystem('pt-fs', 'pullthrough fs + file', 'fs', up.url, doors.tls),
-      new PullthroughSystem('pt-s3', 'pullthrough S3 + Redis', 's3', up.url, doors.tls),
+    const make = (url: string): System[] => [
+      new PullthroughSystem('pt-fs', 'pullthrough fs + file', 'fs', url, doors.tls),
+      new PullthroughSystem('pt-s3', 'pullthrough S3 + Redis', 's3', url, doors.tls),
       // Both cores for TLS (node:cluster workers need shared metadata, hence Redis).
-      new PullthroughSystem('pt-w2', 'pullthrough fs + Redis, 2 workers', 'fs', up.url, doors.tls, 2),
-      new NginxProxySystem(up.url, cert),
-      new RegistryProxySystem(up.url, cert),
-    );
+      new PullthroughSystem('pt-w2', 'pullthrough fs + Redis, 2 workers', 'fs', url, doors.tls, 2),
+      new NginxProxySystem(url, cert),
+      new RegistryProxySystem(url, cert),
+    ];
+    systems.push(...make(up.url));
     const cols = new Map(systems.map((sys) => [sys, { label: sys.label, cells: new Map<string, string>() } as Column]));
+    const byKey = new Map(systems.map((sys) => [sys.key, cols.get(sys)!]));
     const refCol: Column = { label: 'reference', cells: new Map() };
-    log('cold pulls, direct and through every system in turn');
-    await coldPullFigures(systems, cols, up, refCol);
-    for (const sys of systems) warm.push(await coldFigures(sys, cols.get(sys)!, up));
-    columns.push(...warm.map((w) => w.col));
-
-    // The reference column: the static-file limit, the upstream itself, dnsmasq.
-    log('nginx static file (the limit)');
-    const st = await startNginxStatic(join(work.path, 'static'), up.bigFile, cert);
-    const ref: Warm = {
-      col: refCol,
-      key: 'static',
-      http: { url: `http://127.0.0.1:${st.httpPort}/big` },
-      tls: tlsEndpoint(st.tlsPort, 'nginx static file', st.proc.pid, { path: '/big' }),
-      pids: () => [st.proc.pid],
-      sidePids: () => [],
-      stop: () => st.stop(),
-    };
-    warm.push(ref);
-    columns.push(ref.col);
-    if ((await curlDigest(ref.http)) !== up.content.big.digest) throw new Error('static nginx served other bytes');
-    ref.col.cells.set('tlsvia', 'nginx static file');
-
-    log('warm throughput, all systems in turn');
-    const rss = warm.map((w) => ({ w, own: sampleRss(() => w.pids()), side: sampleRss(() => w.sidePids(), 'sum') }));
-    await throughputFigures(warm);
-    for (const { w, own, side } of rss) {
-      const peak = own.stop();
-      const sidePeak = side.stop();
-      w.col.cells.set('rss', `${fmt(peak)}${w.sidePids().length ? ` (+ ${w.key === 'pt-s3' ? 's3rver & redis' : 'redis'} ${fmt(sidePeak)})` : ''}`);
-      log(`  ${w.col.label}: peak RSS ${fmt(peak)} MB`);
-    }
-
-    log('TLS handshakes');
-    const floor = await startNodeFloor(cert, refCol);
-    try {
-      await handshakeFigures(warm, floor);
-    } finally {
-      await floor.stop();
-    }
-    ref.col.cells.set('firstcert', '–');
-
-    for (const w of warm.splice(0)) await w.stop();
-
-    ref.col.cells.set('up8', `${up.content.app.blobs.length} blobs, 1 tag`);
-    ref.col.cells.set('warmman', '–');
-
-    if (doors.dns) {
-      const dnsSystems = systems.filter((s): s is PullthroughSystem => s instanceof PullthroughSystem && s.key !== 'pt-s3');
-      await dnsFigures(work.path, ref.col, dnsSystems.map((s) => ({ sys: s, col: cols.get(s)! })));
+    const hangKeys = systems.map((s) => s.key);
+    if (ONLY === 'hang') {
+      columns.push(...systems.map((s) => cols.get(s)!));
     } else {
-      log('DNS: pullthrough has no DNS door');
-      await dnsFigures(work.path, ref.col, []);
-      for (const s of systems) if (s instanceof PullthroughSystem) cols.get(s)!.cells.set('dns', 'n/a (door not available)');
+      log('cold pulls, direct and through every system in turn');
+      await coldPullFigures(systems, cols, up, refCol);
+      for (const sys of systems) warm.push(await coldFigures(sys, cols.get(sys)!, up));
+      columns.push(...warm.map((w) => w.col));
+
+      // The reference column: the static-file limit, the upstream itself, dnsmasq.
+      log('nginx static file (the limit)');
+      const st = await startNginxStatic(join(work.path, 'static'), up.bigFile, cert);
+      const ref: Warm = {
+        col: refCol,
+        key: 'static',
+        http: { url: `http://127.0.0.1:${st.httpPort}/big` },
+        tls: tlsEndpoint(st.tlsPort, 'nginx static file', st.proc.pid, { path: '/big' }),
+        pids: () => [st.proc.pid],
+        sidePids: () => [],
+        stop: () => st.stop(),
+      };
+      warm.push(ref);
+      columns.push(ref.col);
+      if ((await curlDigest(ref.http)) !== up.content.big.digest) throw new Error('static nginx served other bytes');
+      ref.col.cells.set('tlsvia', 'nginx static file');
+
+      log('warm throughput, all systems in turn');
+      const rss = warm.map((w) => ({ w, own: sampleRss(() => w.pids()), side: sampleRss(() => w.sidePids(), 'sum') }));
+      await throughputFigures(warm);
+      for (const { w, own, side } of rss) {
+        const peak = own.stop();
+        const sidePeak = side.stop();
+        w.col.cells.set('rss', `${fmt(peak)}${w.sidePids().length ? ` (+ ${w.key === 'pt-s3' ? 's3rver & redis' : 'redis'} ${fmt(sidePeak)})` : ''}`);
+        log(`  ${w.col.label}: peak RSS ${fmt(peak)} MB`);
+      }
+
+      log('TLS handshakes');
+      const floor = await startNodeFloor(cert, refCol);
+      try {
+        await handshakeFigures(warm, floor);
+      } finally {
+        await floor.stop();
+      }
+      ref.col.cells.set('firstcert', '–');
+
+      for (const w of warm.splice(0)) await w.stop();
+
+      ref.col.cells.set('up8', `${up.content.app.blobs.length} blobs, 1 tag`);
+      ref.col.cells.set('warmman', '–');
+
+      if (doors.dns) {
+        const dnsSystems = systems.filter((s): s is PullthroughSystem => s instanceof PullthroughSystem && s.key !== 'pt-s3');
+        await dnsFigures(work.path, ref.col, dnsSystems.map((s) => ({ sys: s, col: cols.get(s)! })));
+      } else {
+        log('DNS: pullthrough has no DNS door');
+        await dnsFigures(work.path, ref.col, []);
+        for (const s of systems) if (s instanceof PullthroughSystem) cols.get(s)!.cells.set('dns', 'n/a (door not available)');
+      }
     }
+    // Last, so that a hung system's background retries overlap no other figure.
+    await hangFigures(hangKeys, make, byKey, up);
+    if (!ONLY) refCol.cells.set('hang', '–');
   } finally {
     for (const w of warm) await w.stop().catch(() => {});
     for (const s of systems) await s.close().catch(() => {});
@@ -435,18 +487,23 @@ async function main(): Promise<void> {
 
 function printTable(columns: Column[], load0: number): void {
   const header = ['figure', ...columns.map((c) => c.label)];
-  const rows = ROWS.map(([key, label]) => [label, ...columns.map((c) => c.cells.get(key) ?? '–')]);
+  const rows = ROWS.filter(([key]) => !ONLY || ONLY_FIGURES[ONLY]!.includes(key)).map(([key, label]) => [label, ...columns.map((c) => c.cells.get(key) ?? '–')]);
   const lines = [
     `| ${header.join(' | ')} |`,
     `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ];
   process.stdout.write(`\n${lines.join('\n')}\n\n`);
+  if (ONLY) {
+    process.stdout.write(`${FOOTNOTES[ONLY] ?? ''}\n`);
+    return;
+  }
   process.stdout.write(
     `MB = 10^6 bytes. Machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), load average ${load0.toFixed(2)} at start and ${loadavg()[0]!.toFixed(2)} at end; ` +
       `everything on 127.0.0.1, the clients (curl, skopeo) share the cores.\n` +
       `Throughput: median of ${REPS}, systems measured in turn; each client is one HTTP/1.1 connection downloading the blob, capped at ${CAP} s; total bytes / longest transfer.\n` +
-      `Reference column: nginx serving the blob's file (throughput, RSS, handshakes), a bare Node.js https server (Node's handshake floor), skopeo straight from the upstream (cold pull), dnsmasq (DNS).\n`,
+      `Reference column: nginx serving the blob's file (throughput, RSS, handshakes), a bare Node.js https server (Node's handshake floor), skopeo straight from the upstream (cold pull), dnsmasq (DNS).\n` +
+      `${FOOTNOTES.hang}\n`,
   );
 }
 

@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import type { MetadataStore, TagRecord } from '../../src/storage/metadata-store.js';
+import { MAX_REFERRERS_FILTERS, MAX_REFERRERS_RECORD_BYTES, type MetadataStore, type ReferrersRecord, type TagRecord } from '../../src/storage/metadata-store.js';
 
 export interface MetadataStoreHarness {
   /**
@@ -112,6 +112,69 @@ export function metadataStoreSuite(name: string, h: MetadataStoreHarness): void 
       assert.equal((await store.getManifest(empty))?.body.length, 0);
       await store.deleteManifest(d);
       assert.equal(await store.getManifest(d), null);
+    });
+
+    it('keeps referrers records per registry, repository, digest and artifactType, bodies binary-exact', async () => {
+      const { store: s } = await fresh();
+      const d = randomDigest();
+      const index = (n: number): Buffer =>
+        Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: 'application/vnd.oci.image.index.v1+json', manifests: [{ digest: randomDigest(), size: n, artifactType: 'application/vnd.example.sig' }] }));
+      assert.equal(await s.getReferrers('docker.io', 'library/app', d, undefined), null);
+      const all: ReferrersRecord = { supported: true, body: index(1), mediaType: 'application/vnd.oci.image.index.v1+json', fetchedAt: 1_700_000_000_001 };
+      const sigs: ReferrersRecord = { supported: true, body: index(2), mediaType: 'application/vnd.oci.image.index.v1+json', filtersApplied: 'artifactType', fetchedAt: 1_700_000_000_002 };
+      await s.putReferrers('docker.io', 'library/app', d, undefined, all);
+      await s.putReferrers('docker.io', 'library/app', d, 'application/vnd.example.sig', sigs);
+      assert.deepEqual(await s.getReferrers('docker.io', 'library/app', d, undefined), all);
+      assert.deepEqual(await s.getReferrers('docker.io', 'library/app', d, 'application/vnd.example.sig'), sigs);
+      // Another filter, digest, repository (also one extending this name) or registry has none.
+      assert.equal(await s.getReferrers('docker.io', 'library/app', d, 'application/vnd.example.sbom'), null);
+      assert.equal(await s.getReferrers('docker.io', 'library/app', randomDigest(), undefined), null);
+      assert.equal(await s.getReferrers('docker.io', 'library/app/sub', d, undefined), null);
+      assert.equal(await s.getReferrers('docker.io#acct', 'library/app', d, undefined), null);
+      assert.equal(await s.getReferrers('ghcr.io', 'library/app', d, undefined), null);
+      // Replaced whole; "no referrers API" is a record too; bodies are bytes, not text.
+      const none: ReferrersRecord = { supported: false, fetchedAt: 1_700_000_000_003 };
+      await s.putReferrers('docker.io', 'library/app', d, undefined, none);
+      assert.deepEqual(await s.getReferrers('docker.io', 'library/app', d, undefined), none);
+      const noneSaid: ReferrersRecord = { supported: false, upstreamCode: 'NAME_UNKNOWN', upstreamMessage: 'no such route', fetchedAt: 1_700_000_000_004 };
+      await s.putReferrers('docker.io', 'library/app', d, undefined, noneSaid);
+      assert.deepEqual(await s.getReferrers('docker.io', 'library/app', d, undefined), noneSaid);
+      const bytes = Buffer.concat([Buffer.from(Array.from({ length: 256 }, (_, i) => i)), randomBytes(64 << 10)]);
+      await s.putReferrers('docker.io', 'library/app', d, 'x/y', { supported: true, body: bytes, mediaType: 'application/vnd.oci.image.index.v1+json', fetchedAt: 5 });
+      const got = await s.getReferrers('docker.io', 'library/app', d, 'x/y');
+      assert.ok(got?.supported && got.body.equals(bytes) && got.filtersApplied === undefined);
+      // Tag records are separate: no referrers record shows up as a tag.
+      assert.deepEqual(await s.listTags('docker.io', 'library/app'), []);
+    });
+
+    it('bounds referrers records: an oversized body is not kept, and at most MAX_REFERRERS_FILTERS per digest', async () => {
+      const { store: s } = await fresh();
+      const d = randomDigest();
+      const rec = (at: number, size = 100): ReferrersRecord => ({ supported: true, body: randomBytes(size), mediaType: 'application/vnd.oci.image.index.v1+json', fetchedAt: at });
+      await s.putReferrers('docker.io', 'library/big', d, undefined, rec(1));
+      // Too large: not kept, and the older record for the same key is not served in its place.
+      await s.putReferrers('docker.io', 'library/big', d, undefined, rec(2, MAX_REFERRERS_RECORD_BYTES + 1));
+      assert.equal(await s.getReferrers('docker.io', 'library/big', d, undefined), null);
+      // Exactly the bound is kept.
+      const edge = rec(3, MAX_REFERRERS_RECORD_BYTES);
+      await s.putReferrers('docker.io', 'library/big', d, undefined, edge);
+      assert.deepEqual(await s.getReferrers('docker.io', 'library/big', d, undefined), edge);
+
+      // Filters t0 … t(MAX): one more than the bound. Fetch times out of write order: t1 is the
+      // oldest, so it goes when the bound is passed, whatever order they were written in.
+      const e = randomDigest();
+      const at = (i: number): number => (i === 1 ? 10 : 100 + i);
+      for (let i = 0; i < MAX_REFERRERS_FILTERS; i++) await s.putReferrers('docker.io', 'library/big', e, `t${i}`, rec(at(i)));
+      for (let i = 0; i < MAX_REFERRERS_FILTERS; i++) assert.ok(await s.getReferrers('docker.io', 'library/big', e, `t${i}`), `t${i} kept within the bound`);
+      await s.putReferrers('docker.io', 'library/big', e, `t${MAX_REFERRERS_FILTERS}`, rec(at(MAX_REFERRERS_FILTERS)));
+      assert.equal(await s.getReferrers('docker.io', 'library/big', e, 't1'), null, 'the record fetched longest ago went');
+      for (let i = 0; i <= MAX_REFERRERS_FILTERS; i++) if (i !== 1) assert.ok(await s.getReferrers('docker.io', 'library/big', e, `t${i}`), `t${i} still kept`);
+      // The record just written stays even when it is the oldest.
+      await s.putReferrers('docker.io', 'library/big', e, 'old', rec(1));
+      assert.ok(await s.getReferrers('docker.io', 'library/big', e, 'old'));
+      assert.equal(await s.getReferrers('docker.io', 'library/big', e, 't0'), null, 't0 was the oldest of the others');
+      // Another digest's records are untouched by all this.
+      assert.deepEqual(await s.getReferrers('docker.io', 'library/big', d, undefined), edge);
     });
 
     it('links digests per registry and repository', async () => {
