@@ -17,6 +17,8 @@ import { startMirrorDoor, startTlsDoor, startProxyDoor, startDnsDoor, startAdmin
 import { DownloadTracker } from './cache/downloads.js';
 import { OfflineSwitch } from './upstream/offline-switch.js';
 import { createAdminApp } from './admin/app.js';
+import { ADMIN_ROUTES } from './admin/routes.js';
+import { pinnedBlobs } from './admin/pins.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
@@ -115,7 +117,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   // Upstream names resolve through dns.forwarders when set: a node resolver hijacked to point
   // registries at pullthrough must not send pullthrough back to itself.
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
-  const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace) : undefined;
+  const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace, () => pinnedBlobs(meta)) : undefined;
   const downloads = new DownloadTracker();
   const offline = new OfflineSwitch();
   const cache = new PullThroughCache({ config, blobs, meta, upstreams, metrics, log, evictor, downloads });
@@ -183,7 +185,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     }
     if (config.listen.admin) {
       // Last: the registry doors serve before anyone can steer the cache through this one.
-      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline });
+      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline, index, rules, clientAuth }, ADMIN_ROUTES);
       doors.push(await startAdminDoor(config.listen.admin, adminApp.callback()));
     }
   } catch (err) {

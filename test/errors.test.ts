@@ -25,6 +25,7 @@ import { TokenSecretError } from '../src/auth/token-secret.js';
 import { GlobSyntaxError } from '../src/util/glob.js';
 import { AddressRefusedError } from '../src/net/address-guard.js';
 import { CliError, UsageError } from '../src/cli/parse.js';
+import { AdminRequestError } from '../src/admin/errors.js';
 
 // dist/test/errors.test.js → the repository root.
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -61,6 +62,8 @@ const FAMILY: Array<{ err: PullthroughError; code: string; oci: OciErrorCode | '
   { err: new HtpasswdError('line 2'), code: 'ERR_HTPASSWD', oci: 'startup' },
   { err: new TokenSecretError('mode'), code: 'ERR_TOKEN_SECRET', oci: 'startup' },
   { err: new GlobSyntaxError('empty'), code: 'ERR_GLOB_SYNTAX', oci: 'startup' },
+  // The admin listener answers it itself (src/admin/app.ts), never a registry door.
+  { err: new AdminRequestError(404, 'NOT_CACHED', 'alpine:3 is not cached'), code: 'ERR_ADMIN_REQUEST', oci: 'startup' },
   // Raised inside a connection's lookup; registry-upstream turns it into UpstreamAddressRefusedError.
   { err: new AddressRefusedError('h', '127.0.0.1', 'public'), code: 'ERR_ADDRESS_REFUSED', oci: 'startup' },
 ];
