@@ -57,13 +57,13 @@ const FAMILY: Array<{ err: PullthroughError; code: string; oci: OciErrorCode | '
   // The command line's: main.ts prints them and exits 1 or 2.
   { err: new CliError('cannot start', 1), code: 'ERR_CLI', oci: 'startup' },
   { err: new UsageError('unknown command x'), code: 'ERR_USAGE', oci: 'startup' },
+  // The admin door's own JSON errors (src/admin/app.ts answers them); never on a registry door.
+  { err: new AdminRequestError(400, 'INVALID_REFERENCE', 'not a reference'), code: 'ERR_ADMIN_REQUEST', oci: 'startup' },
   // client-auth.ts turns it into AuthenticationRequiredError / TokenRequestError.
   { err: new InvalidTokenError('expired'), code: 'ERR_INVALID_TOKEN', oci: 'startup' },
   { err: new HtpasswdError('line 2'), code: 'ERR_HTPASSWD', oci: 'startup' },
   { err: new TokenSecretError('mode'), code: 'ERR_TOKEN_SECRET', oci: 'startup' },
   { err: new GlobSyntaxError('empty'), code: 'ERR_GLOB_SYNTAX', oci: 'startup' },
-  // The admin listener answers it itself (src/admin/app.ts), never a registry door.
-  { err: new AdminRequestError(404, 'NOT_CACHED', 'alpine:3 is not cached'), code: 'ERR_ADMIN_REQUEST', oci: 'startup' },
   // Raised inside a connection's lookup; registry-upstream turns it into UpstreamAddressRefusedError.
   { err: new AddressRefusedError('h', '127.0.0.1', 'public'), code: 'ERR_ADDRESS_REFUSED', oci: 'startup' },
 ];
