@@ -119,6 +119,21 @@ test('prefetch from arguments and -f FILE prints JSON lines off a terminal; then
   assert.match(missing.stderr, /^pullthrough prefetch: 1 of 1 image\(s\) failed: up\.test\/team\/none:v1: /);
 });
 
+test('prefetch on a terminal draws a progress bar per image with bytes and layers', async () => {
+  // script(1) gives the CLI a pseudo-terminal, as a user's shell would.
+  const cmd = [process.execPath, ...NODE_FLAGS, MAIN, 'prefetch', 'team/one:v1', 'team/two:v1', '--admin', admin()].map((a) => `'${a}'`).join(' ');
+  const r = await run('script', ['-qefc', cmd, '/dev/null'], { cwd: dir.path, env: { PATH: process.env.PATH ?? '/usr/bin:/bin', TERM: 'dumb' }, allowFail: true });
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const final = r.stdout.split(/\r?\n/).map((l) => l.replace(/\x1b\[[0-9;]*[A-Za-z]/g, ''));
+  assert.ok(!r.stdout.includes('{"job"'), 'no JSON lines on a terminal');
+  for (const ref of ['up.test/team/one:v1', 'up.test/team/two:v1']) {
+    assert.ok(
+      final.some((l) => new RegExp(`^${ref.replace(/[./]/g, '\\$&')}  \\[#{24}\\] 100%  \\S+ \\S+/\\S+ \\S+  layers (\\d+)/\\1  done$`).test(l)),
+      `a full bar for ${ref} in:\n${final.join('\n')}`,
+    );
+  }
+});
+
 test('offline REGISTRY on|off', async () => {
   const on = await cli(['offline', 'up.test', 'on', '--admin', admin()]);
   assert.equal(on.stdout, 'up.test is offline (served from the cache only) on this instance\n');
