@@ -15,6 +15,8 @@ import { pin } from './pins.js';
 
 /** Finished jobs kept for GET /api/v1/jobs. */
 const KEEP_JOBS = 100;
+/** Longest wait, after the last byte, for a download to be committed to storage. */
+const COMMIT_WAIT_MS = 5 * 60_000;
 
 export type JobState = 'queued' | 'running' | 'done' | 'failed';
 
@@ -120,6 +122,17 @@ export class PrefetchJobs {
     this.d.log.info('prefetch finished', { job: job.id, state: job.state, images: job.images.length, bytes: job.bytesDone });
   }
 
+  /** Waits until the blob's record exists (its bytes are stored). @throws Error past COMMIT_WAIT_MS */
+  private async landed(digest: string): Promise<void> {
+    const deadline = Date.now() + COMMIT_WAIT_MS;
+    let delay = 20;
+    while (!(await this.d.meta.getBlob(digest))) {
+      if (Date.now() > deadline) throw new Error(`${digest} was downloaded but not stored within ${COMMIT_WAIT_MS / 1000} s (see the log)`);
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+
   private async fetchImage(job: PrefetchJob, img: ImageProgress, ref: ImageRef): Promise<void> {
     const t: Target = { registry: ref.registry, repo: ref.repo };
     const top = await this.d.cache.manifest(t, ref.reference, null, false);
@@ -158,6 +171,8 @@ export class PrefetchJobs {
           img.bytesDone += n;
           job.bytesDone += n;
         }
+        // A reader gets the last byte before the download is committed: done means stored.
+        if (h.cache === 'miss') await this.landed(b.digest);
       }
       img.layersDone++;
       job.layersDone++;
