@@ -18,6 +18,8 @@ import { CertificateAuthority } from './pki/index.js';
 import { startMirrorDoor, startTlsDoor, startProxyDoor, startDnsDoor, startAdminDoor, HttpTraffic, type Door } from './doors/index.js';
 import { DownloadTracker } from './cache/downloads.js';
 import { createAdminApp } from './admin/app.js';
+import { ADMIN_ROUTES } from './admin/routes.js';
+import { pinnedBlobs } from './admin/pins.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
@@ -116,7 +118,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   // Upstream names resolve through dns.forwarders when set: a node resolver hijacked to point
   // registries at pullthrough must not send pullthrough back to itself.
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
-  const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace) : undefined;
+  const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace, () => pinnedBlobs(meta)) : undefined;
   const downloads = new DownloadTracker();
   // The cache asks each registry's chain of upstreams (docs/upstream-chains.md); a chain's first
   // entry is the pool's client, shared with the push and token relays. Offline mode starts from
@@ -190,7 +192,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     }
     if (config.listen.admin) {
       // Last: the registry doors serve before anyone can steer the cache through this one.
-      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline });
+      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline, index, rules, clientAuth }, ADMIN_ROUTES);
       doors.push(await startAdminDoor(config.listen.admin, adminApp.callback()));
     }
   } catch (err) {

@@ -25,7 +25,7 @@ import { TokenSecretError } from '../src/auth/token-secret.js';
 import { GlobSyntaxError } from '../src/util/glob.js';
 import { AddressRefusedError } from '../src/net/address-guard.js';
 import { CliError, UsageError } from '../src/cli/parse.js';
-import { AdminRequestError } from '../src/admin/app.js';
+import { AdminRequestError } from '../src/admin/errors.js';
 
 // dist/test/errors.test.js → the repository root.
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -163,6 +163,8 @@ test('workers: 2 → three node processes; every worker logs "listening" with it
     assert.deepEqual(lines.map((l) => l.worker).sort(), [1, 2], `${door}: one line per worker`);
     assert.ok(lines.every((l) => l.port === pt.ports[door] && (l.port as number) > 0), `${door}: one real port for both workers: ${JSON.stringify(lines)}`);
   }
+  // The admin API keeps per-process state (prefetch jobs): worker 1 alone serves it.
+  assert.deepEqual(listening.filter((l) => l.door === 'admin').map((l) => l.worker), [1]);
 });
 
 test('workers: skopeo pulls through the mirror door and the TLS door get the upstream digests', async () => {

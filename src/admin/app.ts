@@ -8,47 +8,13 @@
  */
 import Koa, { type Context, type Next } from 'koa';
 import Router from '@koa/router';
-import type { Config } from '../config/index.js';
-import type { PullThroughCache } from '../cache/pull-through.js';
-import type { DownloadTracker } from '../cache/downloads.js';
-import type { BlobStore } from '../storage/blob-store.js';
-import type { MetadataStore } from '../storage/metadata-store.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { Logger } from '../observability/logger.js';
-import type { OfflineSwitch } from '../upstream/offline-switch.js';
-import { PullthroughError } from '../util/errors.js';
+import type { AdminDeps, AdminRoutes } from './deps.js';
+import { AdminRequestError } from './errors.js';
+import { adminAccess } from './access.js';
+import { StorageUnavailableError } from '../storage/errors.js';
 
-/** What admin routes may use. */
-export interface AdminDeps {
-  readonly config: Config;
-  readonly cache: PullThroughCache;
-  readonly blobs: BlobStore;
-  readonly meta: MetadataStore;
-  readonly metrics: Metrics;
-  readonly log: Logger;
-  readonly downloads: DownloadTracker;
-  readonly offline: OfflineSwitch;
-}
-
-/** A module of admin routes: registers its endpoints on the router. */
-export type AdminRoutes = (router: Router, deps: AdminDeps) => void;
-
-/**
- * An admin error a route throws for the caller's mistake or a refusal: answered with `status` and
- * `code` (e.g. 400 INVALID_REFERENCE, 404 NOT_CACHED, 409 IN_PROGRESS).
- */
-export class AdminRequestError extends PullthroughError {
-  readonly code = 'ERR_ADMIN_REQUEST';
-
-  constructor(
-    readonly status: number,
-    /** The answer's `error.code`: stable, documented, what the CLI and scripts branch on. */
-    readonly apiCode: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export type { AdminDeps, AdminRoutes } from './deps.js';
+export { AdminRequestError } from './errors.js';
 
 /** The built-in endpoints; the rest come from route modules. */
 const coreRoutes: AdminRoutes = (router, deps) => {
@@ -74,7 +40,12 @@ export function createAdminApp(deps: AdminDeps, modules: readonly AdminRoutes[] 
     } catch (err) {
       if (err instanceof AdminRequestError) {
         ctx.status = err.status;
-        ctx.body = { error: { code: err.apiCode, message: err.message } };
+        ctx.body = { error: { code: err.apiCode, message: err.message, ...(err.detail !== undefined ? { detail: err.detail } : {}) } };
+        return;
+      }
+      if (err instanceof StorageUnavailableError) {
+        ctx.status = 503;
+        ctx.body = { error: { code: 'STORE_UNAVAILABLE', message: `the ${err.backend} store cannot be reached: ${err.message}` } };
         return;
       }
       deps.log.error('admin request failed', { method: ctx.method, path: ctx.path, error: (err as Error).message });
@@ -82,6 +53,8 @@ export function createAdminApp(deps: AdminDeps, modules: readonly AdminRoutes[] 
       ctx.body = { error: { code: 'INTERNAL', message: 'internal error; see the log' } };
     }
   });
+  // Credentials off loopback (src/admin/access.ts), before any route, the status page's included.
+  app.use(adminAccess(deps.config, deps.clientAuth));
   app.use(router.routes());
   app.use(router.allowedMethods());
   return app;

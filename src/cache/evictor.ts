@@ -14,7 +14,8 @@ const BATCH = 100;
  * Keeps cached blob bytes under `cache.maxSize`, least recently used first. Never evicts a blob
  * being downloaded (it has no record yet), being served on this replica (reference count), or read
  * on any replica within `cache.evictionGrace` (readers touch it every third of that while
- * streaming, so a slow reader on another replica keeps its blob).
+ * streaming, so a slow reader on another replica keeps its blob), nor a pinned one (the admin
+ * API's pins, asked for through `pinned` before a pass that has to evict).
  */
 export class Evictor {
   private readonly inUse = new Map<string, number>();
@@ -29,6 +30,8 @@ export class Evictor {
     private readonly log: Logger,
     /** `cache.evictionGrace`: blobs read this recently are in use. */
     private readonly graceMs = 60_000,
+    /** Blobs pins keep, and their bytes (src/admin/pins.ts); none without it. */
+    private readonly pinned?: () => Promise<{ digests: ReadonlySet<string>; bytes: number }>,
   ) {}
 
   /** Marks a blob as being served here until the returned function is called. */
@@ -67,7 +70,14 @@ export class Evictor {
     if (!lock) return; // another replica is at it
     try {
       const target = Math.floor(this.maxSize * LOW_WATERMARK);
-      const skipped = new Set<string>();
+      // Unreadable pins stop the pass (the catch in trigger logs it): evicting blind could take a pinned blob.
+      const pins = this.pinned ? await this.pinned() : { digests: new Set<string>(), bytes: 0 };
+      this.metrics.pinnedBytes.set(pins.bytes);
+      if (pins.bytes > this.maxSize) {
+        this.metrics.pinnedOverMaxSize.inc();
+        this.log.warn('pinned content alone exceeds cache.maxSize: it stays; unpin something or raise maxSize', { pinnedBytes: pins.bytes, maxSize: this.maxSize });
+      }
+      const skipped = new Set<string>(pins.digests);
       while (total > target) {
         const candidates = (await this.meta.oldestBlobs(BATCH + skipped.size)).filter((c) => !skipped.has(c.digest));
         if (candidates.length === 0) break;

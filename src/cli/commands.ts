@@ -9,6 +9,7 @@ import { setupScript, corednsConfig, SetupError, SETUP_CLIENTS, type SetupClient
 import { packageVersion } from '../util/package-version.js';
 import { CliError, UsageError, usage, commandUsage, type Command, type CommandTable, type Invocation, type OptionSpec } from './parse.js';
 import { serve } from './serve.js';
+import { adminCommands } from './admin-commands.js';
 
 /** What `pullthrough setup` prints: a client's script, or the CoreDNS block (also `pullthrough coredns`). */
 const SETUP_TARGETS: readonly string[] = [...SETUP_CLIENTS, 'coredns'];
@@ -90,6 +91,8 @@ const COMMANDS: readonly Command[] = [
     summary: ['print a CoreDNS hosts block for the configured registries (needs dns.answer)'],
     run: (inv) => coredns(inv, 'coredns'),
   },
+  // images, usage, status, purge, pin, unpin, prefetch, offline: a running instance's admin API.
+  ...adminCommands(config),
   {
     name: 'version',
     summary: ['the version (also --version)'],

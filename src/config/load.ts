@@ -27,6 +27,8 @@ const ENV_KEYS: ReadonlyArray<[string, string[], 'string' | 'list' | 'bool' | 'p
   ['PULLTHROUGH_CACHE_MAX_SIZE', ['cache', 'maxSize'], 'string'],
   ['PULLTHROUGH_LOG_LEVEL', ['log', 'level'], 'string'],
   ['PULLTHROUGH_AUTH_TOKEN_SECRET', ['auth', 'tokenSecret'], 'string'],
+  ['PULLTHROUGH_LISTEN_ADMIN', ['listen', 'admin'], 'string'],
+  ['PULLTHROUGH_ADMIN_TOKEN', ['admin', 'token'], 'string'],
   ['PULLTHROUGH_REDIS_URL', ['metadata', 'url'], 'string'],
   ['PULLTHROUGH_S3_BUCKET', ['storage', 'bucket'], 'string'],
   ['PULLTHROUGH_S3_ENDPOINT', ['storage', 'endpoint'], 'string'],

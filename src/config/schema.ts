@@ -24,6 +24,11 @@ const size = z.union([z.string(), z.number(), z.null()]).transform((v, ctx) => {
 });
 
 /** `host:port`, `[v6]:port` or a bare port; null disables the listener. */
+/** True for an address only this machine can reach: 127.0.0.0/8, ::1, localhost. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
 const listenAddress = z
   .union([z.string(), z.number(), z.null()])
   .transform((v, ctx) => {
@@ -417,6 +422,11 @@ export const configSchema = z.strictObject({
           }
         })
         .default({}),
+      /**
+       * Members of this group (auth.groups) may use the admin API when listen.admin is off
+       * loopback (docs/admin.md); without it, only admin.token opens it there.
+       */
+      adminGroup: z.string().regex(GROUP_NAME, 'group names are letters, digits, . _ - (at most 64)').optional(),
       /** HMAC secret for tokens (at least 32 characters); default: a generated file under dataDir. */
       tokenSecret: z.string().min(32, 'must be at least 32 characters').optional(),
       /** Lifetime of access tokens. */
@@ -437,6 +447,18 @@ export const configSchema = z.strictObject({
         .optional(),
     })
     .prefault({}),
+  /** The admin API on listen.admin (docs/admin.md). */
+  admin: z
+    .strictObject({
+      /**
+       * Bearer token for the admin API (also PULLTHROUGH_ADMIN_TOKEN). Required when listen.admin
+       * is off loopback and auth.adminGroup is not set.
+       */
+      token: z.string().min(16, 'must be at least 16 characters').optional(),
+      /** Ask for credentials on loopback too (a host shared with users who must not steer the cache). */
+      requireCredentials: z.boolean().default(false),
+    })
+    .prefault({}),
   /** Ordered access rules; the first whose match fits a request decides who may pull or push. */
   rules: z.array(accessRule).default([]),
   /** Per-client request rate limit (token bucket per client address); null = off. */
@@ -447,6 +469,21 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
 }).superRefine((c, ctx) => {
+  // Never an admin API open to the network: off loopback it needs a way to check who asks.
+  const admin = c.listen.admin;
+  if (admin && (!isLoopbackHost(admin.host) || c.admin.requireCredentials) && c.admin.token === undefined) {
+    const group = c.auth.enabled && c.auth.adminGroup !== undefined;
+    if (!group) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['admin', 'token'],
+        message: `required: listen.admin (${admin.host}:${admin.port}) ${c.admin.requireCredentials ? 'asks for credentials (admin.requireCredentials)' : 'is not on loopback'}; set admin.token (or PULLTHROUGH_ADMIN_TOKEN), or auth.enabled with auth.adminGroup`,
+      });
+    }
+  }
+  if (c.auth.adminGroup !== undefined && c.auth.enabled && !(c.auth.adminGroup in c.auth.groups)) {
+    ctx.addIssue({ code: 'custom', path: ['auth', 'adminGroup'], message: `group ${c.auth.adminGroup} is not defined in auth.groups` });
+  }
   // The one place this is checked: serve forks workers only from a config that passed here.
   if (c.workers > 1 && c.metadata.driver !== 'redis') {
     ctx.addIssue({

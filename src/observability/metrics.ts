@@ -141,6 +141,19 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly pinnedBytes = new Gauge({
+    name: 'pullthrough_cache_pinned_bytes',
+    help: 'Bytes of cached blobs kept by pins (admin API), as of the last eviction pass that had to evict',
+    aggregator: 'max',
+    registers: [this.registry],
+  });
+
+  readonly pinnedOverMaxSize = new Counter({
+    name: 'pullthrough_eviction_pinned_over_max_total',
+    help: 'Eviction passes that found pinned content alone over cache.maxSize',
+    registers: [this.registry],
+  });
+
   readonly denied = new Counter({
     name: 'pullthrough_denied_total',
     help: 'Requests refused by client authentication, the access rules or the rate limit, by door and reason',

@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { MAX_REFERRERS_FILTERS, MAX_REFERRERS_RECORD_BYTES, type BlobRecord, type Lock, type ManifestRecord, type MetadataStore, type ReferrersRecord, type TagListRecord, type TagRecord } from './metadata-store.js';
+import { MAX_REFERRERS_FILTERS, MAX_REFERRERS_RECORD_BYTES, type BlobRecord, type Lock, type ManifestRecord, type MetadataStore, type PinRecord, type ReferrersRecord, type TagListRecord, type TagRecord } from './metadata-store.js';
 import { isErrno, writeFileAtomic } from '../util/atomic-file.js';
 import { referrersFromJson, referrersToJson, type StoredReferrers } from './referrers-json.js';
 
@@ -21,6 +21,8 @@ export class FileMetadataStore implements MetadataStore {
   private readonly dirtyBlobs = new Set<string>();
   private readonly locks = new Map<string, { token: string; expires: number }>();
   private flushTimer: NodeJS.Timeout | undefined;
+  /** Tag directories whose `repository` file (what the hashed name stands for) is written. */
+  private readonly namedRepos = new Set<string>();
 
   private constructor(private readonly dir: string) {
     this.tmp = join(dir, '_tmp');
@@ -67,6 +69,34 @@ export class FileMetadataStore implements MetadataStore {
 
   async putTag(registry: string, repo: string, tag: string, record: TagRecord): Promise<void> {
     await this.write(this.tagPath(registry, repo, tag), record);
+    const dir = this.repoDir(registry, repo);
+    if (!this.namedRepos.has(dir)) {
+      // The directory name is a hash: this file says what it is, for listRepositories. Not
+      // `.json`, so listTags never takes it for a tag.
+      await this.write(join(this.dir, 'tags', dir, 'repository'), { registry, repo });
+      this.namedRepos.add(dir);
+    }
+  }
+
+  async deleteTag(registry: string, repo: string, tag: string): Promise<void> {
+    await rm(this.tagPath(registry, repo, tag), { force: true });
+  }
+
+  async listRepositories(): Promise<Array<{ registry: string; repo: string }>> {
+    let dirs: string[];
+    try {
+      dirs = await readdir(join(this.dir, 'tags'));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    const out: Array<{ registry: string; repo: string }> = [];
+    for (const d of dirs) {
+      const r = await this.readJson<{ registry?: unknown; repo?: unknown }>(join(this.dir, 'tags', d, 'repository'));
+      // Directories written before this file existed are unnamed until their next tag write.
+      if (r && typeof r.registry === 'string' && typeof r.repo === 'string') out.push({ registry: r.registry, repo: r.repo });
+    }
+    return out;
   }
 
   async listTags(registry: string, repo: string): Promise<string[]> {
@@ -144,6 +174,53 @@ export class FileMetadataStore implements MetadataStore {
 
   async deleteManifest(digest: string): Promise<void> {
     await rm(this.manifestPath(digest), { force: true });
+  }
+
+  async listManifests(): Promise<string[]> {
+    const root = join(this.dir, 'manifests');
+    const out: string[] = [];
+    let algs: string[];
+    try {
+      algs = await readdir(root);
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return [];
+      throw err;
+    }
+    for (const alg of algs) {
+      for (const name of await readdir(join(root, alg))) if (name.endsWith('.json')) out.push(`${alg}:${name.slice(0, -5)}`);
+    }
+    return out;
+  }
+
+  private pinPath(key: string): string {
+    return join(this.dir, 'pins', `${createHash('sha256').update(key).digest('hex').slice(0, 40)}.json`);
+  }
+
+  async putPin(key: string, record: PinRecord): Promise<void> {
+    await this.write(this.pinPath(key), { key, record });
+  }
+
+  async deletePin(key: string): Promise<boolean> {
+    const had = (await this.readJson<unknown>(this.pinPath(key))) !== null;
+    await rm(this.pinPath(key), { force: true });
+    return had;
+  }
+
+  async listPins(): Promise<Map<string, PinRecord>> {
+    const out = new Map<string, PinRecord>();
+    let names: string[];
+    try {
+      names = await readdir(join(this.dir, 'pins'));
+    } catch (err) {
+      if (isErrno(err, 'ENOENT')) return out;
+      throw err;
+    }
+    for (const n of names) {
+      if (!n.endsWith('.json')) continue;
+      const r = await this.readJson<{ key?: unknown; record?: PinRecord }>(join(this.dir, 'pins', n));
+      if (r && typeof r.key === 'string' && r.record) out.set(r.key, r.record);
+    }
+    return out;
   }
 
   private linkPath(registry: string, repo: string, digest: string): string {

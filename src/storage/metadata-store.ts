@@ -63,6 +63,22 @@ export interface BlobRecord {
   readonly lastAccess: number;
 }
 
+/**
+ * A pinned reference (admin API `pin`): its manifests and their blobs are never evicted. Shared by
+ * every replica through the store and kept across restarts.
+ */
+export interface PinRecord {
+  /** Configured registry name. */
+  readonly registry: string;
+  readonly repo: string;
+  /** A tag (the pin follows the tag's cached record) or a digest. */
+  readonly reference: string;
+  /** `os/arch[/variant]` of an index's children to keep; null: all of them. */
+  readonly platforms: readonly string[] | null;
+  /** ms since the epoch. */
+  readonly pinnedAt: number;
+}
+
 /** A lease on a name shared by all replicas using the same store. */
 export interface Lock {
   /** Extends the lease; false when it was lost (expired and taken by someone else). */
@@ -86,6 +102,14 @@ export interface MetadataStore {
   putTag(registry: string, repo: string, tag: string, record: TagRecord): Promise<void>;
   /** Tags pullthrough has seen for a repository, sorted (the stale fallback for tags/list without a TagListRecord). */
   listTags(registry: string, repo: string): Promise<string[]>;
+  /** Forgets one tag record (purge); a missing one is not an error. */
+  deleteTag(registry: string, repo: string, tag: string): Promise<void>;
+  /**
+   * Every registry (as tag records are keyed: a name, or `name#account`) and repository that has
+   * had a tag record written, in no particular order. A repository whose tags were all deleted may
+   * still be listed (with no tags left).
+   */
+  listRepositories(): Promise<Array<{ registry: string; repo: string }>>;
   getTagList(registry: string, repo: string): Promise<TagListRecord | null>;
   /** Replaces the repository's tag list record. */
   putTagList(registry: string, repo: string, record: TagListRecord): Promise<void>;
@@ -105,6 +129,8 @@ export interface MetadataStore {
   getManifest(digest: string): Promise<ManifestRecord | null>;
   putManifest(digest: string, record: ManifestRecord): Promise<void>;
   deleteManifest(digest: string): Promise<void>;
+  /** Digests of every cached manifest, in no particular order. */
+  listManifests(): Promise<string[]>;
 
   /** True when `digest` (blob or manifest) was fetched for, or confirmed upstream for, this repository. */
   isLinked(registry: string, repo: string, digest: string): Promise<boolean>;
@@ -119,6 +145,13 @@ export interface MetadataStore {
   oldestBlobs(limit: number): Promise<Array<{ digest: string } & BlobRecord>>;
   /** Sum of the sizes of all blob records. */
   totalBlobSize(): Promise<number>;
+
+  /** Creates or replaces the pin `key` (the caller's choice, e.g. `registry/repo@ref`). */
+  putPin(key: string, record: PinRecord): Promise<void>;
+  /** Removes a pin; returns whether it existed. */
+  deletePin(key: string): Promise<boolean>;
+  /** Every pin by key. */
+  listPins(): Promise<Map<string, PinRecord>>;
 
   /**
    * Takes the lease `name` for `ttlMs` if nobody holds it, else returns null. With the file store

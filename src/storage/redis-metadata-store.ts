@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import { MAX_REFERRERS_FILTERS, MAX_REFERRERS_RECORD_BYTES, type BlobRecord, type Lock, type ManifestRecord, type MetadataStore, type ReferrersRecord, type TagListRecord, type TagRecord } from './metadata-store.js';
+import { MAX_REFERRERS_FILTERS, MAX_REFERRERS_RECORD_BYTES, type BlobRecord, type Lock, type ManifestRecord, type MetadataStore, type PinRecord, type ReferrersRecord, type TagListRecord, type TagRecord } from './metadata-store.js';
 import { referrersFromJson, referrersToJson, type StoredReferrers } from './referrers-json.js';
 import { StorageUnavailableError } from './errors.js';
 
@@ -162,7 +162,9 @@ const silent: StoreLogger = { warn() {} };
  * `manifest:<digest>` hash {mediaType, body (raw bytes)}; `links:<registry>/<repo>` set of
  * digests; `referrers:{<registry>/<repo>@<digest>}` hash filter → JSON ReferrersRecord, with
  * `referrers-at:{…}` zset filter → fetchedAt for its bound; `lock:<name>` string token with a PX
- * expiry; blob records as described at K_SIZE.
+ * expiry; blob records as described at K_SIZE; `repos` set of `<registry>/<repo>` with tag records
+ * and `manifests` set of manifest digests (indexes for the admin API's listings); `pins` hash key →
+ * JSON PinRecord.
  * Requires Redis ≥ 5 (Lua scripts; no module).
  *
  * ## While Redis is unreachable
@@ -300,7 +302,24 @@ export class RedisMetadataStore implements MetadataStore {
   }
 
   async putTag(registry: string, repo: string, tag: string, record: TagRecord): Promise<void> {
-    await this.run('putTag', () => this.redis.hset(`tags:${RedisMetadataStore.repoKey(registry, repo)}`, tag, JSON.stringify(record)));
+    const key = RedisMetadataStore.repoKey(registry, repo);
+    await this.run('putTag', () => this.redis.hset(`tags:${key}`, tag, JSON.stringify(record)));
+    // After the record: the index may name a repository without tags, never miss one that has some.
+    await this.run('putTag', () => this.redis.sadd('repos', key));
+  }
+
+  async deleteTag(registry: string, repo: string, tag: string): Promise<void> {
+    // The repository stays in the index (a concurrent putTag's SADD could otherwise be undone).
+    await this.run('deleteTag', () => this.redis.hdel(`tags:${RedisMetadataStore.repoKey(registry, repo)}`, tag));
+  }
+
+  async listRepositories(): Promise<Array<{ registry: string; repo: string }>> {
+    const keys = await this.run('listRepositories', () => this.redis.smembers('repos'));
+    return keys.map((k) => {
+      // Registry names (and `name#account`) contain no '/'.
+      const i = k.indexOf('/');
+      return { registry: k.slice(0, i), repo: k.slice(i + 1) };
+    });
   }
 
   async listTags(registry: string, repo: string): Promise<string[]> {
@@ -366,10 +385,37 @@ export class RedisMetadataStore implements MetadataStore {
   async putManifest(digest: string, record: ManifestRecord): Promise<void> {
     // One HSET, so readers see both fields or neither.
     await this.run('putManifest', () => this.redis.hset(`manifest:${digest}`, 'mediaType', record.mediaType, 'body', record.body));
+    await this.run('putManifest', () => this.redis.sadd('manifests', digest));
   }
 
   async deleteManifest(digest: string): Promise<void> {
     await this.run('deleteManifest', () => this.redis.del(`manifest:${digest}`));
+    await this.run('deleteManifest', () => this.redis.srem('manifests', digest));
+  }
+
+  async listManifests(): Promise<string[]> {
+    return this.run('listManifests', () => this.redis.smembers('manifests'));
+  }
+
+  async putPin(key: string, record: PinRecord): Promise<void> {
+    await this.run('putPin', () => this.redis.hset('pins', key, JSON.stringify(record)));
+  }
+
+  async deletePin(key: string): Promise<boolean> {
+    return (await this.run('deletePin', () => this.redis.hdel('pins', key))) === 1;
+  }
+
+  async listPins(): Promise<Map<string, PinRecord>> {
+    const all = await this.run('listPins', () => this.redis.hgetall('pins'));
+    const out = new Map<string, PinRecord>();
+    for (const [k, v] of Object.entries(all)) {
+      try {
+        out.set(k, JSON.parse(v) as PinRecord);
+      } catch {
+        // Torn or foreign value: no pin.
+      }
+    }
+    return out;
   }
 
   async isLinked(registry: string, repo: string, digest: string): Promise<boolean> {

@@ -120,7 +120,9 @@ export async function runPrimary(config: Config, log: Logger, opts: PrimaryOptio
 
   const workerConfig = (slot: Slot): Config => ({
     ...config,
-    listen: { ...config.listen, dns: dnsListen },
+    // The admin API keeps per-process state (prefetch jobs, downloads in progress, the offline
+    // switch): one worker serves it, so a job started by one request is found by the next.
+    listen: { ...config.listen, dns: dnsListen, admin: slot.n === 1 ? config.listen.admin : null },
     paths: { ...config.paths, spool: join(config.paths.spool, String(slot.n)), blobsTmp: join(config.paths.blobsTmp, String(slot.n)) },
   });
 

@@ -51,7 +51,9 @@ test('command-line mistakes exit 2 naming the option or command, followed by the
     [['coredns', '--config'], /^pullthrough coredns: Option '-c, --config <value>' argument missing/],
     [['--config'], /^pullthrough: Option '-c, --config <value>' argument missing/],
     [['coredns', '--version=1'], /--version/],
-    [['purge'], /^pullthrough: unknown command purge\n/],
+    // purge is a command now (issue 19): without what to purge it is a usage error of its own.
+    [['purge'], /^pullthrough purge: name exactly one of REF, --repo REPO, --older-than DURATION\n/],
+    [['vacuum'], /^pullthrough: unknown command vacuum\n/],
     [['--config', dnsConfig, 'frobnicate'], /^pullthrough: unknown command frobnicate\n/],
     [['help', 'frobnicate'], /^pullthrough: unknown command frobnicate\n/],
     [['serve', 'now'], /^pullthrough serve: unexpected argument now\n/],

@@ -28,6 +28,8 @@ check mmdebstrap mmdebstrap
 check kubectl kubernetes-client
 check docker-compose docker-compose
 check nsenter util-linux
+# the CLI's progress bars are drawn only on a terminal: test/cli/admin-cli.test.ts runs it under script(1)
+check script bsdutils
 # the build compiles the DNS door's fast path (src/native), which its tests require
 check cc gcc
 [ -f /usr/include/stdio.h ] || need+=(libc6-dev)

@@ -177,6 +177,53 @@ export function metadataStoreSuite(name: string, h: MetadataStoreHarness): void 
       assert.deepEqual(await s.getReferrers('docker.io', 'library/big', d, undefined), edge);
     });
 
+    it('lists repositories with tag records, deletes tags, lists manifests (admin API listings)', async () => {
+      const { ns: n, store: s } = await fresh();
+      assert.deepEqual(await s.listRepositories(), []);
+      assert.deepEqual(await s.listManifests(), []);
+      const rec: TagRecord = { digest: randomDigest(), mediaType: 'application/vnd.oci.image.manifest.v1+json', size: 10, checkedAt: 1_700_000_000_000 };
+      await s.putTag('docker.io', 'library/alpine', 'latest', rec);
+      await s.putTag('docker.io', 'library/alpine', '3', rec);
+      await s.putTag('docker.io#u0123456789ab', 'team/app', 'v1', rec);
+      await s.putTag('registry.local:5000', 'a/b/c', 'v1', rec);
+      const key = (r: { registry: string; repo: string }): string => `${r.registry} ${r.repo}`;
+      assert.deepEqual((await s.listRepositories()).map(key).sort(), ['docker.io library/alpine', 'docker.io#u0123456789ab team/app', 'registry.local:5000 a/b/c']);
+      await s.deleteTag('docker.io', 'library/alpine', 'latest');
+      await s.deleteTag('docker.io', 'library/alpine', 'never-there');
+      assert.equal(await s.getTag('docker.io', 'library/alpine', 'latest'), null);
+      assert.deepEqual(await s.listTags('docker.io', 'library/alpine'), ['3']);
+      const [m1, m2] = [randomDigest(), randomDigest()];
+      await s.putManifest(m1, { mediaType: 'application/json', body: Buffer.from('{}') });
+      await s.putManifest(m2, { mediaType: 'application/json', body: Buffer.from('[]') });
+      assert.deepEqual((await s.listManifests()).sort(), [m1, m2].sort());
+      await s.deleteManifest(m1);
+      assert.deepEqual(await s.listManifests(), [m2]);
+      // Kept across a reopen.
+      await s.close();
+      const again = await n.open();
+      open.push(again);
+      assert.deepEqual((await again.listRepositories()).map(key).sort(), ['docker.io library/alpine', 'docker.io#u0123456789ab team/app', 'registry.local:5000 a/b/c']);
+      assert.deepEqual(await again.listManifests(), [m2]);
+    });
+
+    it('keeps pins by key, replaced whole, deleted once, across a reopen', async () => {
+      const { ns: n, store: s } = await fresh();
+      assert.equal((await s.listPins()).size, 0);
+      const pin = { registry: 'docker.io', repo: 'library/alpine', reference: '3', platforms: ['linux/amd64'], pinnedAt: 1_700_000_000_000 };
+      await s.putPin('docker.io/library/alpine:3', pin);
+      await s.putPin('quay.io/org/app@sha256:x', { ...pin, registry: 'quay.io', repo: 'org/app', reference: 'sha256:x', platforms: null });
+      await s.putPin('docker.io/library/alpine:3', { ...pin, platforms: null });
+      const pins = await s.listPins();
+      assert.equal(pins.size, 2);
+      assert.deepEqual(pins.get('docker.io/library/alpine:3'), { ...pin, platforms: null });
+      assert.equal(await s.deletePin('docker.io/library/alpine:3'), true);
+      assert.equal(await s.deletePin('docker.io/library/alpine:3'), false);
+      await s.close();
+      const again = await n.open();
+      open.push(again);
+      assert.deepEqual([...(await again.listPins()).keys()], ['quay.io/org/app@sha256:x']);
+    });
+
     it('links digests per registry and repository', async () => {
       const d = randomDigest();
       await store.link('docker.io', 'library/redis', d);
