@@ -17,6 +17,9 @@ import { startMirrorDoor, startTlsDoor, startProxyDoor, startDnsDoor, startAdmin
 import { DownloadTracker } from './cache/downloads.js';
 import { OfflineSwitch } from './upstream/offline-switch.js';
 import { createAdminApp } from './admin/app.js';
+import { statusPageRoutes } from './admin/status-page.js';
+import { StatusHistory } from './observability/history.js';
+import { RecentEvents } from './observability/recent-events.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
@@ -87,7 +90,10 @@ async function probeStores(blobs: BlobStore, meta: MetadataStore): Promise<void>
  * Builds pullthrough from a validated config and starts its listeners.
  * @throws when storage cannot be opened or a listener cannot bind (the error names the address).
  */
-export async function startServer(config: Config, log: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
+export async function startServer(config: Config, baseLog: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
+  // The status page's "recent errors": every warn/error line logged from here on is also kept.
+  const events = new RecentEvents();
+  const log = events.tap(baseLog);
   await mkdir(config.paths.dataDir, { recursive: true, mode: 0o750 });
   // Client authentication first: a bad htpasswd file or token secret stops the start before any
   // listener opens (never an open mirror by accident).
@@ -112,6 +118,8 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   const blobs = await openBlobStore(config, { logger: log });
   const meta = await openMetadataStore(config, { logger: log });
   const metrics = new Metrics();
+  metrics.cacheMaxSizeBytes.set(config.cache.maxSize ?? 0);
+  const history = new StatusHistory();
   // Upstream names resolve through dns.forwarders when set: a node resolver hijacked to point
   // registries at pullthrough must not send pullthrough back to itself.
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
@@ -146,6 +154,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     setupScript: setup,
     metricsText: opts.metricsText,
     upstreamFailures: new UpstreamFailureLog(log),
+    history,
   };
   // With client authentication on, the client's Authorization is pullthrough's own: pushes go
   // upstream with the credentials configured for the repository (after the rules' push check).
@@ -183,7 +192,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     }
     if (config.listen.admin) {
       // Last: the registry doors serve before anyone can steer the cache through this one.
-      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline });
+      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline }, [statusPageRoutes({ history, events })]);
       doors.push(await startAdminDoor(config.listen.admin, adminApp.callback()));
     }
   } catch (err) {
