@@ -25,6 +25,7 @@ import { TokenSecretError } from '../src/auth/token-secret.js';
 import { GlobSyntaxError } from '../src/util/glob.js';
 import { AddressRefusedError } from '../src/net/address-guard.js';
 import { CliError, UsageError } from '../src/cli/parse.js';
+import { AdminRequestError } from '../src/admin/app.js';
 
 // dist/test/errors.test.js → the repository root.
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -56,6 +57,8 @@ const FAMILY: Array<{ err: PullthroughError; code: string; oci: OciErrorCode | '
   // The command line's: main.ts prints them and exits 1 or 2.
   { err: new CliError('cannot start', 1), code: 'ERR_CLI', oci: 'startup' },
   { err: new UsageError('unknown command x'), code: 'ERR_USAGE', oci: 'startup' },
+  // The admin door's own JSON errors (src/admin/app.ts answers them); never on a registry door.
+  { err: new AdminRequestError(400, 'INVALID_REFERENCE', 'not a reference'), code: 'ERR_ADMIN_REQUEST', oci: 'startup' },
   // client-auth.ts turns it into AuthenticationRequiredError / TokenRequestError.
   { err: new InvalidTokenError('expired'), code: 'ERR_INVALID_TOKEN', oci: 'startup' },
   { err: new HtpasswdError('line 2'), code: 'ERR_HTPASSWD', oci: 'startup' },

@@ -189,7 +189,7 @@ async function coldFigures(sys: System, col: Column, up: BenchUpstream): Promise
       col,
       key: sys.key,
       http,
-      tls: 'na' in tls ? tls : { ...tls, target: { url: `${tls.target.url}/v2/${up.content.big.repo}/blobs/${up.content.big.digest}`, resolve: tls.target.resolve } },
+      tls: 'na' in tls ? tls : { ...tls, target: { url: `${tls.target.url}/v2/${up.content.big.repo}/blobs/${up.content.big.digest}`, connectTo: tls.target.connectTo } },
       pids: () => [...run.pids(), ...('na' in tls ? [] : tls.pids())],
       sidePids: () => run.sidePids(),
       stop: async () => {

@@ -19,8 +19,11 @@ export function median(xs: number[]): number {
 /** A URL to GET and, for names that only exist in the bench (SNI), where curl should connect. */
 export interface Target {
   readonly url: string;
-  /** curl `--resolve host:port:127.0.0.1`. */
-  readonly resolve?: string;
+  /**
+   * curl `--connect-to host:443:127.0.0.1:port`: the URL names the registry as clients do (port 443,
+   * which is also what the TLS door routes on), the connection goes to the system's real port.
+   */
+  readonly connectTo?: string;
 }
 
 export interface Throughput {
@@ -39,7 +42,7 @@ export interface Throughput {
  */
 export async function curlThroughput(t: Target, clients: number, maxSeconds: number): Promise<Throughput> {
   const args = ['-sS', '--http1.1', '-k', '--max-time', String(maxSeconds), '-w', '%{size_download} %{time_total} %{http_code} %{exitcode}\\n'];
-  if (t.resolve) args.push('--resolve', t.resolve);
+  if (t.connectTo) args.push('--connect-to', t.connectTo);
   if (clients > 1) args.push('-Z', '--parallel-immediate', '--parallel-max', String(clients));
   for (let i = 0; i < clients; i++) args.push('-o', '/dev/null', t.url);
   const r = await run('curl', args, { allowFail: true, timeoutMs: (maxSeconds + 60) * 1000 });
@@ -62,8 +65,8 @@ export async function curlThroughput(t: Target, clients: number, maxSeconds: num
 
 /** sha256 of what `t` serves (the whole body), to check a system serves the right bytes. */
 export async function curlDigest(t: Target, timeoutSeconds = 600): Promise<string> {
-  const resolve = t.resolve ? `--resolve '${t.resolve}'` : '';
-  const r = await run('bash', ['-c', `set -o pipefail; curl -sS --http1.1 -k -f ${resolve} '${t.url}' | sha256sum`], { timeoutMs: timeoutSeconds * 1000 });
+  const connectTo = t.connectTo ? `--connect-to '${t.connectTo}'` : '';
+  const r = await run('bash', ['-c', `set -o pipefail; curl -sS --http1.1 -k -f ${connectTo} '${t.url}' | sha256sum`], { timeoutMs: timeoutSeconds * 1000 });
   return `sha256:${r.stdout.split(/\s/)[0]}`;
 }
 

@@ -42,7 +42,9 @@ export interface TlsEndpoint {
  */
 export function tlsEndpoint(port: number, via: string, pid: number, opts: { path?: string; stop?: () => Promise<void> } = {}): TlsEndpoint {
   return {
-    target: { url: `https://${UPSTREAM_NAME}:${port}${opts.path ?? ''}`, resolve: `${UPSTREAM_NAME}:${port}:127.0.0.1` },
+    // Port 443 in the URL, as clients reach a registry: the TLS door answers a registry's name only
+    // on the port it serves it on (src/http/target.ts DoorHosts), not on the bench's ephemeral one.
+    target: { url: `https://${UPSTREAM_NAME}${opts.path ?? ''}`, connectTo: `${UPSTREAM_NAME}:443:127.0.0.1:${port}` },
     port,
     servername: UPSTREAM_NAME,
     via,

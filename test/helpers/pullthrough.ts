@@ -70,9 +70,9 @@ export function metricValue(text: string, name: string, labels: Record<string, s
 export async function startPullthrough(config: Record<string, unknown>, opts: StartOptions = {}): Promise<Pullthrough> {
   const dir = await tempDir('pullthrough-pt-');
   const dataDir = opts.dataDir ?? join(dir.path, 'data');
-  const full = { dataDir, listen: { mirror: '127.0.0.1:0' }, ...config };
+  const doc: Record<string, unknown> = { dataDir, listen: { mirror: '127.0.0.1:0' }, ...config };
   // The admin door's default (127.0.0.1:5001) would collide between tests run side by side.
-  full.listen = { admin: '127.0.0.1:0', ...(full.listen as Record<string, unknown>) };
+  const full = { ...doc, listen: { admin: '127.0.0.1:0', ...(doc.listen as Record<string, unknown>) } };
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
   const proc = startProcess(process.execPath, [...NODE_FLAGS, opts.main ?? MAIN, 'serve', '--config', configFile], {
