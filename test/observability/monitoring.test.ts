@@ -107,16 +107,28 @@ async function query(expr: string): Promise<QueryResult> {
 
 async function until(what: string, check: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
+  while (!(await check().catch(() => false))) {
     if (Date.now() > deadline) assert.fail(`${what}: not within ${timeoutMs} ms\n${prom.output().slice(-3000)}`);
     await new Promise((r) => setTimeout(r, 250));
   }
 }
 
+/** Pulls `repo:v1` through pullthrough with skopeo. */
+async function pull(repo: string): Promise<void> {
+  const r = await skopeoCopy(`${pt.host}/${repo}:v1`, 'dir', { tlsVerify: false });
+  assert.equal(r.code, 0, r.stderr);
+  await r.cleanup();
+}
+
 before(async () => {
   hub = await startUpstreamRegistry();
   await pushImage(hub, 'team/app', 'v1', await makeImage({ format: 'docker', seed: 'monitoring', layers: 2, layerSize: 100_000 }));
+  await pushImage(hub, 'team/other', 'v1', await makeImage({ format: 'docker', seed: 'monitoring-other', layers: 2, layerSize: 100_000 }));
   pt = await startPullthrough({ registries: { 'docker.io': { upstream: hub.url } }, defaultRegistry: 'docker.io', cache: { maxSize: '1g' } });
+  // A cold and a warm pull before Prometheus starts: a series Prometheus first sees already
+  // counted has no rate, so hits, misses and upstream requests exist from its first scrape.
+  await pull('team/app');
+  await pull('team/app');
   promDir = await tempDir('pullthrough-prometheus-');
   await copyFile(RULES, join(promDir.path, 'alerts.yml'));
   await writeFile(
@@ -138,15 +150,15 @@ before(async () => {
     `--web.listen-address=127.0.0.1:${port}`,
   ], { cwd: promDir.path });
   await waitForPort(port, '127.0.0.1', 30_000, prom);
-  await until('a first scrape', async () => Number((await query('up{job="pullthrough"}')).data?.result[0]?.value[1]) === 1);
-  // Two pulls after the first scrape, so the rates over them are not flat: one cold, one warm.
-  for (let i = 0; i < 2; i++) {
-    const r = await skopeoCopy(`${pt.host}/team/app:v1`, 'dir', { tlsVerify: false });
-    assert.equal(r.code, 0, r.stderr);
-    await r.cleanup();
-  }
+  // It listens before its storage is open (503 until then).
+  await until('Prometheus ready', async () => (await fetch(`${promUrl}/-/ready`)).status === 200);
+  const hitsBefore = pt.requests().filter((l) => l.kind === 'blob' && l.cache === 'hit').length;
+  await until('a first scrape', async () => Number((await query('sum(pullthrough_requests_total{kind="blob",cache="hit"})')).data?.result[0]?.value[1]) === hitsBefore);
+  // Then traffic Prometheus sees happen: a warm pull (hits) and a cold one (misses, upstream bytes).
+  await pull('team/app');
+  await pull('team/other');
   const hits = pt.requests().filter((l) => l.kind === 'blob' && l.cache === 'hit').length;
-  assert.ok(hits > 0, 'the second pull hit the cache');
+  assert.ok(hits > hitsBefore, 'the warm pull hit the cache');
   await until('a scrape after the pulls', async () => Number((await query('sum(pullthrough_requests_total{kind="blob",cache="hit"})')).data?.result[0]?.value[1]) === hits);
 });
 
