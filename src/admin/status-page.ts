@@ -71,7 +71,7 @@ export function statusPageHtml(nonce: string, refreshMs: number): string {
 </head>
 <body>
 <header>
-  <h1>pullthrough <span id="instance"></span></h1>
+  <h1>pullthrough status <span id="instance"></span></h1>
   <p class="sub"><span id="updated">loading…</span> <span id="problem" class="bad" hidden></span></p>
 </header>
 <main>
@@ -256,7 +256,9 @@ function drawUsage(u) {
 function drawUpstreams(list) {
   const body = $('upstreams').tBodies[0];
   clear(body);
-  for (const r of list) {
+  // Registries nobody pulled from yet share one line: the built-in ones would fill the card.
+  const idle = list.filter((r) => r.health === 'idle' && r.rateLimitRemaining === null);
+  for (const r of list.filter((x) => !idle.includes(x))) {
     const tr = el('tr');
     tr.dataset.registry = r.name;
     tr.appendChild(el('td', r.name, 'mono'));
@@ -274,6 +276,13 @@ function drawUpstreams(list) {
     const limit = el('td', r.rateLimitRemaining === null ? '–' : String(r.rateLimitRemaining), 'num');
     limit.dataset.ratelimit = r.rateLimitRemaining === null ? '' : String(r.rateLimitRemaining);
     tr.appendChild(limit);
+    body.appendChild(tr);
+  }
+  if (idle.length) {
+    const tr = el('tr', undefined, 'idle');
+    const td = el('td', 'idle (no upstream request yet): ' + idle.map((r) => r.name).join(', '), 'small');
+    td.colSpan = 3;
+    tr.appendChild(td);
     body.appendChild(tr);
   }
 }
@@ -332,7 +341,7 @@ async function refresh() {
     const res = await fetch('api/v1/status-summary', { cache: 'no-store' });
     if (!res.ok) throw new Error('status summary answered ' + res.status);
     const s = await res.json();
-    $('instance').textContent = s.instance;
+    $('instance').textContent = 'instance ' + s.instance;
     drawRatios(s.lastHour);
     drawUsage(s.usage);
     drawUpstreams(s.registries);
