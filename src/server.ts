@@ -18,6 +18,7 @@ import { DownloadTracker } from './cache/downloads.js';
 import { OfflineSwitch } from './upstream/offline-switch.js';
 import { createAdminApp } from './admin/app.js';
 import { statusPageRoutes } from './admin/status-page.js';
+import { UpstreamActivity } from './admin/status-summary.js';
 import { StatusHistory } from './observability/history.js';
 import { RecentEvents } from './observability/recent-events.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
@@ -120,6 +121,8 @@ export async function startServer(config: Config, baseLog: Logger, opts: ServerO
   const metrics = new Metrics();
   metrics.cacheMaxSizeBytes.set(config.cache.maxSize ?? 0);
   const history = new StatusHistory();
+  // The status page's upstream health without chains: sampled from the metrics while the server runs.
+  const upstreamActivity = new UpstreamActivity(metrics);
   // Upstream names resolve through dns.forwarders when set: a node resolver hijacked to point
   // registries at pullthrough must not send pullthrough back to itself.
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
@@ -192,10 +195,12 @@ export async function startServer(config: Config, baseLog: Logger, opts: ServerO
     }
     if (config.listen.admin) {
       // Last: the registry doors serve before anyone can steer the cache through this one.
-      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline }, [statusPageRoutes({ history, events })]);
+      upstreamActivity.start();
+      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline }, [statusPageRoutes({ history, events, activity: upstreamActivity })]);
       doors.push(await startAdminDoor(config.listen.admin, adminApp.callback()));
     }
   } catch (err) {
+    upstreamActivity.stop();
     await Promise.allSettled(doors.map((d) => d.close()));
     await Promise.allSettled([upstreams.close(), meta.close(), blobs.close()]);
     throw err;
@@ -209,6 +214,7 @@ export async function startServer(config: Config, baseLog: Logger, opts: ServerO
     metrics,
     async close() {
       accepting = false;
+      upstreamActivity.stop();
       // New connections stop at once (the DNS door closes: clients retry another resolver); idle
       // keep-alive connections close; responses and blob downloads in progress get DRAIN_GRACE_MS.
       for (const door of doors) door.stopAccepting();

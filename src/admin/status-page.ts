@@ -10,27 +10,27 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AdminRoutes } from './app.js';
-import { buildStatusSummary, UpstreamActivity } from './status-summary.js';
+import { buildStatusSummary, type UpstreamActivity } from './status-summary.js';
 import type { StatusHistory } from '../observability/history.js';
 import type { RecentEvents } from '../observability/recent-events.js';
 
 /** How often the page refreshes itself. */
 export const STATUS_REFRESH_MS = 3000;
 
-/** What the status page needs beyond the admin deps: the process's history and recent log events. */
+/** What the status page needs beyond the admin deps: the process's history, recent log events and upstream activity. */
 export interface StatusPageSources {
   readonly history: StatusHistory;
   readonly events: RecentEvents;
+  /** Sampled by its owner (server.ts starts and stops it with the server). */
+  readonly activity: UpstreamActivity;
 }
 
 /** The status page's routes: `GET /` and `GET /api/v1/status-summary`. */
 export function statusPageRoutes(sources: StatusPageSources): AdminRoutes {
   return (router, deps) => {
-    const activity = new UpstreamActivity(deps.metrics);
-    activity.start();
     router.get('/api/v1/status-summary', async (ctx) => {
       ctx.set('cache-control', 'no-store');
-      ctx.body = await buildStatusSummary({ config: deps.config, metrics: deps.metrics, meta: deps.meta, downloads: deps.downloads, activity, ...sources });
+      ctx.body = await buildStatusSummary({ config: deps.config, metrics: deps.metrics, meta: deps.meta, downloads: deps.downloads, ...sources });
     });
     router.get('/', (ctx) => {
       const nonce = randomBytes(18).toString('base64');

@@ -226,7 +226,7 @@ test('every dashboard query parses and returns through Prometheus; those that mu
 
 test('every alert expression parses and returns; the rules load into Prometheus, evaluate cleanly and none fires for a healthy instance', async () => {
   const names = alerts.map((a) => a.alert);
-  for (const wanted of ['PullthroughInstanceDown', 'PullthroughUpstreamDown', 'PullthroughUpstreamFailing', 'PullthroughHitRatioCollapse', 'PullthroughCacheNearMaxSize', 'PullthroughStaleAnswersRising', 'PullthroughHigh5xxRate']) {
+  for (const wanted of ['PullthroughInstanceDown', 'PullthroughUpstreamDown', 'PullthroughUpstreamFailing', 'PullthroughHitRatioCollapse', 'PullthroughCacheNearMaxSize', 'PullthroughStaleAnswersRising', 'PullthroughStorageUnavailable', 'PullthroughHigh5xxRate']) {
     assert.ok(names.includes(wanted), `an alert ${wanted}`);
   }
   for (const a of alerts) {
