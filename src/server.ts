@@ -4,6 +4,7 @@ import { openBlobStore, openMetadataStore } from './storage/factory.js';
 import type { BlobStore } from './storage/blob-store.js';
 import type { MetadataStore } from './storage/metadata-store.js';
 import { UpstreamPool } from './upstream/registry-upstream.js';
+import { RegistryRemotes } from './upstream/registry-remote.js';
 import { PullThroughCache } from './cache/pull-through.js';
 import { Evictor } from './cache/evictor.js';
 import { Metrics } from './observability/metrics.js';
@@ -129,7 +130,7 @@ export async function startServer(config: Config, baseLog: Logger, opts: ServerO
   const evictor = config.cache.maxSize !== null ? new Evictor(config.cache.maxSize, blobs, meta, metrics, log, config.cache.evictionGrace) : undefined;
   const downloads = new DownloadTracker();
   const offline = new OfflineSwitch();
-  const cache = new PullThroughCache({ config, blobs, meta, upstreams, metrics, log, evictor, downloads });
+  const cache = new PullThroughCache({ settings: config, blobs, meta, remotes: new RegistryRemotes(upstreams), metrics, log, evictor, downloads });
   metrics.cacheSizeBytes.set(await meta.totalBlobSize());
   // A smaller maxSize than last run takes effect at start, not at the next download.
   void evictor?.trigger();

@@ -35,9 +35,12 @@ export function parseBasic(header: string): { username: string; password: string
  * access tokens (Bearer) and refresh tokens (what `docker login` keeps). Tokens carry only who
  * the client is; the rules decide, per request, what that identity may do.
  */
+/** What {@link ClientAuth} reads: `auth.groups`. */
+export type ClientAuthSettings = Pick<Config, 'auth'>;
+
 export class ClientAuth {
   constructor(
-    private readonly config: Config,
+    private readonly config: ClientAuthSettings,
     private readonly users: HtpasswdUsers,
     private readonly signer: TokenSigner,
   ) {}

@@ -20,7 +20,7 @@ export class TokenSecretError extends PullthroughError {
  * by one is refused by the others.
  * @throws TokenSecretError when the file is readable by others, too short, or cannot be written.
  */
-export async function loadTokenSecret(config: Config): Promise<Buffer> {
+export async function loadTokenSecret(config: Pick<Config, 'auth' | 'paths'>): Promise<Buffer> {
   if (config.auth.tokenSecret !== undefined) return Buffer.from(config.auth.tokenSecret, 'utf8');
   const file = config.paths.tokenSecret;
   await mkdir(dirname(file), { recursive: true, mode: 0o700 });

@@ -2,11 +2,11 @@ import { pipeline } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import { parseDigest, hasherFor } from '../oci/digest.js';
 import type { ByteRange } from '../storage/blob-store.js';
-import type { RegistryUpstream, Credentials } from '../upstream/registry-upstream.js';
-import { upstreamStatusError } from '../upstream/registry-upstream.js';
+import type { RemoteBlob, RemoteRepository } from '../upstream/remote.js';
 import { UpstreamIntegrityError, UpstreamUnavailableError } from '../upstream/errors.js';
 import { Spool } from './spool.js';
 import { recyclerOf, type Recycling } from '../util/reusable-buffers.js';
+import { PullthroughError } from '../util/errors.js';
 
 /** What the fill needs from its surroundings. */
 export interface FillContext {
@@ -18,10 +18,11 @@ export interface FillContext {
 }
 
 /**
- * One upstream download of one blob, shared by every client that wants it meanwhile: the body is
- * hashed and written to a {@link Spool} that readers tail; size and digest are checked before the
- * last byte is released and before the blob is committed to storage. Clients that disconnect do
- * not stop it; only `fillTimeoutMs` bounds it.
+ * One upstream download of one blob (`RemoteRepository.openBlob`), shared by every client that
+ * wants it meanwhile: the body is hashed and written to a {@link Spool} that readers tail; size
+ * and digest are checked before the last byte is released and before the blob is committed to
+ * storage. Clients that disconnect do not stop it; only `fillTimeoutMs` bounds it. The body is
+ * the remote's own stream (ObjectReader's for RegistryRemote): the spool hands its buffers back.
  */
 export class BlobFill {
   /** `<space>/<repository>` keys upstream has confirmed hold this blob; linked on commit. */
@@ -33,15 +34,18 @@ export class BlobFill {
   private spool: Spool | undefined;
   size: number | undefined;
 
+  /** The configured registry's name, for errors. */
+  private readonly registry: string;
+
   constructor(
     private readonly ctx: FillContext,
-    private readonly upstream: RegistryUpstream,
-    repo: string,
-    /** The `<space>/<repository>` key the fill is linked under on commit (see PullThroughCache.space). */
+    /** The repository to download from (with the credentials the request brought). */
+    private readonly remote: RemoteRepository,
+    /** The `<space>/<repository>` key the fill is linked under on commit (see cache/remote-target.ts). */
     repoKey: string,
     readonly digest: string,
-    credentials?: Credentials | null,
   ) {
+    this.registry = remote.registry;
     this.repos.add(repoKey);
     let onStarted!: (v: { size: number | undefined }) => void;
     let onStartFailed!: (e: unknown) => void;
@@ -49,7 +53,7 @@ export class BlobFill {
       onStarted = res;
       onStartFailed = rej;
     });
-    this.done = this.run(repo, credentials, onStarted).catch((err: unknown) => {
+    this.done = this.run(onStarted).catch((err: unknown) => {
       onStartFailed(err);
       throw err;
     });
@@ -58,13 +62,18 @@ export class BlobFill {
     this.started.catch(() => {});
   }
 
-  private async run(repo: string, credentials: Credentials | null | undefined, onStarted: (v: { size: number | undefined }) => void): Promise<void> {
+  private async run(onStarted: (v: { size: number | undefined }) => void): Promise<void> {
     const d = parseDigest(this.digest);
     const signal = AbortSignal.timeout(this.ctx.fillTimeoutMs);
-    const res = await this.upstream.request({ method: 'GET', path: `/v2/${repo}/blobs/${this.digest}`, repo, kind: 'blob', credentials, signal });
-    if (res.status !== 200) throw await upstreamStatusError(this.upstream.registry.name, res);
-    const len = res.headers['content-length'];
-    const size = len !== undefined && /^\d+$/.test(len) ? Number(len) : undefined;
+    let res: RemoteBlob;
+    try {
+      res = await this.remote.openBlob(this.digest, { signal });
+    } catch (err) {
+      // The remote rejects with the abort itself; to clients and logs it is a download that took too long.
+      if (signal.aborted && !(err instanceof PullthroughError)) throw new UpstreamUnavailableError(this.registry, `blob download exceeded ${this.ctx.fillTimeoutMs} ms`);
+      throw err;
+    }
+    const size = res.size;
     this.size = size;
     let spool: Spool;
     try {
@@ -82,14 +91,14 @@ export class BlobFill {
         // Blob bodies come from ObjectReader, whose buffers the spool hands back for reuse.
         await pipeline(res.body, spool.writer(hash, (n) => this.ctx.onBytes(n), recyclerOf(res.body)));
       } catch (err) {
-        if (signal.aborted) throw new UpstreamUnavailableError(this.upstream.registry.name, `blob download exceeded ${this.ctx.fillTimeoutMs} ms`);
-        throw err instanceof UpstreamUnavailableError ? err : new UpstreamUnavailableError(this.upstream.registry.name, `blob download broke off: ${(err as Error).message}`, { cause: err });
+        if (signal.aborted) throw new UpstreamUnavailableError(this.registry, `blob download exceeded ${this.ctx.fillTimeoutMs} ms`);
+        throw err instanceof UpstreamUnavailableError ? err : new UpstreamUnavailableError(this.registry, `blob download broke off: ${(err as Error).message}`, { cause: err });
       }
       if (size !== undefined && spool.bytesWritten !== size) {
-        throw new UpstreamIntegrityError(this.upstream.registry.name, `${this.digest}: got ${spool.bytesWritten} bytes, Content-Length said ${size}`);
+        throw new UpstreamIntegrityError(this.registry, `${this.digest}: got ${spool.bytesWritten} bytes, Content-Length said ${size}`);
       }
       const got = `${d.algorithm}:${hash.digest('hex')}`;
-      if (got !== this.digest) throw new UpstreamIntegrityError(this.upstream.registry.name, `expected ${this.digest}, content hashes to ${got}`);
+      if (got !== this.digest) throw new UpstreamIntegrityError(this.registry, `expected ${this.digest}, content hashes to ${got}`);
       this.size = spool.bytesWritten;
       spool.markVerified();
     } catch (err) {

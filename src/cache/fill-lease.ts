@@ -4,7 +4,7 @@ import type { Logger } from '../observability/logger.js';
 
 /**
  * The cross-replica lease on one blob download (`fill:<digest>`): whoever holds it downloads,
- * replicas that do not wait for the blob to land (see `PullThroughCache.waitForForeignFill`).
+ * replicas that do not wait for the blob to land (see `BlobPolicy.waitForForeignFill` in cache/blobs.ts).
  *
  * ## When renewing fails
  * A lease only saves upstream traffic; correctness never depends on it. The download is verified

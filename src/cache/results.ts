@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { ByteRange } from '../storage/blob-store.js';
 import type { RegistryConfig } from '../config/index.js';
-import type { Credentials } from '../upstream/registry-upstream.js';
+import type { Credentials } from '../upstream/remote.js';
 
 /** How a request was answered: from cache, after a free upstream check, fetched, stale, or passed through. */
 export type CacheStatus = 'hit' | 'revalidated' | 'miss' | 'stale' | 'pass';

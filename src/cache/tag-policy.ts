@@ -1,5 +1,8 @@
 import type { Config } from '../config/index.js';
 
+/** The part of the configuration tag timing reads: `cache.tags`. */
+export type TagRules = Pick<Config['cache'], 'tags'>;
+
 /** How long a tag is served without asking upstream, and how long stale past that if upstream fails. */
 export interface TagTiming {
   readonly revalidateMs: number;
@@ -13,8 +16,8 @@ const DEFAULT: TagTiming = { revalidateMs: 0, staleIfErrorMs: 30 * 86_400_000 };
 export class TagPolicy {
   private readonly rules: Array<{ re: RegExp } & TagTiming>;
 
-  constructor(config: Config) {
-    this.rules = config.cache.tags.map((r) => ({ re: new RegExp(`^(?:${r.match})$`), revalidateMs: r.revalidate, staleIfErrorMs: r.staleIfError }));
+  constructor(cache: TagRules) {
+    this.rules = cache.tags.map((r) => ({ re: new RegExp(`^(?:${r.match})$`), revalidateMs: r.revalidate, staleIfErrorMs: r.staleIfError }));
   }
 
   /** For a repository's tag list: the default timing (rules match tags, not lists). */

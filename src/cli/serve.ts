@@ -5,7 +5,7 @@
  */
 import cluster from 'node:cluster';
 import type { Config } from '../config/index.js';
-import { createLogger, type Logger } from '../observability/logger.js';
+import { createLogger, type FlushingLogger } from '../observability/logger.js';
 import { startServer, type RunningServer, type ServerOptions } from '../server.js';
 import { runPrimary } from '../workers/primary.js';
 import { joinPrimary } from '../workers/worker.js';
@@ -37,7 +37,7 @@ export async function serve(loadConfig: () => Config, env: NodeJS.ProcessEnv): P
 }
 
 /** Starts the server and stops it on SIGTERM/SIGINT after draining (exit 0); throws CliError (exit 1) if it cannot start. */
-async function run(cfg: Config, log: Logger, opts: ServerOptions = {}, started?: (server: RunningServer) => void): Promise<void> {
+async function run(cfg: Config, log: FlushingLogger, opts: ServerOptions = {}, started?: (server: RunningServer) => void): Promise<void> {
   process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: (err as Error)?.stack ?? String(err) }));
   let server: RunningServer;
   try {
@@ -51,11 +51,13 @@ async function run(cfg: Config, log: Logger, opts: ServerOptions = {}, started?:
     if (stopping) return;
     stopping = true;
     log.info('shutting down', { signal });
+    // The log lines still buffered are written before the exit, in order.
+    const exit = (code: number): void => void log.settle().then(() => process.exit(code));
     server.close().then(
-      () => process.exit(0),
+      () => exit(0),
       (err: Error) => {
         log.error('shutdown failed', { error: err.message });
-        process.exit(1);
+        exit(1);
       },
     );
   };

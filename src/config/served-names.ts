@@ -12,12 +12,15 @@ export interface ServedName {
   port: number;
 }
 
+/** What {@link servedNames} and {@link hijackedNames} read. */
+export type NamesSettings = Pick<Config, 'registries' | 'tls' | 'publicUrl'>;
+
 /**
  * Every name the doors stand in for: registry names and aliases (a `host:port` name counts as its
  * host, reached on that port), then `tls.extraNames` and the host of `publicUrl`. These and only
  * these get a certificate, a hijacked DNS answer, and CONNECT interception.
  */
-export function servedNames(config: Config): Map<string, ServedName> {
+export function servedNames(config: NamesSettings): Map<string, ServedName> {
   const out = new Map<string, ServedName>();
   const add = (raw: string, registry: string | null): void => {
     const m = /^(.*?)(?::(\d+))?$/.exec(raw)!;
@@ -40,6 +43,6 @@ export function servedNames(config: Config): Map<string, ServedName> {
  * `host:port` registry (clients would dial that port, where nothing of pullthrough's listens; the
  * CONNECT door and mirror configuration serve those). Sorted for stable output.
  */
-export function hijackedNames(config: Config): string[] {
+export function hijackedNames(config: NamesSettings): string[] {
   return [...servedNames(config).values()].filter((n) => !isIP(n.host) && n.port === 443).map((n) => n.host).sort();
 }

@@ -10,11 +10,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { connect, type AddressInfo, type LookupFunction, type Socket } from 'node:net';
 import type { Config } from '../config/index.js';
 import { servedNames } from '../config/served-names.js';
+import type { TunnelPolicySettings } from './tunnel-policy.js';
 import { normalizeHost, parseHostPort } from '../net/host-port.js';
 import { unmapIPv4 } from '../net/ip-bytes.js';
 import { createUpstreamLookup } from '../upstream/dns-lookup.js';
 import { silentLog } from '../util/log-sink.js';
-import type { Door } from './door.js';
+import type { BoundAddress, Door } from './door.js';
 import { closeServer, listenOn } from './listen.js';
 import { callHandler, type RequestHandler } from './request-handler.js';
 import type { DoorOptions, TlsDoor } from './tls-door.js';
@@ -24,8 +25,7 @@ import { TunnelPolicy } from './tunnel-policy.js';
 export interface ProxyDoor extends Door {
   readonly name: 'proxy';
   readonly server: Server;
-  readonly address: AddressInfo;
-  readonly bound: AddressInfo;
+  readonly bound: BoundAddress;
   /** Stops listening (and closes idle connections); requests and tunnels in progress go on. */
   stopAccepting(): void;
   /** Stops listening and drops open connections and tunnels. */
@@ -62,13 +62,16 @@ function refuseResponse(res: ServerResponse, status: number, reason: string): vo
   res.end(`${reason}\n`);
 }
 
+/** What the CONNECT door reads: `listen.proxy`, `upstream.connectTimeout`, the DNS forwarders of its lookup, the tunnel policy's settings. */
+export type ProxyDoorSettings = Pick<Config, 'listen' | 'upstream' | 'dns'> & TunnelPolicySettings;
+
 /**
  * Starts the CONNECT door on listen.proxy; intercepted TLS goes to `tlsDoor` (which need not
  * listen itself) and from there to `handler`.
  * @throws Error when listen.proxy is off; the listen error (EADDRINUSE, EACCES); TypeError for a
  *   malformed proxy.tunnel entry; DnsEndpointError for a malformed dns.forwarders entry.
  */
-export async function startProxyDoor(config: Config, handler: RequestHandler, tlsDoor: TlsDoor, opts: ProxyDoorOptions = {}): Promise<ProxyDoor> {
+export async function startProxyDoor(config: ProxyDoorSettings, handler: RequestHandler, tlsDoor: TlsDoor, opts: ProxyDoorOptions = {}): Promise<ProxyDoor> {
   if (!config.listen.proxy) throw new Error('listen.proxy is off');
   const log = opts.log ?? silentLog;
   const policy = new TunnelPolicy(config, opts.lookup ?? createUpstreamLookup(config));
@@ -176,7 +179,6 @@ export async function startProxyDoor(config: Config, handler: RequestHandler, tl
   return {
     name: 'proxy',
     server,
-    address,
     bound: address,
     stopAccepting: () => void server.close(),
     close: () => closeServer(server, sockets),

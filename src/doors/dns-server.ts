@@ -7,8 +7,12 @@
  * REFUSED, so this is no open resolver. Malformed packets get FORMERR or nothing, never a crash.
  *
  * Answers for served names are precomputed and written straight into a buffer; the query is read
- * only as far as its question. (A dns2 handler that decodes and re-encodes every packet reaches
- * about half of dnsmasq's rate; dns2 stays in the tests, as the resolver forwarded to.) Over UDP,
+ * only as far as its question (dns-wire.ts). dns2's packet codec, which the design card names, is
+ * not used here because it costs answers/s: in the same dgram server, dnsperf -c 4 -q 200 on
+ * 2 cores measured 21 895 answers/s with dns-wire.ts against 6 408 with dns2's Packet.parse +
+ * createResponseFromRequest + toBuffer (medians of 5 alternating 5 s runs, every dns2 run below
+ * every dns-wire run; test/bench/dns-codec.ts, docs/performance.md). dns2 stays in the tests, as
+ * the resolver forwarded to. Over UDP,
  * the native fast path (dns-fast-path.ts, dns.fastPath) answers served names itself, in batches,
  * and hands every other datagram to the same code as dgram would.
  */
@@ -16,12 +20,12 @@ import cluster from 'node:cluster';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { createServer, isIP, type Server, type Socket } from 'node:net';
 import type { Config } from '../config/index.js';
-import { hijackedNames } from '../config/served-names.js';
+import { hijackedNames, type NamesSettings } from '../config/served-names.js';
 import { CidrList } from '../net/cidr-list.js';
 import { doorForwarders, formatDnsEndpoint } from '../net/dns-endpoints.js';
 import { ipToBytes } from '../net/ip-bytes.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
-import type { Door } from './door.js';
+import type { BoundAddress, Door } from './door.js';
 import { DnsForwarder } from './dns-forwarder.js';
 import { FastPathSocket, fastPathBinding, type FastPathBinding } from './dns-fast-path.js';
 import { answerRecord, buildHeaderOnly, buildResponse, parseQuery, QCLASS_IN, QTYPE, RCODE } from './dns-wire.js';
@@ -45,8 +49,7 @@ export interface DnsStats {
 /** A running DNS door. */
 export interface DnsDoor extends Door {
   readonly name: 'dns';
-  readonly address: { host: string; port: number };
-  readonly bound: { address: string; port: number };
+  readonly bound: BoundAddress;
   /** Whether the native fast path answers served names over UDP (dns.fastPath). */
   readonly fastPath: boolean;
   /** The resolvers forwarded to, as `ip:port`. */
@@ -77,7 +80,7 @@ const TCP_MAX_CONNECTIONS = 512;
 const TCP_MAX_INFLIGHT = 32;
 
 /** The answer sections, the same for every served name, computed once. */
-function answerSections(config: Config): Answers {
+function answerSections(config: Pick<Config, 'dns'>): Answers {
   const v4 = config.dns.answer.filter((ip) => isIP(ip) === 4);
   const v6 = config.dns.answer.filter((ip) => isIP(ip) === 6);
   const ttl = config.dns.ttl;
@@ -101,7 +104,7 @@ interface UdpEndpoint {
 type OnDatagram = (msg: Buffer, address: string, port: number) => void;
 
 /** The native fast path, when dns.fastPath and the build allow it; throws for `on` without it. */
-function fastPathFor(config: Config, log: LogSink): FastPathBinding | null {
+function fastPathFor(config: Pick<Config, 'dns'>, log: LogSink): FastPathBinding | null {
   const mode = config.dns.fastPath;
   if (mode === 'off') return null;
   const native = fastPathBinding();
@@ -111,12 +114,15 @@ function fastPathFor(config: Config, log: LogSink): FastPathBinding | null {
   return null;
 }
 
+/** What the DNS door reads: `listen.dns`, `dns.*`, and the names it answers for. */
+export type DnsDoorSettings = Pick<Config, 'listen' | 'dns'> & NamesSettings;
+
 /**
  * Starts the DNS door on listen.dns, UDP and TCP on the same port (port 0: one the OS picks).
  * @throws Error when listen.dns is off; DnsEndpointError for a malformed dns.forwarders entry or one
  *   that is pullthrough's own door; TypeError for a malformed dns.allow entry; the bind error.
  */
-export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): Promise<DnsDoor> {
+export async function startDnsDoor(config: DnsDoorSettings, opts: DnsDoorOptions = {}): Promise<DnsDoor> {
   const listen = config.listen.dns;
   if (!listen) throw new Error('listen.dns is off');
   const log = opts.log ?? silentLog;
@@ -226,7 +232,6 @@ export async function startDnsDoor(config: Config, opts: DnsDoorOptions = {}): P
   };
   return {
     name: 'dns',
-    address: { host, port: endpoint.port },
     bound: { address: host, port: endpoint.port },
     fastPath: native !== null,
     forwarders: endpoints.map(formatDnsEndpoint),

@@ -1,8 +1,9 @@
 /**
  * The few DNS wire-format operations the DNS door needs, on raw bytes: read a query's header and
  * question, and write a response that echoes the question. Every read is bounds-checked and
- * nothing here throws on hostile input; a parser that decodes whole packets (dns2's) would cost
- * time on the hot path and throws on malformed ones.
+ * nothing here throws on hostile input; a parser that decodes whole packets (dns2's) costs time
+ * on the hot path (a third of these answers/s in test/bench/dns-codec.ts: 6 408 against 21 895)
+ * and throws on malformed ones.
  */
 
 export const QTYPE = { A: 1, AAAA: 28, ANY: 255 } as const;

@@ -6,12 +6,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Config } from '../config/index.js';
 import type { CertificateAuthority } from '../pki/index.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
-import type { Door } from './door.js';
+import type { BoundAddress, Door } from './door.js';
 import { closeServer, listenOn } from './listen.js';
 import { callHandler, type RequestHandler } from './request-handler.js';
 
@@ -20,7 +20,7 @@ export interface TlsDoor extends Door {
   readonly name: 'tls';
   readonly server: Server;
   /** The bound address; null when listen.tls is off and the server only serves CONNECT tunnels. */
-  readonly address: AddressInfo | null;
+  readonly bound: BoundAddress | null;
   /**
    * Runs TLS (and then HTTP) on an already-accepted TCP socket, as if it had connected to the door;
    * `head` holds bytes already read from it (the start of the ClientHello).
@@ -52,12 +52,15 @@ export interface TlsDoorOptions extends DoorOptions {
 const KEEP_ALIVE_TIMEOUT_MS = 75_000;
 const DAY_MS = 86_400_000;
 
+/** What the TLS door reads: `listen.tls`. */
+export type TlsDoorSettings = Pick<Config, 'listen'>;
+
 /**
  * Creates the TLS server and, when listen.tls is set, starts it there.
  * @throws the listen error (EADDRINUSE, EACCES), or the CA's error when the certificate for
  *   handshakes without SNI (the first IP among the served names) cannot be issued.
  */
-export async function startTlsDoor(config: Config, handler: RequestHandler, ca: CertificateAuthority, opts: TlsDoorOptions = {}): Promise<TlsDoor> {
+export async function startTlsDoor(config: TlsDoorSettings, handler: RequestHandler, ca: CertificateAuthority, opts: TlsDoorOptions = {}): Promise<TlsDoor> {
   const log = opts.log ?? silentLog;
   // One set of ticket keys for the server's lifetime, kept across setSecureContext, so sessions resume.
   const ticketKeys = opts.ticketKeys ?? randomBytes(48);
@@ -120,13 +123,12 @@ export async function startTlsDoor(config: Config, handler: RequestHandler, ca: 
     renewTimer.unref();
   }
 
-  const address = config.listen.tls ? await listenOn(server, config.listen.tls) : null;
+  const bound = config.listen.tls ? await listenOn(server, config.listen.tls) : null;
 
   return {
     name: 'tls',
     server,
-    address,
-    bound: address,
+    bound,
     stopAccepting() {
       server.close();
     },

@@ -6,7 +6,7 @@
 import { isIP, type LookupFunction } from 'node:net';
 import type { LookupAddress } from 'node:dns';
 import type { Config } from '../config/index.js';
-import { servedNames, type ServedName } from '../config/served-names.js';
+import { servedNames, type NamesSettings, type ServedName } from '../config/served-names.js';
 import { isSpecialAddress } from '../net/special-addresses.js';
 
 export type TunnelDecision =
@@ -36,13 +36,16 @@ export function compileTunnelRules(globs: readonly string[]): Rule[] {
   });
 }
 
+/** What {@link TunnelPolicy} reads: `proxy.*` and the served names. */
+export type TunnelPolicySettings = Pick<Config, 'proxy'> & NamesSettings;
+
 export class TunnelPolicy {
   private readonly served: Map<string, ServedName>;
   private readonly rules: Rule[];
   private readonly allowPrivate: boolean;
 
   /** @throws TypeError for a malformed proxy.tunnel entry. */
-  constructor(config: Config, private readonly lookup: LookupFunction) {
+  constructor(config: TunnelPolicySettings, private readonly lookup: LookupFunction) {
     this.served = servedNames(config);
     this.rules = compileTunnelRules(config.proxy.tunnel);
     this.allowPrivate = config.proxy.allowPrivate;

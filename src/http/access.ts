@@ -16,7 +16,8 @@ const SAFE_HOST = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:\
 
 /** What {@link AccessControl} needs. */
 export interface AccessDeps {
-  readonly config: Config;
+  /** `auth.realm`, for challenges. */
+  readonly config: Pick<Config, 'auth'>;
   readonly rules: AccessRules;
   /** Present when client authentication is on (auth.enabled). */
   readonly clientAuth?: ClientAuth;

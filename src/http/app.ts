@@ -2,6 +2,7 @@ import Koa, { type Context, type Next } from 'koa';
 import type { TLSSocket } from 'node:tls';
 import Router from '@koa/router';
 import type { Config } from '../config/index.js';
+import type { NamesSettings } from '../config/served-names.js';
 import { OciError } from '../oci/errors.js';
 import type { PullThroughCache } from '../cache/pull-through.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -22,7 +23,8 @@ import type { StatusHistory } from '../observability/history.js';
 
 /** What the small endpoints need to know; each part is optional so doors can be added one by one. */
 export interface AppDeps {
-  readonly config: Config;
+  /** `instanceName` (loop detection) and the served names (which Host a door answers for). */
+  readonly config: Pick<Config, 'instanceName'> & NamesSettings;
   readonly cache: PullThroughCache;
   readonly index: RegistryIndex;
   readonly metrics: Metrics;

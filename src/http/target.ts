@@ -1,7 +1,7 @@
 import type { Config, RegistryConfig } from '../config/index.js';
 import { OciError } from '../oci/errors.js';
 import { assertRepositoryName } from '../oci/reference.js';
-import { servedNames, type ServedName } from '../config/served-names.js';
+import { servedNames, type NamesSettings, type ServedName } from '../config/served-names.js';
 import { formatHostPort, parseHostPort } from '../net/host-port.js';
 
 const HOST = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/;
@@ -10,7 +10,7 @@ const HOST = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d{1,5})?$/;
 export class RegistryIndex {
   private readonly byHost = new Map<string, RegistryConfig>();
 
-  constructor(readonly config: Config) {
+  constructor(readonly config: Pick<Config, 'registries' | 'defaultRegistry'>) {
     for (const r of Object.values(config.registries)) {
       for (const h of [r.name, ...r.aliases]) this.byHost.set(h.toLowerCase(), r);
     }
@@ -88,7 +88,7 @@ function notConfigured(host: string): OciError {
 export class DoorHosts {
   private readonly served: Map<string, ServedName>;
 
-  constructor(config: Config) {
+  constructor(config: NamesSettings) {
     this.served = servedNames(config);
   }
 

@@ -85,7 +85,7 @@ function localAddresses(): Set<string> {
  * local address when it listens on a wildcard), or an address from dns.answer (where clients
  * reach pullthrough) on port 53 or the door's port.
  */
-export function isOwnDnsDoor(config: Config, e: DnsEndpoint, locals: Set<string> = localAddresses()): boolean {
+export function isOwnDnsDoor(config: Pick<Config, 'listen' | 'dns'>, e: DnsEndpoint, locals: Set<string> = localAddresses()): boolean {
   const addr = unmapIPv4(e.address) ?? e.address;
   const listen = config.listen.dns;
   // Clients reach the door at an answer address on port 53 (or the door's port, without NAT).
@@ -101,7 +101,7 @@ export function isOwnDnsDoor(config: Config, e: DnsEndpoint, locals: Set<string>
  * pullthrough's own door.
  * @throws DnsEndpointError for a malformed entry, or one that is pullthrough's own DNS door.
  */
-export function doorForwarders(config: Config, resolvConf?: string): DnsEndpoint[] {
+export function doorForwarders(config: Pick<Config, 'listen' | 'dns'>, resolvConf?: string): DnsEndpoint[] {
   if (config.dns.forwarders.length > 0) {
     const list = config.dns.forwarders.map(parseDnsEndpoint);
     for (const e of list) {

@@ -40,7 +40,7 @@ export interface CaMaterial {
  * @throws PkiError when CA files are unreadable, do not match, are not a CA, or have expired;
  *   and when a key exists without its certificate (never overwritten: clients may trust it).
  */
-export async function loadCaMaterial(config: Config, log: LogSink): Promise<CaMaterial> {
+export async function loadCaMaterial(config: Pick<Config, 'tls' | 'paths'>, log: LogSink): Promise<CaMaterial> {
   if (config.tls.caCert && config.tls.caKey) return loadConfigured(config.tls.caCert, config.tls.caKey, log);
   return loadOrCreateGenerated(config.paths.ca, log);
 }

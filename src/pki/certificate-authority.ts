@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { promisify } from 'node:util';
 import type { Config } from '../config/index.js';
-import { servedNames } from '../config/served-names.js';
+import { servedNames, type NamesSettings } from '../config/served-names.js';
 import { normalizeHost } from '../net/host-port.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
 import { BACKDATE_MS, loadCaMaterial, serialNumber, type CaMaterial } from './ca-files.js';
@@ -43,6 +43,9 @@ export interface CertificateAuthorityOptions {
   now?: () => number;
 }
 
+/** What the CA reads: `paths.ca`, `tls.*` and the served names it issues certificates for. */
+export type CaSettings = Pick<Config, 'paths' | 'tls'> & NamesSettings;
+
 export class CertificateAuthority {
   private readonly entries = new Map<string, Entry>();
   private readonly inflight = new Map<string, Promise<Entry>>();
@@ -53,7 +56,7 @@ export class CertificateAuthority {
 
   private constructor(
     private readonly ca: CaMaterial,
-    config: Config,
+    config: CaSettings,
     private readonly log: LogSink,
     private readonly now: () => number,
   ) {
@@ -66,7 +69,7 @@ export class CertificateAuthority {
    * Loads the configured CA or the one under paths.ca, creating it on first start.
    * @throws PkiError when the CA files are unreadable, mismatched, expired or of an unsupported key type.
    */
-  static async load(config: Config, opts: CertificateAuthorityOptions = {}): Promise<CertificateAuthority> {
+  static async load(config: CaSettings, opts: CertificateAuthorityOptions = {}): Promise<CertificateAuthority> {
     const log = opts.log ?? silentLog;
     const ca = await loadCaMaterial(config, log);
     return new CertificateAuthority(ca, config, log, opts.now ?? Date.now);

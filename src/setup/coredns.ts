@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import type { Config } from '../config/index.js';
-import { hijackedNames } from '../config/served-names.js';
+import { hijackedNames, type NamesSettings } from '../config/served-names.js';
 import { SetupError } from './errors.js';
 
 /**
@@ -8,7 +8,7 @@ import { SetupError } from './errors.js';
  * every other name on (`fallthrough`), for a Corefile's server block.
  * @throws SetupError naming dns.answer when there is no address: pass `addresses` or set dns.answer.
  */
-export function corednsConfig(config: Config, addresses: readonly string[] = config.dns.answer): string {
+export function corednsConfig(config: Pick<Config, 'dns'> & NamesSettings, addresses: readonly string[] = config.dns.answer): string {
   const ips = addresses.filter((a) => isIP(a));
   if (ips.length === 0) {
     throw new SetupError(

@@ -7,7 +7,7 @@
  */
 import { isIP } from 'node:net';
 import type { Config } from '../config/index.js';
-import { hijackedNames, servedNames } from '../config/served-names.js';
+import { hijackedNames, servedNames, type NamesSettings } from '../config/served-names.js';
 import { sq, writeFileCommand } from './shell.js';
 
 export { corednsConfig } from './coredns.js';
@@ -17,9 +17,12 @@ import { SetupError } from './errors.js';
 export type SetupClient = 'docker' | 'containerd' | 'podman' | 'hosts' | 'systemd';
 export const SETUP_CLIENTS: readonly SetupClient[] = ['docker', 'containerd', 'podman', 'hosts', 'systemd'];
 
+/** What the setup scripts read: the doors' ports, `dns.answer` and the served names. */
+export type SetupSettings = Pick<Config, 'listen' | 'dns'> & NamesSettings;
+
 /** What a script is generated for. */
 export interface SetupContext {
-  config: Config;
+  config: SetupSettings;
   /** The CA certificate(s) to trust (CertificateAuthority#caPem). */
   caPem: string;
   /** The host name or IP clients reach this instance at (no scheme, no port). */
@@ -37,7 +40,7 @@ interface Endpoints {
   proxyUrl: string | null;
 }
 
-function endpoints(config: Config, publicHost: string): Endpoints {
+function endpoints(config: SetupSettings, publicHost: string): Endpoints {
   const h = isIP(publicHost) === 6 ? `[${publicHost}]` : publicHost;
   let mirror: URL;
   if (config.publicUrl) mirror = new URL(config.publicUrl);
@@ -55,7 +58,7 @@ function endpoints(config: Config, publicHost: string): Endpoints {
 }
 
 /** Every registry name and alias as clients write it (`host` or `host:port`), with its registry. */
-function registryHosts(config: Config): Array<{ host: string; registry: string; upstream: string }> {
+function registryHosts(config: Pick<Config, 'registries'>): Array<{ host: string; registry: string; upstream: string }> {
   return Object.values(config.registries).flatMap((r) => [r.name, ...r.aliases].map((host) => ({ host, registry: r.name, upstream: r.upstream })));
 }
 

@@ -13,11 +13,14 @@ export interface StoreOptions {
   logger?: StoreLogger;
 }
 
+/** What the store factory reads: `storage`, `metadata` and the derived paths. */
+export type StoreSettings = Pick<Config, 'storage' | 'metadata' | 'paths'>;
+
 /**
  * The configured BlobStore, with leftovers of interrupted writes cleaned up.
  * @throws StorageUnavailableError when S3 cannot be reached at start.
  */
-export async function openBlobStore(config: Config, opts: StoreOptions = {}): Promise<BlobStore> {
+export async function openBlobStore(config: StoreSettings, opts: StoreOptions = {}): Promise<BlobStore> {
   const s = config.storage;
   switch (s.driver) {
     case 'fs': {
@@ -53,7 +56,7 @@ export async function openBlobStore(config: Config, opts: StoreOptions = {}): Pr
  * The configured MetadataStore.
  * @throws StorageUnavailableError when Redis cannot be reached at start.
  */
-export async function openMetadataStore(config: Config, opts: StoreOptions = {}): Promise<MetadataStore> {
+export async function openMetadataStore(config: StoreSettings, opts: StoreOptions = {}): Promise<MetadataStore> {
   const m = config.metadata;
   switch (m.driver) {
     case 'file':

@@ -79,6 +79,8 @@ export class UpstreamTooLargeError extends PullthroughError {
     /** The bound that was passed, in the unit `message` names (bytes or entries). */
     readonly limit: number,
     message: string,
+    /** For a bound over several pages (a tag list's bytes): how many pages had been read. */
+    readonly pages?: number,
   ) {
     super(`upstream ${registry} sent too much: ${message}`);
     this.name = 'UpstreamTooLargeError';

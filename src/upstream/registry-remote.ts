@@ -4,7 +4,8 @@ import { ALL_MANIFEST_TYPES, MediaType } from '../oci/media-types.js';
 import { checkManifest, isServedManifestType, bareMediaType } from '../oci/manifest-check.js';
 import { nextLink } from './link-header.js';
 import { BodyTooLargeError, UpstreamIntegrityError, UpstreamManifestInvalidError, UpstreamTooLargeError } from './errors.js';
-import { readLimited, upstreamStatusError, type Credentials, type RegistryUpstream, type UpstreamKind, type UpstreamResponse } from './registry-upstream.js';
+import { readLimited, upstreamStatusError, type Credentials, type RegistryUpstream, type UpstreamKind, type UpstreamPool, type UpstreamResponse } from './registry-upstream.js';
+import type { RegistryConfig } from '../config/index.js';
 import {
   MAX_LIST_BYTES,
   MAX_MANIFEST_BYTES,
@@ -20,6 +21,7 @@ import {
   type ReferrersAnswer,
   type RemoteBlob,
   type RemoteManifest,
+  type RemoteRegistries,
   type RemoteRegistry,
   type RemoteRepository,
 } from './remote.js';
@@ -146,6 +148,10 @@ export class RegistryRemoteRepository implements RemoteRepository {
     if (res.status !== 200) throw await upstreamStatusError(this.registry, res);
     const body = await this.read(res, MAX_MANIFEST_BYTES, `manifest ${reference}`);
     const claimed = res.headers['docker-content-digest'] || undefined;
+    // Whether it is a manifest at all first: a captive portal's page (which may well come with a
+    // digest header of its own) is an outage the cache may serve stale for, not an integrity fault.
+    const check = checkManifest(body, res.headers['content-type']);
+    if (!check.ok) throw new UpstreamManifestInvalidError(this.registry, check.reason);
     let digest: string;
     if (isDigest(reference)) {
       digest = digestWithAlgorithmOf(parseDigest(reference), body);
@@ -155,44 +161,68 @@ export class RegistryRemoteRepository implements RemoteRepository {
       digest = claimed && /^sha512:[a-f0-9]{128}$/.test(claimed) ? digestWithAlgorithmOf(parseDigest(claimed), body) : sha256Of(body);
       if (claimed && claimed !== digest) throw new UpstreamIntegrityError(this.registry, `${reference}: Docker-Content-Digest ${claimed}, body hashes to ${digest}`);
     }
-    const check = checkManifest(body, res.headers['content-type']);
-    if (!check.ok) throw new UpstreamManifestInvalidError(this.registry, check.reason);
     return { digest, claimedDigest: claimed, mediaType: check.mediaType, body };
   }
 
   /**
    * The next page's path and query from a Link header, resolved against the page that named it.
-   * @throws UpstreamIntegrityError when it points at another origin.
+   * `samePath`: the next page must be on the same path (a tag list pages within its own list).
+   * @throws UpstreamIntegrityError when it points at another origin (or path).
    */
-  private nextPage(res: UpstreamResponse, what: string): string | undefined {
+  private nextPage(res: UpstreamResponse, what: string, samePath?: string): string | undefined {
     const target = nextLink(res.headers.link);
     if (target === undefined) return undefined;
     let url: URL;
     try {
       url = new URL(target, res.url);
     } catch {
-      throw new UpstreamIntegrityError(this.registry, `${what}: unusable Link ${target.slice(0, 200)}`);
+      throw new UpstreamIntegrityError(this.registry, `${what}: unusable Link ${JSON.stringify(target.slice(0, 200))}`);
     }
     // A registry pages within itself; a Link elsewhere would send the registry's credentials
     // (and pullthrough) wherever the upstream says.
-    if (url.origin !== this.up.origin) throw new UpstreamIntegrityError(this.registry, `${what}: Link to another origin ${url.origin}`);
+    if (url.origin !== this.up.origin) {
+      throw new UpstreamIntegrityError(this.registry, `${what}: Link to another origin ${url.origin}${url.pathname.slice(0, 200)}; not followed`);
+    }
+    if (samePath !== undefined && url.pathname !== samePath) {
+      throw new UpstreamIntegrityError(this.registry, `${what}: Link to ${url.pathname.slice(0, 200)} is not ${samePath}; not followed`);
+    }
     return url.pathname + url.search;
   }
 
   async listTags(opts: ListTagsOptions = {}): Promise<string[]> {
     const maxTags = opts.maxTags ?? MAX_TAGS;
     const maxPageBytes = opts.maxPageBytes ?? MAX_LIST_BYTES;
+    const maxBytes = opts.maxBytes ?? Infinity;
     const what = `tag list of ${this.name}`;
+    const listPath = `/v2/${this.name}/tags/list`;
     const tags = new Set<string>();
     const seen = new Set<string>();
-    let path: string | undefined = `/v2/${this.name}/tags/list${opts.pageSize !== undefined ? `?${new URLSearchParams({ n: String(opts.pageSize) })}` : ''}`;
+    let bytes = 0;
+    let path: string | undefined = `${listPath}${opts.pageSize !== undefined ? `?${new URLSearchParams({ n: String(opts.pageSize) })}` : ''}`;
     while (path !== undefined) {
-      if (seen.has(path) || seen.size >= MAX_PAGES) throw new UpstreamIntegrityError(this.registry, `${what}: pages do not end (${seen.size} followed)`);
+      if (seen.has(path)) throw new UpstreamIntegrityError(this.registry, `${what}: Link leads back to a page already read (${path.slice(0, 200)})`);
+      if (seen.size >= MAX_PAGES) throw new UpstreamIntegrityError(this.registry, `${what}: pages do not end (${seen.size} followed)`);
       seen.add(path);
       const res = await this.request('GET', path, 'tags', {}, opts.signal);
       if (res.status !== 200) throw await upstreamStatusError(this.registry, res);
-      const next = this.nextPage(res, what);
-      const body = await this.read(res, maxPageBytes, what);
+      let next: string | undefined;
+      try {
+        next = this.nextPage(res, what, listPath);
+      } catch (err) {
+        res.body.destroy();
+        throw err;
+      }
+      // The page's own bound, or what is left of the bound over all pages, whichever is less.
+      const left = maxBytes - bytes;
+      let body: Buffer;
+      try {
+        body = await readLimited(res.body, Math.min(maxPageBytes, left));
+      } catch (err) {
+        if (!(err instanceof BodyTooLargeError)) throw new UpstreamIntegrityError(this.registry, `${what} unreadable: ${(err as Error).message}`);
+        if (left < maxPageBytes) throw new UpstreamTooLargeError(this.registry, what, maxBytes, `${what} larger than ${maxBytes} bytes after ${seen.size} page(s)`, seen.size);
+        throw new UpstreamTooLargeError(this.registry, what, maxPageBytes, `${what}: a page larger than ${maxPageBytes} bytes`);
+      }
+      bytes += body.length;
       let doc: { tags?: unknown };
       try {
         doc = JSON.parse(body.toString('utf8')) as typeof doc;
@@ -200,9 +230,11 @@ export class RegistryRemoteRepository implements RemoteRepository {
         throw new UpstreamIntegrityError(this.registry, `${what} is not JSON`);
       }
       // distribution answers `"tags": null` for a repository without tags.
-      if (doc.tags !== null && doc.tags !== undefined && !Array.isArray(doc.tags)) throw new UpstreamIntegrityError(this.registry, `${what} has no tags array`);
-      for (const t of (doc.tags as unknown[] | null | undefined) ?? []) {
-        if (typeof t !== 'string') continue;
+      const list = typeof doc === 'object' && doc !== null ? doc.tags : undefined;
+      if (list !== null && !(Array.isArray(list) && list.every((x) => typeof x === 'string'))) {
+        throw new UpstreamIntegrityError(this.registry, `${what}: a page has no "tags" array of strings`);
+      }
+      for (const t of (list as string[] | null) ?? []) {
         tags.add(t);
         if (tags.size > maxTags) throw new UpstreamTooLargeError(this.registry, what, maxTags, `${what} longer than ${maxTags} tags`);
       }
@@ -225,12 +257,20 @@ export class RegistryRemoteRepository implements RemoteRepository {
       seen.add(path);
       const res = await this.request('GET', path, 'referrers', { accept: MediaType.OciIndex }, opts.signal);
       if (res.status === 404 && pages.length === 0) {
-        res.body.destroy();
-        return { supported: false };
+        // The upstream's own code and message, for a caller that passes this 404 on.
+        // (Only what it sent: a registry that sends no error JSON gets a plain `{ supported: false }`.)
+        const e = await upstreamStatusError(this.registry, res);
+        return { supported: false, ...(e.upstreamCode !== undefined ? { upstreamCode: e.upstreamCode } : {}), ...(e.upstreamMessage !== undefined ? { upstreamMessage: e.upstreamMessage } : {}) };
       }
       if (res.status !== 200) throw await upstreamStatusError(this.registry, res);
       filtersApplied ??= res.headers['oci-filters-applied'] || undefined;
-      const next = this.nextPage(res, what);
+      let next: string | undefined;
+      try {
+        next = this.nextPage(res, what);
+      } catch (err) {
+        res.body.destroy();
+        throw err;
+      }
       const body = await this.read(res, MAX_LIST_BYTES, what);
       let doc: { manifests?: unknown };
       try {
@@ -261,5 +301,24 @@ export class RegistryRemote implements RemoteRegistry {
 
   repository(name: string, credentials?: Credentials | null): RemoteRepository {
     return new RegistryRemoteRepository(this.up, name, credentials);
+  }
+}
+
+/**
+ * The {@link RemoteRegistries} over an UpstreamPool: one RegistryRemote per configured registry,
+ * over the pool's one client for it (token cache, connections).
+ */
+export class RegistryRemotes implements RemoteRegistries {
+  private readonly remotes = new Map<string, RegistryRemote>();
+
+  constructor(private readonly pool: UpstreamPool) {}
+
+  for(registry: RegistryConfig): RemoteRegistry {
+    let r = this.remotes.get(registry.name);
+    if (!r) {
+      r = new RegistryRemote(this.pool.for(registry));
+      this.remotes.set(registry.name, r);
+    }
+    return r;
   }
 }

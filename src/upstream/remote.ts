@@ -16,6 +16,7 @@
  * Nothing returns a raw HTTP status.
  */
 import type { Readable } from 'node:stream';
+import type { RegistryConfig } from '../config/index.js';
 import type { Credentials } from './registry-upstream.js';
 
 export type { Credentials } from './registry-upstream.js';
@@ -83,8 +84,11 @@ export type ReferrersAnswer =
       /** The `OCI-Filters-Applied` header (`artifactType` when the upstream filtered). */
       readonly filtersApplied: string | undefined;
     }
-  /** The upstream answered 404 on the referrers endpoint: per the spec, it has no referrers API. */
-  | { readonly supported: false };
+  /**
+   * The upstream answered 404 on the referrers endpoint: per the spec, it has no referrers API.
+   * Its own error code and message come along, for a caller that passes the 404 on to its client.
+   */
+  | { readonly supported: false; readonly upstreamCode?: string; readonly upstreamMessage?: string };
 
 /** A cancellation signal for one call. */
 export interface CallOptions {
@@ -102,6 +106,11 @@ export interface ListTagsOptions extends CallOptions {
   readonly maxTags?: number;
   /** Refuse (UpstreamTooLargeError) a page larger than this many bytes. Default {@link MAX_LIST_BYTES}. */
   readonly maxPageBytes?: number;
+  /**
+   * Refuse (UpstreamTooLargeError with `pages` set) once the pages together pass this many bytes,
+   * e.g. `upstream.tagListMaxSize`. Default: no bound beyond `maxPageBytes` and `maxTags`.
+   */
+  readonly maxBytes?: number;
 }
 
 export interface ListReferrersOptions extends CallOptions {
@@ -162,8 +171,9 @@ export interface RemoteRepository {
   /**
    * Every tag, in the upstream's order without repeats, following its `Link: <…>; rel="next"`
    * pages (same origin only).
-   * @throws UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError (not JSON, a Link
-   *   to another origin, a page loop), UpstreamTooLargeError past `maxTags` or `maxPageBytes`.
+   * @throws UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError (not JSON, not a
+   *   list of strings, a Link to another origin or path, a page loop), UpstreamTooLargeError past
+   *   `maxTags`, `maxPageBytes` or `maxBytes`.
    */
   listTags(opts?: ListTagsOptions): Promise<string[]>;
 
@@ -185,4 +195,15 @@ export interface RemoteRegistry {
    * auth host), null for anonymous, else a client's own (pass-through).
    */
   repository(name: string, credentials?: Credentials | null): RemoteRepository;
+}
+
+/**
+ * Where the cache gets the remote of each configured registry. server.ts builds it (today
+ * {@link RegistryRemotes} over the UpstreamPool, one RegistryRemote per registry); anything that
+ * is a RemoteRegistry fits, e.g. a chain of upstreams with health (issue 18), without cache/
+ * changing.
+ */
+export interface RemoteRegistries {
+  /** The remote for `registry`; the same object on every call is not required. */
+  for(registry: RegistryConfig): RemoteRegistry;
 }

@@ -49,7 +49,7 @@ export function dnsDoorSuite(fastPath: 'on' | 'off'): void {
   let config: Config;
   let door: DnsDoor;
 
-  const dig = async (args: string[]): Promise<string> => (await run('dig', ['+time=3', '+tries=1', '@127.0.0.1', '-p', String(door.address.port), ...args], { allowFail: true })).stdout;
+  const dig = async (args: string[]): Promise<string> => (await run('dig', ['+time=3', '+tries=1', '@127.0.0.1', '-p', String(door.bound.port), ...args], { allowFail: true })).stdout;
   before(async () => {
     tmp = await tempDir();
     resolver = await startTestResolver({ 'example.test': ['192.0.2.10', '2001:db8::10'], 'big.test': ['192.0.2.1'] });
@@ -92,7 +92,7 @@ export function dnsDoorSuite(fastPath: 'on' | 'off'): void {
     assert.equal(status(await dig(['nowhere.test'])), 'NXDOMAIN');
     // 500 forwarded queries at once: every answer goes back to the query it belongs to.
     const packets = Array.from({ length: 500 }, (_, i) => query(i, i % 2 ? 'example.test' : 'big.test'));
-    const got = await udpExchange(door.address.port, packets, 1500);
+    const got = await udpExchange(door.bound.port, packets, 1500);
     assert.equal(got.length, 500);
     for (const m of got) {
       const id = m.readUInt16BE(0);
@@ -114,7 +114,7 @@ export function dnsDoorSuite(fastPath: 'on' | 'off'): void {
   });
 
   test('malformed and truncated packets over UDP and TCP: FORMERR, NOTIMP or silence, and the door keeps answering', async () => {
-    const port = door.address.port;
+    const port = door.bound.port;
     const header = (flags: number, qd: number): Buffer => Buffer.from([0x12, 0x34, flags >> 8, flags & 0xff, 0, qd, 0, 0, 0, 0, 0, 0]);
     const formerr = [
       Buffer.concat([header(0x0100, 1), Buffer.from([10, 0x61, 0x62, 0x63])]), // label runs past the end
@@ -183,7 +183,7 @@ export function dnsDoorSuite(fastPath: 'on' | 'off'): void {
       let received = 0;
       let receivedBefore = 0;
       const send = (): void => {
-        if (sent < N) sock.send(query(sent & 0xffff, names[sent % names.length]!), door.address.port, '127.0.0.1');
+        if (sent < N) sock.send(query(sent & 0xffff, names[sent % names.length]!), door.bound.port, '127.0.0.1');
         sent++;
       };
       // Lost datagrams must not stall the window: when nothing came back for 50 ms, send a window more.

@@ -63,8 +63,8 @@ async function doorPair(t: TestContext, host: string, name: string): Promise<{ j
  * queries the JavaScript door answered, with the same bytes. Returns the JavaScript door's answers.
  */
 async function assertSameAnswers(pair: { js: DnsDoor; fast: DnsDoor }, type: SocketType, from: string, to: string, packets: Buffer[]): Promise<Map<number, Buffer>> {
-  const want = await exchange(type, from, to, pair.js.address.port, packets);
-  const got = await exchange(type, from, to, pair.fast.address.port, packets);
+  const want = await exchange(type, from, to, pair.js.bound.port, packets);
+  const got = await exchange(type, from, to, pair.fast.bound.port, packets);
   const ids = (m: Map<number, Buffer>): number[] => [...m.keys()].sort((a, b) => a - b);
   assert.deepEqual(ids(got), ids(want), `${from}: the same queries answered`);
   for (const [id, answer] of want) assert.ok(got.get(id)!.equals(answer), `${from}: answer ${id} differs: ${got.get(id)!.toString('hex')} vs ${answer.toString('hex')}`);
@@ -153,7 +153,7 @@ test('on a dual-stack socket the fast path answers IPv4 and IPv6 clients as the 
     assert.ok(want.size > 100, `${from}: the JavaScript door answered ${want.size}`);
   }
   // IPv4 peers arrive as ::ffff:127.0.0.1 and still match dns.allow's 127.0.0.1/32 (RA set).
-  const [ra] = [...(await exchange('udp4', '127.0.0.1', '127.0.0.1', pair.fast.address.port, [query(1, 'quay.io')])).values()];
+  const [ra] = [...(await exchange('udp4', '127.0.0.1', '127.0.0.1', pair.fast.bound.port, [query(1, 'quay.io')])).values()];
   assert.equal(ra![3]! & 0x80, 0x80);
   assert.ok(pair.fast.stats().answeredByFastPath > 0);
 });
@@ -170,12 +170,12 @@ test('closing frees the port at once, twice is harmless, and a closed door stays
   await dgram.door.close();
   await dgram.door.close();
   const first = await door('127.0.0.1', 'on', 'reopen.yaml');
-  const port = first.door.address.port;
+  const port = first.door.bound.port;
   await first.door.close();
   await first.door.close();
   const again = await startDnsDoor(first.config, { resolvConf });
   try {
-    assert.equal(again.address.port, port);
+    assert.equal(again.bound.port, port);
     const got = await exchange('udp4', '127.0.0.1', '127.0.0.1', port, [query(5, 'quay.io')]);
     assert.equal(got.get(5)?.readUInt16BE(6), 2, 'two A records');
   } finally {
@@ -194,7 +194,7 @@ test('a burst while JavaScript is busy: 4096 datagrams wait for it, the rest are
       const s = require('node:dgram').createSocket('udp4');
       s.bind(0, '127.0.0.2', async () => {
         const q = Buffer.from('000001000001000000000000076578616d706c65047465737400000100 01'.replace(/ /g, ''), 'hex');
-        for (let i = 0; i < 6000; i++) { q.writeUInt16BE(i & 0xffff, 0); s.send(Buffer.from(q), ${fast.door.address.port}, '127.0.0.1'); if (i % 500 === 499) await new Promise((r) => setImmediate(r)); }
+        for (let i = 0; i < 6000; i++) { q.writeUInt16BE(i & 0xffff, 0); s.send(Buffer.from(q), ${fast.door.bound.port}, '127.0.0.1'); if (i % 500 === 499) await new Promise((r) => setImmediate(r)); }
         setTimeout(() => process.exit(0), 300);
       });`;
     const r = spawnSync(process.execPath, ['-e', sender], { timeout: 20_000 });
@@ -206,7 +206,7 @@ test('a burst while JavaScript is busy: 4096 datagrams wait for it, the rest are
     const s = fast.door.stats();
     assert.equal(s.refused, 4096, JSON.stringify(s));
     assert.ok(s.dropped > 0 && s.dropped <= 6000 - 4096, JSON.stringify(s));
-    const got = await exchange('udp4', '127.0.0.1', '127.0.0.1', fast.door.address.port, [query(3, 'quay.io'), query(4, 'example.test')]);
+    const got = await exchange('udp4', '127.0.0.1', '127.0.0.1', fast.door.bound.port, [query(3, 'quay.io'), query(4, 'example.test')]);
     assert.equal(got.get(3)?.readUInt16BE(6), 2, 'served name answered');
     assert.equal(got.get(4)![3]! & 0x0f, 2, 'other name handed to JavaScript: SERVFAIL (no resolver)');
   } finally {

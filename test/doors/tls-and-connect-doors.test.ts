@@ -76,7 +76,7 @@ after(async () => {
 });
 
 test('TLS door: curl reaches the handler under the registry name, verified by the CA; keep-alive reuses the connection', async () => {
-  const port = tlsDoor.address!.port;
+  const port = tlsDoor.bound!.port;
   const r = await curl(['-v', '--cacert', caFile, '--resolve', `quay.io:${port}:127.0.0.1`, `https://quay.io:${port}/v2/`, `https://quay.io:${port}/v2/again`]);
   const [first, second] = r.stdout.split('}{').map((s, i) => JSON.parse(i === 0 ? `${s}}` : `{${s}`));
   assert.deepEqual(first, { host: `quay.io:${port}`, url: '/v2/', tls: true, proxyAuth: null });
@@ -86,7 +86,7 @@ test('TLS door: curl reaches the handler under the registry name, verified by th
 });
 
 test('TLS door: sessions resume, with TLS 1.3 tickets and TLS 1.2', async () => {
-  const port = tlsDoor.address!.port;
+  const port = tlsDoor.bound!.port;
   for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
     const connectOnce = (session?: Buffer): Promise<{ reused: boolean; session?: Buffer }> =>
       new Promise((resolve, reject) => {
@@ -111,7 +111,7 @@ test('TLS door: sessions resume, with TLS 1.3 tickets and TLS 1.2', async () => 
 });
 
 test('TLS door: a handler that throws gives a 500 and the door keeps serving', async () => {
-  const port = tlsDoor.address!.port;
+  const port = tlsDoor.bound!.port;
   const r = await curl(['-o', '/dev/null', '-w', '%{http_code}', '--cacert', caFile, '--resolve', `quay.io:${port}:127.0.0.1`, `https://quay.io:${port}/throw`]);
   assert.equal(r.stdout, '500');
   const ok = await curl(['--cacert', caFile, '--resolve', `quay.io:${port}:127.0.0.1`, `https://quay.io:${port}/v2/`]);
@@ -119,7 +119,7 @@ test('TLS door: a handler that throws gives a 500 and the door keeps serving', a
 });
 
 test('CONNECT door: HTTPS to a registry through the proxy ends in pullthrough with that name\'s certificate', async () => {
-  const proxyUrl = `http://127.0.0.1:${proxy.address.port}`;
+  const proxyUrl = `http://127.0.0.1:${proxy.bound.port}`;
   const r = await curl(['--noproxy', '', '-x', proxyUrl, '--cacert', caFile, 'https://quay.io/v2/library/alpine/manifests/3']);
   assert.deepEqual(JSON.parse(r.stdout), { host: 'quay.io', url: '/v2/library/alpine/manifests/3', tls: true, proxyAuth: null });
   // An alias, and a registry name with its own port.
@@ -136,14 +136,14 @@ test('CONNECT door: a ClientHello sent together with the CONNECT is not lost', a
     const sink = new Duplex({ read() {}, write(chunk: Buffer, _enc, cb) { resolve(Buffer.from(chunk)); cb(); } });
     tlsConnect({ socket: sink, servername: 'quay.io', rejectUnauthorized: false }).on('error', () => {});
   });
-  const got = await exchange(proxy.address.port, Buffer.concat([Buffer.from('CONNECT quay.io:443 HTTP/1.1\r\nHost: quay.io:443\r\n\r\n'), hello]), 1000);
+  const got = await exchange(proxy.bound.port, Buffer.concat([Buffer.from('CONNECT quay.io:443 HTTP/1.1\r\nHost: quay.io:443\r\n\r\n'), hello]), 1000);
   const end = got.indexOf('\r\n\r\n');
   assert.equal(got.subarray(0, end).toString(), 'HTTP/1.1 200 Connection Established');
   assert.equal(got[end + 4], 0x16, 'a TLS handshake record (ServerHello) follows');
 });
 
 test('CONNECT door: other hosts are refused (403) unless proxy.tunnel allows them, and private targets only with allowPrivate', async () => {
-  const port = proxy.address.port;
+  const port = proxy.bound.port;
   const connectStatus = async (p: number, target: string): Promise<string> => statusLine(await exchange(p, `CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`));
   assert.match(await connectStatus(port, 'example.com:443'), /^HTTP\/1\.1 403/);
   assert.match(await connectStatus(port, 'quay.io:8443'), /^HTTP\/1\.1 403/, 'a served name only on its port');
@@ -157,7 +157,7 @@ test('CONNECT door: other hosts are refused (403) unless proxy.tunnel allows the
     assert.match(answer, /private, loopback or link-local/, meta);
   }
   // With allowPrivate, the allowed name tunnels to the echo server.
-  const privatePort = privateProxy.address.port;
+  const privatePort = privateProxy.bound.port;
   const reply = await new Promise<string>((resolve, reject) => {
     const s = netConnect(privatePort, '127.0.0.1', () => s.write(`CONNECT echo.tunnel.test:${echoPort} HTTP/1.1\r\n\r\n`));
     let buf = '';
@@ -184,7 +184,7 @@ test('CONNECT door: other hosts are refused (403) unless proxy.tunnel allows the
 });
 
 test('CONNECT door: plain requests with a path reach the handler; absolute URIs only for served names', async () => {
-  const port = proxy.address.port;
+  const port = proxy.bound.port;
   const direct = await curl([`http://127.0.0.1:${port}/ca.crt`]);
   assert.deepEqual(JSON.parse(direct.stdout), { host: `127.0.0.1:${port}`, url: '/ca.crt', tls: false, proxyAuth: null });
   // Through the proxy to itself (HTTP_PROXY set on the client).
@@ -198,7 +198,7 @@ test('CONNECT door: plain requests with a path reach the handler; absolute URIs 
 });
 
 test('CONNECT door: malformed requests get 400 and the door keeps serving', async () => {
-  const port = proxy.address.port;
+  const port = proxy.bound.port;
   const bad = [
     'CONNECT garbage HTTP/1.1\r\n\r\n',
     'CONNECT quay.io HTTP/1.1\r\n\r\n',
@@ -226,7 +226,7 @@ test('CONNECT door with the TLS door not listening itself (listen.tls off): inte
   const port = await freePort();
   const cfg = testConfig(tmp.path, { listen: { proxy: `127.0.0.1:${port}` } }, 'proxy-only.yaml');
   const inner = await startTlsDoor(cfg, handler, ca);
-  assert.equal(inner.address, null);
+  assert.equal(inner.bound, null);
   const door = await startProxyDoor(cfg, handler, inner);
   try {
     const r = await curl(['-x', `http://127.0.0.1:${port}`, '--cacert', caFile, 'https://ghcr.io/v2/']);

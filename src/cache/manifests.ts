@@ -1,0 +1,127 @@
+import { ALL_MANIFEST_TYPES, isAccepted } from '../oci/media-types.js';
+import { isServedManifestType } from '../oci/manifest-check.js';
+import type { MetadataStore, TagRecord } from '../storage/metadata-store.js';
+import type { ManifestStat } from '../upstream/remote.js';
+import { UpstreamManifestInvalidError, UpstreamStatusError } from '../upstream/errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { Logger } from '../observability/logger.js';
+import { SingleFlight } from '../util/single-flight.js';
+import type { Confirmations } from './confirmations.js';
+import { tagRecordKey, upstreamAcceptList } from './manifest-accept.js';
+import { notFoundUpstream, type RemoteTarget } from './remote-target.js';
+import { isTransient, staleReasonOf } from './stale-if-error.js';
+import type { TagPolicy } from './tag-policy.js';
+import type { ManifestResult } from './results.js';
+
+export interface ManifestPolicyDeps {
+  readonly meta: MetadataStore;
+  readonly confirmations: Confirmations;
+  readonly tagPolicy: TagPolicy;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+}
+
+/**
+ * Manifests over (metadata store, remote). By digest they are immutable: served from the store
+ * once the repository is confirmed, else fetched (checked by the remote) and kept. By tag they
+ * are revalidated with `headManifest` (Docker Hub does not count HEADs) and fetched with
+ * `getManifest` only when the digest changed; when the upstream fails transiently a cached tag is
+ * served stale for up to its `staleIfError`. Tag records are kept per Accept class (`~single`).
+ */
+export class ManifestPolicy {
+  private readonly flights = new SingleFlight<ManifestResult>();
+
+  constructor(private readonly d: ManifestPolicyDeps) {}
+
+  /**
+   * A manifest by digest; `head` answers from an upstream HEAD on a miss, fetching no body.
+   * @throws UpstreamStatusError, UpstreamUnavailableError, UpstreamIntegrityError,
+   *   UpstreamManifestInvalidError, UpstreamTooLargeError; StorageUnavailableError from the store.
+   */
+  async byDigest(at: RemoteTarget, digest: string, head: boolean): Promise<ManifestResult> {
+    const rec = await this.d.meta.getManifest(digest);
+    // A record of another media type was stored before manifests were checked: fetched again.
+    if (rec && isServedManifestType(rec.mediaType)) {
+      await this.d.confirmations.confirm(at, digest, 'manifest');
+      return { digest, mediaType: rec.mediaType, size: rec.body.length, body: rec.body, cache: 'hit' };
+    }
+    return this.flights.run(`${at.key}@${digest}|${head}`, async () => {
+      if (head) {
+        const h = await at.remote.headManifest(digest, ALL_MANIFEST_TYPES);
+        if (!h) throw notFoundUpstream(at.t.registry.name);
+        return { digest, mediaType: h.mediaType, size: h.size, cache: 'pass' };
+      }
+      const m = await at.remote.getManifest(digest, ALL_MANIFEST_TYPES);
+      await this.d.meta.putManifest(digest, { mediaType: m.mediaType, body: m.body });
+      await this.d.meta.link(at.space, at.t.repo, digest);
+      return { digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'miss' };
+    });
+  }
+
+  /**
+   * A manifest by tag, for a client's Accept set (null: anything).
+   * @throws as {@link byDigest}; a transient failure only when no usable stale record exists.
+   */
+  async byTag(at: RemoteTarget, tag: string, accepted: Set<string> | null, head: boolean): Promise<ManifestResult> {
+    const key = tagRecordKey(tag, accepted);
+    const timing = this.d.tagPolicy.timingFor(tag);
+    const rec = await this.d.meta.getTag(at.space, at.t.repo, key);
+    const age = rec ? Date.now() - rec.checkedAt : Infinity;
+    if (rec && age < timing.revalidateMs && isAccepted(accepted, rec.mediaType)) {
+      const m = await this.d.meta.getManifest(rec.digest);
+      if (m && isServedManifestType(m.mediaType)) return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'hit' };
+    }
+    const flightKey = `${at.key}:${key}|${head}|${accepted ? [...accepted].sort().join(',') : '*'}`;
+    return this.flights.run(flightKey, async () => {
+      const staleUsable = rec !== null && age <= timing.revalidateMs + timing.staleIfErrorMs && isAccepted(accepted, rec.mediaType);
+      try {
+        return await this.revalidate(at, tag, key, accepted, head, rec, staleUsable);
+      } catch (err) {
+        if (!isTransient(err) || !rec || !staleUsable) throw err;
+        const m = await this.d.meta.getManifest(rec.digest);
+        if (!m || !isServedManifestType(m.mediaType)) throw err;
+        const reason = staleReasonOf(err);
+        this.d.metrics.staleServed.inc({ registry: at.t.registry.name });
+        this.d.log.warn('serving stale manifest', { registry: at.t.registry.name, repo: at.t.repo, tag, digest: rec.digest, reason, ageSeconds: Math.round(age / 1000) });
+        return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'stale', staleReason: reason };
+      }
+    });
+  }
+
+  private async revalidate(at: RemoteTarget, tag: string, key: string, accepted: Set<string> | null, head: boolean, rec: TagRecord | null, staleUsable: boolean): Promise<ManifestResult> {
+    const accept = upstreamAcceptList(accepted);
+    // HEAD first: Docker Hub does not count HEADs against its pull limit.
+    let h: ManifestStat | null = null;
+    try {
+      h = await at.remote.headManifest(tag, accept);
+    } catch (err) {
+      if (err instanceof UpstreamStatusError) {
+        // A cached copy will be served; no need to ask a failing upstream again.
+        if (staleUsable && err.transient) throw err;
+        // Otherwise the GET below fetches the upstream's own error message (a HEAD has none).
+      } else if (!(err instanceof UpstreamManifestInvalidError) || head) {
+        throw err;
+      }
+      // A HEAD whose Content-Type names no manifest: the GET finds out what the body is.
+    }
+    if (h?.digest) {
+      const cached = await this.d.meta.getManifest(h.digest);
+      if (cached && isServedManifestType(cached.mediaType)) {
+        await this.record(at, key, h.digest, cached.mediaType, cached.body.length);
+        return { digest: h.digest, mediaType: cached.mediaType, size: cached.body.length, body: cached.body, cache: rec?.digest === h.digest ? 'revalidated' : 'miss' };
+      }
+      if (head) return { digest: h.digest, mediaType: h.mediaType, size: h.size, cache: 'pass' };
+    }
+    // Otherwise a GET: it fetches what changed, or (after a HEAD error or 404, which have no
+    // body) the upstream's own error message for the client.
+    const m = await at.remote.getManifest(tag, accept);
+    await this.d.meta.putManifest(m.digest, { mediaType: m.mediaType, body: m.body });
+    await this.record(at, key, m.digest, m.mediaType, m.body.length);
+    return { digest: m.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'miss' };
+  }
+
+  private async record(at: RemoteTarget, key: string, digest: string, mediaType: string, size: number): Promise<void> {
+    await this.d.meta.link(at.space, at.t.repo, digest);
+    await this.d.meta.putTag(at.space, at.t.repo, key, { digest, mediaType, size, checkedAt: Date.now() });
+  }
+}

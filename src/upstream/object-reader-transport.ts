@@ -1,0 +1,43 @@
+import { Readable } from 'node:stream';
+import { ObjectReader, type BodyPlan, type ResponseHead } from '../net/object-reader.js';
+import type { Exchange, Transport, TransportOptions, TransportRequest } from './transport.js';
+
+/** A blob download streams a 200's (or a ranged 206's) body; anything else (a redirect, an error) is short text. */
+const blobPlan = (head: ResponseHead): BodyPlan => (head.status === 200 || head.status === 206 ? { skip: 0, take: Infinity } : 'collect');
+
+/**
+ * Blob GETs through an {@link ObjectReader}, which reads bodies into a few reused slabs. undici
+ * hands on each 64 KiB socket read in a fresh buffer after copying it through its parser's
+ * memory: measured on a 1 GiB blob with the digest computed, 1.4–1.7 s of CPU against 1.0–1.1 s
+ * for the slab reader, which also took ~30 % less time. A 200/206 body is the reader's
+ * `ObjectBody` itself, so consumers can hand its slabs back (`recyclerOf`); other answers are
+ * collected as text (up to 64 KiB) and come as a one-chunk stream.
+ */
+export class ObjectReaderTransport implements Transport {
+  private readonly reader: ObjectReader;
+
+  constructor(opts: TransportOptions) {
+    this.reader = new ObjectReader({
+      connectTimeoutMs: opts.connectTimeout,
+      headTimeoutMs: opts.headersTimeout,
+      idleTimeoutMs: opts.bodyTimeout,
+      keepAliveMs: opts.keepAliveMs,
+      ...(opts.ca ? { ca: opts.ca } : {}),
+      ...(opts.lookup ? { lookup: opts.lookup } : {}),
+    });
+  }
+
+  /**
+   * GET only, without a body (a programming error otherwise: TypeError).
+   * @throws ObjectReadError, socket errors with their code, the abort.
+   */
+  async exchange(req: TransportRequest): Promise<Exchange> {
+    if (req.method !== 'GET' || (req.body !== undefined && req.body !== null)) throw new TypeError(`ObjectReaderTransport sends GETs without a body, not ${req.method}`);
+    const r = await this.reader.get(req.url, req.headers, blobPlan, { signal: req.signal });
+    return { status: r.head.status, headers: r.head.headers, body: r.body ?? Readable.from([Buffer.from(r.text ?? '')]) };
+  }
+
+  async close(): Promise<void> {
+    this.reader.close();
+  }
+}
