@@ -20,6 +20,10 @@ import { DownloadTracker } from './cache/downloads.js';
 import { createAdminApp } from './admin/app.js';
 import { ADMIN_ROUTES } from './admin/routes.js';
 import { pinnedBlobs } from './admin/pins.js';
+import { statusPageRoutes } from './admin/status-page.js';
+import { UpstreamActivity } from './admin/status-summary.js';
+import { StatusHistory } from './observability/history.js';
+import { RecentEvents } from './observability/recent-events.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
@@ -90,7 +94,10 @@ async function probeStores(blobs: BlobStore, meta: MetadataStore): Promise<void>
  * Builds pullthrough from a validated config and starts its listeners.
  * @throws when storage cannot be opened or a listener cannot bind (the error names the address).
  */
-export async function startServer(config: Config, log: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
+export async function startServer(config: Config, baseLog: Logger, opts: ServerOptions = {}): Promise<RunningServer> {
+  // The status page's "recent errors": every warn/error line logged from here on is also kept.
+  const events = new RecentEvents();
+  const log = events.tap(baseLog);
   await mkdir(config.paths.dataDir, { recursive: true, mode: 0o750 });
   // Client authentication first: a bad htpasswd file or token secret stops the start before any
   // listener opens (never an open mirror by accident).
@@ -115,6 +122,10 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
   const blobs = await openBlobStore(config, { logger: log });
   const meta = await openMetadataStore(config, { logger: log });
   const metrics = new Metrics();
+  metrics.cacheMaxSizeBytes.set(config.cache.maxSize ?? 0);
+  const history = new StatusHistory();
+  // The status page's upstream health without chains: sampled from the metrics while the server runs.
+  const upstreamActivity = new UpstreamActivity(metrics);
   // Upstream names resolve through dns.forwarders when set: a node resolver hijacked to point
   // registries at pullthrough must not send pullthrough back to itself.
   const upstreams = new UpstreamPool(config, metrics, log, createUpstreamLookup(config));
@@ -155,6 +166,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     setupScript: setup,
     metricsText: opts.metricsText,
     upstreamFailures: new UpstreamFailureLog(log),
+    history,
   };
   // With client authentication on, the client's Authorization is pullthrough's own: pushes go
   // upstream with the credentials configured for the repository (after the rules' push check).
@@ -192,10 +204,12 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     }
     if (config.listen.admin) {
       // Last: the registry doors serve before anyone can steer the cache through this one.
-      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline, index, rules, clientAuth }, ADMIN_ROUTES);
+      upstreamActivity.start();
+      const adminApp = createAdminApp({ config, cache, blobs, meta, metrics, log, downloads, offline, index, rules, clientAuth }, [...ADMIN_ROUTES, statusPageRoutes({ history, events, activity: upstreamActivity })]);
       doors.push(await startAdminDoor(config.listen.admin, adminApp.callback()));
     }
   } catch (err) {
+    upstreamActivity.stop();
     await Promise.allSettled(doors.map((d) => d.close()));
     await Promise.allSettled([remotes.close().then(() => upstreams.close()), meta.close(), blobs.close()]);
     throw err;
@@ -209,6 +223,7 @@ export async function startServer(config: Config, log: Logger, opts: ServerOptio
     metrics,
     async close() {
       accepting = false;
+      upstreamActivity.stop();
       // New connections stop at once (the DNS door closes: clients retry another resolver); idle
       // keep-alive connections close; responses and blob downloads in progress get DRAIN_GRACE_MS.
       for (const door of doors) door.stopAccepting();

@@ -19,6 +19,7 @@ import type { ClientAuth } from '../auth/client-auth.js';
 import { RateLimitedError } from '../auth/errors.js';
 import type { TokenBuckets } from '../util/token-bucket.js';
 import type { UpstreamFailureLog } from '../observability/upstream-failure-log.js';
+import type { StatusHistory } from '../observability/history.js';
 
 /** What the small endpoints need to know; each part is optional so doors can be added one by one. */
 export interface AppDeps {
@@ -53,6 +54,8 @@ export interface AppDeps {
   readonly metricsText?: () => Promise<string>;
   /** Says once per registry and cause in the log why an upstream fails (clients hide error bodies). */
   readonly upstreamFailures?: UpstreamFailureLog;
+  /** The status page's per-minute history and top repositories, counted where the metrics are. */
+  readonly history?: StatusHistory;
 }
 
 const MAX_QUERY = 4096;
@@ -90,6 +93,7 @@ export function createApp(deps: AppDeps): Koa {
       metrics.requests.inc({ kind: state.kind, cache, status: String(ctx.status) });
       metrics.requestDuration.observe({ kind: state.kind, cache }, ms / 1000);
       if (state.bytes && state.kind !== 'ops' && state.kind !== 'token') metrics.bytesServed.inc({ source: cache === 'miss' || cache === 'pass' ? 'upstream' : 'cache' }, state.bytes);
+      deps.history?.request({ registry: state.registry, repo: state.repo, kind: state.kind, cache: state.cache, bytes: state.bytes });
       if (state.kind === 'ops') return;
       // Only chosen fields: never headers, so never credentials.
       log.info('request', {

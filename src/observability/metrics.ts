@@ -129,6 +129,14 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly cacheMaxSizeBytes = new Gauge({
+    name: 'pullthrough_cache_max_size_bytes',
+    help: 'cache.maxSize in bytes; 0 when the cache is not bounded',
+    // A setting, the same in every worker: summing would multiply it.
+    aggregator: 'max',
+    registers: [this.registry],
+  });
+
   readonly evictions = new Counter({
     name: 'pullthrough_evictions_total',
     help: 'Blobs evicted to stay under cache.maxSize',

@@ -30,6 +30,11 @@ check docker-compose docker-compose
 check nsenter util-linux
 # the CLI's progress bars are drawn only on a terminal: test/cli/admin-cli.test.ts runs it under script(1)
 check script bsdutils
+# the status page is tested in a real browser (driven by puppeteer-core, which downloads none), the
+# monitoring artefacts against a real Prometheus and promtool (test/admin, test/observability)
+check chromium chromium
+check prometheus prometheus
+check promtool prometheus
 # the build compiles the DNS door's fast path (src/native), which its tests require
 check cc gcc
 [ -f /usr/include/stdio.h ] || need+=(libc6-dev)
