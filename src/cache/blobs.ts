@@ -169,7 +169,7 @@ export class BlobPolicy {
       failed: (err) => {
         const reason =
           err instanceof UpstreamIntegrityError ? 'integrity'
-          : err instanceof UpstreamStatusError ? `status_${err.status}`
+          : err instanceof UpstreamStatusError ? err.label
           : err instanceof UpstreamUnavailableError ? 'unavailable'
           : err instanceof StorageUnavailableError ? 'storage_unavailable'
           : 'other';

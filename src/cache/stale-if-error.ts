@@ -13,7 +13,7 @@ export function isTransient(err: unknown): err is UpstreamUnavailableError | Ups
 
 /** What a stale answer says about the upstream failure that caused it. */
 export function staleReasonOf(err: unknown): string {
-  return err instanceof UpstreamStatusError ? `upstream answered ${err.status}` : (err as Error).message;
+  return err instanceof UpstreamStatusError ? err.summary : (err as Error).message;
 }
 
 /**

@@ -34,6 +34,16 @@ export class UpstreamStatusError extends PullthroughError {
   get transient(): boolean {
     return this.status === 429 || this.status >= 500;
   }
+
+  /** The failure in a few words, for stale answers' reasons and log fields: `upstream answered 503`. */
+  get summary(): string {
+    return `upstream answered ${this.status}`;
+  }
+
+  /** The failure as a metric label value: `status_503`. */
+  get label(): string {
+    return `status_${this.status}`;
+  }
 }
 
 /** The upstream sent bytes that do not match the digest (or size) they were requested by. */
