@@ -6,13 +6,13 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Socket } from 'node:net';
 import { startUpstreamRegistry, type Upstream } from './helpers/upstream-registry.js';
 import { startPullthrough, type Pullthrough } from './helpers/pullthrough.js';
 import { relay, type Relay } from './helpers/socket-relay.js';
 import { freePort, tempDir } from './helpers/process.js';
 import { makeImage, pushImage, type PushResult } from './helpers/images.js';
 import { errorCode } from './helpers/http.js';
+import { startCanary } from './helpers/canary.js';
 
 const ACCEPT = 'application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json';
 const BOUND_MS = 3000;
@@ -47,28 +47,6 @@ async function getManifest(pt: Pullthrough, ref: string): Promise<{ status: numb
   return { status: res.status, digest: res.headers.get('docker-content-digest') ?? '', warning: res.headers.get('warning') ?? '', ms: Date.now() - t0, body };
 }
 
-/** A listening socket that counts connections and never answers. */
-async function canary(): Promise<{ url: string; connections(): number; close(): Promise<void> }> {
-  const port = await freePort();
-  const socks = new Set<Socket>();
-  let n = 0;
-  const server = createServer((s) => {
-    n++;
-    socks.add(s);
-    s.on('error', () => {});
-    s.on('close', () => socks.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${port}`,
-    connections: () => n,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of socks) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 test('the first entry of a chain hangs: a cached tag is answered within the deadline, stale', async (t) => {
   t.after(() => gate.hang(false));
@@ -100,8 +78,8 @@ test('the first entry of a chain hangs: a cached tag is answered within the dead
 });
 
 test('offline with a chain: no connection to any entry; cached answers served, misses 503 naming offline mode', async () => {
-  const a = await canary();
-  const b = await canary();
+  const a = await startCanary();
+  const b = await startCanary();
   stops.push(() => a.close(), () => b.close());
   const pt = await startPullthrough(
     { registries: { 'chain.test': { upstreams: [{ url: a.url }, { url: b.url, tags: true }], offline: true } }, defaultRegistry: 'chain.test' },

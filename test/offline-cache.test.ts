@@ -7,40 +7,18 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server, type Socket } from 'node:net';
 import { startUpstreamRegistry, type Upstream } from './helpers/upstream-registry.js';
 import { startPullthrough, metricValue, type Pullthrough } from './helpers/pullthrough.js';
-import { freePort, tempDir } from './helpers/process.js';
+import { tempDir } from './helpers/process.js';
 import { makeImage, pushImage, type PushResult } from './helpers/images.js';
 import { readDirLayout, skopeoCopy } from './helpers/clients.js';
 import { errorCode } from './helpers/http.js';
+import { startCanary, type Canary } from './helpers/canary.js';
 
-/** A listening socket that accepts and counts connections and never answers. */
-async function startCanary(): Promise<{ url: string; connections(): number; close(): Promise<void> }> {
-  const port = await freePort();
-  const sockets = new Set<Socket>();
-  let n = 0;
-  const server: Server = createServer((s) => {
-    n++;
-    sockets.add(s);
-    s.on('error', () => {});
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
-  return {
-    url: `http://127.0.0.1:${port}`,
-    connections: () => n,
-    close: () =>
-      new Promise<void>((r) => {
-        for (const s of sockets) s.destroy();
-        server.close(() => r());
-      }),
-  };
-}
 
 let up: Upstream;
 let data: { path: string; cleanup: () => Promise<void> };
-let canary: Awaited<ReturnType<typeof startCanary>>;
+let canary: Canary;
 let pt: Pullthrough;
 let pushed: PushResult;
 let other: PushResult;

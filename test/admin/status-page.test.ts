@@ -40,10 +40,9 @@ before(async () => {
   });
 });
 after(async () => {
-  await chrome?.close();
-  await pt?.cleanup();
-  await fault?.close();
-  await hub?.stop();
+  // Each stops whatever the others do: one failing must not leave a process keeping the file alive.
+  const results = await Promise.allSettled([chrome?.close(), pt?.cleanup(), fault?.close(), hub?.stop()]);
+  for (const r of results) if (r.status === 'rejected') console.error('cleanup:', r.reason);
 });
 
 const adminUrl = (p: Pullthrough = pt): string => `http://127.0.0.1:${p.ports.admin}/`;

@@ -63,7 +63,12 @@ export async function startBrowser(): Promise<TestBrowser> {
     async close() {
       await browser.disconnect().catch(() => {});
       await proc.stop(5000);
-      await profile.cleanup();
+      // Chromium's helper processes may still be writing the profile for a moment after the main
+      // process is gone (ENOTEMPTY): try again once they had time to exit.
+      await profile.cleanup().catch(async () => {
+        await new Promise((r) => setTimeout(r, 1000));
+        await profile.cleanup();
+      });
     },
   };
 }
