@@ -52,6 +52,8 @@ export interface ServerOptions {
   ticketKeys?: Buffer;
   /** The /metrics text of all workers combined, from the primary (default: this process's). */
   metricsText?: () => Promise<string>;
+  /** Offline mode shared with the other workers (default: this process's own, from the config). */
+  offline?: OfflineSwitch;
 }
 
 /**
@@ -134,7 +136,7 @@ export async function startServer(config: Config, baseLog: Logger, opts: ServerO
   // The cache asks each registry's chain of upstreams (docs/upstream-chains.md); a chain's first
   // entry is the pool's client, shared with the push and token relays. Offline mode starts from
   // registries.<name>.offline; the admin API switches it at run time.
-  const offline = new OfflineSwitch(Object.values(config.registries).filter((r) => r.offline).map((r) => r.name));
+  const offline = opts.offline ?? new OfflineSwitch(Object.values(config.registries).filter((r) => r.offline).map((r) => r.name));
   const remotes = new ChainRemotes({ pool: upstreams, settings: config, metrics, log, offline, lookup: createUpstreamLookup(config) });
   // Chains of several entries exist from the start, so pullthrough_upstream_up shows them before the first pull.
   for (const r of Object.values(config.registries)) if (r.upstreams.length > 1) remotes.for(r);

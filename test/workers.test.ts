@@ -330,6 +330,46 @@ test('workers: /metrics answered by either worker is the sum over both (requests
   }
 });
 
+test('workers: offline mode switched through the admin API (worker 1) holds on every worker, and back', async () => {
+  const admin = `http://127.0.0.1:${pt.ports.admin}`;
+  const put = async (offline: boolean): Promise<unknown> => {
+    const r = await fetch(`${admin}/api/v1/registries/quay.io/offline`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ offline }) });
+    assert.equal(r.status, 200);
+    return r.json();
+  };
+  const probe = `${pt.url}/v2/team/offline-probe/manifests/never-cached`;
+  /** Statuses of the probe's request lines since `from`, by worker. */
+  const answered = (from: number): Map<unknown, number[]> => {
+    const m = new Map<unknown, number[]>();
+    for (const l of pt.requests().slice(from)) if (String(l.path).includes('offline-probe')) m.set(l.worker, [...(m.get(l.worker) ?? []), l.status as number]);
+    return m;
+  };
+  /** New connections until each worker has answered the probe a few times: the kernel picks who accepts. */
+  const probeBoth = async (): Promise<Map<unknown, number[]>> => {
+    const from = pt.requests().length;
+    for (let k = 0; k < 20 || (k < 400 && !([1, 2] as const).every((w) => (answered(from).get(w)?.length ?? 0) >= 3)); k++) await getFresh(probe);
+    await until('the probe requests logged', async () => [...answered(from).values()].flat().length > 0);
+    return answered(from);
+  };
+  assert.deepEqual(await put(true), { registry: 'quay.io', offline: true, changed: true, scope: 'instance' });
+  // The primary passes the switch on over IPC: give it a moment to reach the other worker.
+  await new Promise((r) => setTimeout(r, 300));
+  up.resetLog();
+  try {
+    const off = await probeBoth();
+    assert.deepEqual([...off.keys()].sort(), [1, 2], `both workers answered: ${JSON.stringify([...off])}`);
+    for (const [w, statuses] of off) assert.ok(statuses.every((st) => st === 503), `worker ${String(w)} answered offline (503) every time: ${statuses.join(' ')}`);
+    assert.equal(up.count({ kind: 'manifest' }), 0, 'no manifest request reached the upstream');
+    assert.match((await getFresh(probe)).body, /offline/);
+  } finally {
+    assert.deepEqual(await put(false), { registry: 'quay.io', offline: false, changed: true, scope: 'instance' });
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  const on = await probeBoth();
+  for (const [w, statuses] of on) assert.ok(statuses.every((st) => st === 404), `worker ${String(w)} asked upstream again (404): ${statuses.join(' ')}`);
+  assert.ok(up.count({ kind: 'manifest' }) > 0, 'the upstream was asked again');
+});
+
 /** The shared total of recorded blob bytes, as Redis holds it. */
 async function redisTotal(): Promise<string> {
   const r = await run('redis-cli', ['-p', String(redis.port), '--raw', 'get', 'pt:{blobs}:total']);

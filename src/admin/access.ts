@@ -31,13 +31,13 @@ function sameSecret(a: string, b: string): boolean {
 }
 
 /** Whether this configuration asks the admin API's callers for credentials. */
-export function adminNeedsCredentials(config: Config): boolean {
+export function adminNeedsCredentials(config: Pick<Config, 'listen' | 'admin'>): boolean {
   const l = config.listen.admin;
   return l !== null && (!isLoopbackHost(l.host) || config.admin.requireCredentials);
 }
 
 /** The koa middleware; throws AdminRequestError 401 UNAUTHORIZED / 403 FORBIDDEN. */
-export function adminAccess(config: Config, clientAuth: ClientAuth | undefined): (ctx: Context, next: Next) => Promise<void> {
+export function adminAccess(config: Pick<Config, 'listen' | 'admin' | 'auth'>, clientAuth: ClientAuth | undefined): (ctx: Context, next: Next) => Promise<void> {
   const needed = adminNeedsCredentials(config);
   const token = config.admin.token;
   const group = config.auth.enabled ? config.auth.adminGroup : undefined;

@@ -12,9 +12,12 @@ import type { RegistryIndex } from '../http/target.js';
 import type { AccessRules } from '../auth/rules.js';
 import type { ClientAuth } from '../auth/client-auth.js';
 
+/** The parts of the config the admin API reads: its access, usage against maxSize, the registries. */
+export type AdminSettings = Pick<Config, 'listen' | 'admin' | 'auth' | 'cache' | 'registries' | 'instanceName'>;
+
 /** What admin routes may use. */
 export interface AdminDeps {
-  readonly config: Config;
+  readonly config: AdminSettings;
   readonly cache: PullThroughCache;
   readonly blobs: BlobStore;
   readonly meta: MetadataStore;

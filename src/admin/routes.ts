@@ -235,7 +235,7 @@ const prefetchRoutes: AdminRoutes = (router, d) => {
 
 const offlineRoutes: AdminRoutes = (router, d) => {
   router.get('/api/v1/offline', (ctx) => {
-    ctx.body = { offline: d.offline.list(), scope: 'process' };
+    ctx.body = { offline: d.offline.list(), scope: 'instance' };
   });
 
   /** Switches a registry's offline mode: PUT { offline: true|false }. This process only. */
@@ -246,7 +246,7 @@ const offlineRoutes: AdminRoutes = (router, d) => {
     if (typeof b.offline !== 'boolean') throw new AdminRequestError(400, 'INVALID_BODY', 'offline: true or false');
     const changed = d.offline.set(reg.name, b.offline);
     if (changed) d.log.warn(b.offline ? 'registry switched offline' : 'registry switched online', { registry: reg.name, via: 'admin API' });
-    ctx.body = { registry: reg.name, offline: b.offline, changed, scope: 'process' };
+    ctx.body = { registry: reg.name, offline: b.offline, changed, scope: 'instance' };
   });
 };
 

@@ -71,6 +71,8 @@ export async function runPrimary(config: Config, log: Logger, opts: PrimaryOptio
   if (config.storage.driver === 'fs') await rm(config.paths.blobsTmp, { recursive: true, force: true });
   // One set of TLS session ticket keys for every worker: a ticket resumes on whichever accepts.
   const ticketKeys = randomBytes(48);
+  /** Registries offline now, for the whole instance: the config's, as switched since through any worker's admin API. */
+  const offlineNow = new Set(Object.values(config.registries).filter((r) => r.offline).map((r) => r.name));
   // The DNS door's native fast path binds a socket of its own in each worker (SO_REUSEPORT), not
   // one the cluster shares, so with port 0 the workers would each get another port: pick it here.
   const dnsListen = config.listen.dns?.port === 0 ? { ...config.listen.dns, port: await pickDnsPort(config.listen.dns.host) } : config.listen.dns;
@@ -159,7 +161,7 @@ export async function runPrimary(config: Config, log: Logger, opts: PrimaryOptio
     if (!slot) return;
     switch (msg.type) {
       case 'pullthrough:hello':
-        send(w, { type: 'pullthrough:start', slot: slot.n, config: workerConfig(slot), ticketKeys });
+        send(w, { type: 'pullthrough:start', slot: slot.n, config: workerConfig(slot), ticketKeys, offline: [...offlineNow] });
         return;
       case 'pullthrough:ready': {
         slot.ready = true;
@@ -179,6 +181,14 @@ export async function runPrimary(config: Config, log: Logger, opts: PrimaryOptio
         metrics.record(w.id, msg.metrics);
         answered(w.id);
         return;
+      case 'pullthrough:offline': {
+        // Only a change is passed on, so a worker applying it (and reporting it back) ends there.
+        if (offlineNow.has(msg.registry) === msg.offline) return;
+        if (msg.offline) offlineNow.add(msg.registry);
+        else offlineNow.delete(msg.registry);
+        for (const other of live()) if (other !== w) send(other, { type: 'pullthrough:offline', registry: msg.registry, offline: msg.offline });
+        return;
+      }
       case 'pullthrough:metrics':
         collect().then(
           (text) => send(w, { type: 'pullthrough:metrics-text', id: msg.id, text }),

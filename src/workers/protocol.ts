@@ -17,11 +17,16 @@ export type FromWorker =
   /** A scrape reached this worker: all workers' metrics, please. */
   | { type: 'pullthrough:metrics'; id: number }
   /** This worker's metrics, for collection round `id`. */
-  | { type: 'pullthrough:metrics-collected'; id: number; metrics: MetricsJson };
+  | { type: 'pullthrough:metrics-collected'; id: number; metrics: MetricsJson }
+  /** The admin API switched a registry's offline mode here: switch the other workers too. */
+  | { type: 'pullthrough:offline'; registry: string; offline: boolean };
 
 /** Primary → worker. */
 export type FromPrimary =
-  | { type: 'pullthrough:start'; slot: number; config: Config; ticketKeys: Uint8Array }
+  /** `offline`: the registries offline now (the config's, as switched since by the admin API). */
+  | { type: 'pullthrough:start'; slot: number; config: Config; ticketKeys: Uint8Array; offline: string[] }
+  /** Another worker's admin API switched a registry's offline mode. */
+  | { type: 'pullthrough:offline'; registry: string; offline: boolean }
   /** Send your metrics for collection round `id`. */
   | { type: 'pullthrough:metrics-collect'; id: number }
   /** The answer to this worker's request `id`: the combined text, or why there is none. */

@@ -9,6 +9,7 @@ import { deepFreeze } from '../config/load.js';
 import type { Config } from '../config/index.js';
 import type { RunningServer, ServerOptions } from '../server.js';
 import { isMessage, type FromPrimary, type FromWorker } from './protocol.js';
+import { OfflineSwitch } from '../upstream/offline-switch.js';
 
 /** How long a worker waits for the primary's combined metrics before answering the scrape 503. */
 const METRICS_TIMEOUT_MS = 5_000;
@@ -33,6 +34,7 @@ export async function joinPrimary(): Promise<WorkerStart> {
   const pending = new Map<number, { resolve: (text: string) => void; reject: (err: Error) => void }>();
   let seq = 0;
   let server: RunningServer | undefined;
+  let offline: OfflineSwitch | undefined;
 
   const start = await new Promise<Extract<FromPrimary, { type: 'pullthrough:start' }>>((resolve) => {
     process.on('message', (msg: unknown) => {
@@ -40,6 +42,10 @@ export async function joinPrimary(): Promise<WorkerStart> {
       switch (msg.type) {
         case 'pullthrough:start':
           resolve(msg);
+          return;
+        case 'pullthrough:offline':
+          // Applied quietly: set() tells this worker's listeners, which only report changes.
+          offline?.set(msg.registry, msg.offline);
           return;
         case 'pullthrough:metrics-collect':
           // Not yet ready: the primary does not ask before 'ready'.
@@ -83,10 +89,15 @@ export async function joinPrimary(): Promise<WorkerStart> {
       tell({ type: 'pullthrough:metrics', id });
     });
 
+  // One offline mode for the whole instance: whichever worker's admin API switches it, the primary
+  // passes it on to the others, and a restarted worker starts from the current state.
+  offline = new OfflineSwitch(start.offline);
+  offline.onChange((registry, isOffline) => tell({ type: 'pullthrough:offline', registry, offline: isOffline }));
+
   return {
     slot: start.slot,
     config: deepFreeze(start.config),
-    serverOptions: { ticketKeys: Buffer.from(start.ticketKeys), metricsText },
+    serverOptions: { ticketKeys: Buffer.from(start.ticketKeys), metricsText, offline },
     ready(s) {
       server = s;
       tell({ type: 'pullthrough:ready' });

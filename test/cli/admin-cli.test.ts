@@ -138,7 +138,7 @@ test('offline REGISTRY on|off', async () => {
   const on = await cli(['offline', 'up.test', 'on', '--admin', admin()]);
   assert.equal(on.stdout, 'up.test is offline (served from the cache only) on this instance\n');
   const off = await cli(['offline', 'up.test', 'off', '--admin', admin(), '--json']);
-  assert.deepEqual(JSON.parse(off.stdout), { registry: 'up.test', offline: false, changed: true, scope: 'process' });
+  assert.deepEqual(JSON.parse(off.stdout), { registry: 'up.test', offline: false, changed: true, scope: 'instance' });
   const bad = await cli(['offline', 'up.test', 'maybe', '--admin', admin()]);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /^pullthrough offline: unknown mode maybe: on, off\n/);
