@@ -9,7 +9,8 @@ import { countStale, staleCauseOf, logStale } from './stale-if-error.js';
 import type { ReferrersResult } from './results.js';
 import type { TagPolicy } from './tag-policy.js';
 
-export interface ReferrersPolicyDeps {
+/** What a policy that keeps an upstream answer and serves it stale needs (referrers, tag lists). */
+export interface KeptAnswerPolicyDeps {
   readonly meta: MetadataStore;
   readonly tagPolicy: TagPolicy;
   readonly metrics: Metrics;
@@ -19,6 +20,8 @@ export interface ReferrersPolicyDeps {
   /** Called when the metadata store is found unreachable while keeping an answer (which is still served). */
   onMetadataDown(err: unknown): boolean;
 }
+
+export type ReferrersPolicyDeps = KeptAnswerPolicyDeps;
 
 /**
  * Referrers (OCI 1.1) over (metadata store, remote), revalidated like tag lists so signatures and

@@ -1,26 +1,15 @@
-import type { MetadataStore } from '../storage/metadata-store.js';
 import { UpstreamIntegrityError, UpstreamTagListError, UpstreamTooLargeError } from '../upstream/errors.js';
-import type { Metrics } from '../observability/metrics.js';
-import type { Logger } from '../observability/logger.js';
 import { SingleFlight } from '../util/single-flight.js';
 import { countStale, staleCauseOf, staleReasonOf, logStale } from './stale-if-error.js';
 import { answerWithin, reportOnce, type StaleCause } from './revalidation-deadline.js';
 import type { RemoteTarget } from './remote-target.js';
 import type { TagListResult } from './results.js';
 import { pageTags, sortTags } from './tag-list.js';
-import type { TagPolicy } from './tag-policy.js';
+import type { KeptAnswerPolicyDeps } from './referrers.js';
 
-export interface TagListPolicyDeps {
+export interface TagListPolicyDeps extends KeptAnswerPolicyDeps {
   /** `upstream.tagListMaxSize`: bytes of all of a list's upstream pages together. */
   readonly maxBytes: number;
-  readonly meta: MetadataStore;
-  readonly tagPolicy: TagPolicy;
-  readonly metrics: Metrics;
-  readonly log: Logger;
-  /** `cache.revalidateDeadline`: longest a request with a kept list waits for the upstream's. */
-  readonly revalidateDeadlineMs: number;
-  /** Called when the metadata store is found unreachable while keeping a list (which is still served). */
-  onMetadataDown(err: unknown): boolean;
 }
 
 /**
