@@ -18,13 +18,12 @@ import { testConfig } from '../helpers/config.js';
 import { freePort, tempDir } from '../helpers/process.js';
 import { startUpstreamRegistry, type Upstream } from '../helpers/upstream-registry.js';
 import { makeImage, pushImage, MT, sha256, type TestImage } from '../helpers/images.js';
-import { startTagPager, type TagPager } from '../helpers/tag-pager.js';
+import { ALICE, startTokenRegistryFixture } from './token-registry-fixture.js';
 import { startFaultUpstream, type FaultUpstream } from '../helpers/fault-upstream.js';
 import { metricValue } from '../helpers/pullthrough.js';
 import { readAll, remoteSuite } from './remote.suite.js';
 
 const REGISTRY = 'chain.test';
-const ALICE = { username: 'alice', password: 'alice-pw' };
 
 interface Chain {
   readonly remote: ChainRemote;
@@ -75,33 +74,11 @@ async function until(what: string, check: () => boolean | Promise<boolean>, time
 // ---------------------------------------------------------------------------------------------
 // The contract, over chains.
 
-{
-  let registry: Upstream;
-  let pager: TagPager;
-  let chain: Chain;
-  remoteSuite('ChainRemote of one: docker-registry 2.8.2 with token auth', {
-    referrersApi: false,
-    pagedTags: true,
-    async start() {
-      registry = await startUpstreamRegistry({ auth: 'token', users: { alice: ALICE.password } });
-      pager = await startTagPager(registry.url);
-      chain = await chainOf([{ url: pager.url }]);
-      return {
-        remote: chain.remote,
-        credentials: ALICE,
-        push: async (repo, tag, image) => void (await pushImage(registry, repo, tag, image)),
-        tagPages: () => pager.pages.length,
-        resetTagPages: () => void (pager.pages.length = 0),
-        linkTagPagesTo: (origin) => void (pager.linkStyle = origin === undefined ? 'path' : { origin }),
-        stop: async () => {
-          await chain.close();
-          await pager.close();
-          await registry.stop();
-        },
-      };
-    },
-  });
-}
+remoteSuite('ChainRemote of one: docker-registry 2.8.2 with token auth', {
+  referrersApi: false,
+  pagedTags: true,
+  start: () => startTokenRegistryFixture((url) => chainOf([{ url }])),
+});
 
 {
   let first: Upstream;

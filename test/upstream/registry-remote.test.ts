@@ -17,10 +17,10 @@ import { freePort, tempDir } from '../helpers/process.js';
 import { startUpstreamRegistry, type Upstream } from '../helpers/upstream-registry.js';
 import { makeImage, pushImage } from '../helpers/images.js';
 import { startTagPager, type TagPager } from '../helpers/tag-pager.js';
+import { ALICE, startTokenRegistryFixture } from './token-registry-fixture.js';
 import { randomBlob, startFaultUpstream } from '../helpers/fault-upstream.js';
 import { readAll, remoteSuite } from './remote.suite.js';
 
-const ALICE = { username: 'alice', password: 'alice-pw' };
 
 /** A RegistryRemote (and its client, metrics, temp dir) for `upstreamUrl`. */
 async function remoteFor(upstreamUrl: string, registry = 'remote.test'): Promise<{ remote: RegistryRemote; up: RegistryUpstream; metrics: Metrics; close(): Promise<void> }> {
@@ -39,32 +39,11 @@ async function remoteFor(upstreamUrl: string, registry = 'remote.test'): Promise
   };
 }
 
-{
-  let registry: Upstream;
-  let pager: TagPager;
-  remoteSuite('RegistryRemote, docker-registry 2.8.2 with token auth', {
-    referrersApi: false,
-    pagedTags: true,
-    async start() {
-      registry = await startUpstreamRegistry({ auth: 'token', users: { alice: ALICE.password } });
-      pager = await startTagPager(registry.url);
-      const r = await remoteFor(pager.url);
-      return {
-        remote: r.remote,
-        credentials: ALICE,
-        push: async (repo, tag, image) => void (await pushImage(registry, repo, tag, image)),
-        tagPages: () => pager.pages.length,
-        resetTagPages: () => void (pager.pages.length = 0),
-        linkTagPagesTo: (origin) => void (pager.linkStyle = origin === undefined ? 'path' : { origin }),
-        stop: async () => {
-          await r.close();
-          await pager.close();
-          await registry.stop();
-        },
-      };
-    },
-  });
-}
+remoteSuite('RegistryRemote, docker-registry 2.8.2 with token auth', {
+  referrersApi: false,
+  pagedTags: true,
+  start: () => startTokenRegistryFixture(remoteFor),
+});
 
 describe('RegistryRemote: what the upstream sees', () => {
   let registry: Upstream;
