@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { run } from '../helpers/process.js';
+import { run, startProcess } from '../helpers/process.js';
 
 const LOGGER = new URL('../../src/observability/logger.js', import.meta.url).href;
 const LINES = 20_000;
@@ -76,4 +76,26 @@ setImmediate(() => { throw new Error('boom'); });`);
   const lines = parse(r.stdout);
   assertAllLines(lines, false);
   assert.ok(lines.some((l) => l.msg === 'about to fail' && l.level === 'error'));
+});
+
+// Lines are written in batches (docs/performance.md); a quiet mirror's lines must still appear
+// while it runs, not only when the batch fills or the process exits.
+test('a single line of a process that keeps running is written without waiting for more lines or an exit', async () => {
+  const code = `import { createLogger } from ${JSON.stringify(LOGGER)};
+const log = createLogger('info', process.stdout);
+log.info('quiet', { n: 1 });
+setTimeout(() => {}, 60_000);`;
+  const proc = startProcess(process.execPath, ['--input-type=module', '-e', code]);
+  try {
+    const deadline = Date.now() + 20_000;
+    while (!proc.output().includes('"msg":"quiet"') && Date.now() < deadline && proc.child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(proc.child.exitCode, null, 'still running');
+    const lines = parse(proc.output());
+    assert.deepEqual(
+      lines.map((l) => [l.msg, l.n]),
+      [['quiet', 1]],
+    );
+  } finally {
+    await proc.stop();
+  }
 });
