@@ -2,9 +2,14 @@
  * `npm run bench`: pullthrough side by side with nginx (rpardini-style), distribution's proxy mode
  * and the static-file limit, all on loopback, all figures from this one run, printed as one table.
  * Progress goes to stderr, the table to stdout. BENCH_QUICK=1 makes a smaller, faster run.
- * BENCH_ONLY=hang runs one figure alone (the cached tag while the upstream hangs).
+ * BENCH_ONLY=<figure> runs some figures alone: hang (the cached tag while the upstream hangs),
+ * cold (cold pulls, single and 8 at once), throughput (warm blob throughput and peak RSS),
+ * handshake (new TLS connections). BENCH_SYSTEMS=pt-fs,nginx,… keeps only those columns.
+ * BENCH_BASELINE=<dir> adds a column for the pullthrough build in <dir> (a checkout with dist/
+ * built; fs + file, like pt-fs), measured in turn with the others: before/after in one run.
  * Not part of `npm test`: it prints numbers, it asserts nothing.
  */
+import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { freePort, startProcess, waitForPort } from '../helpers/process.js';
@@ -39,10 +44,23 @@ import {
 
 const QUICK = process.env.BENCH_QUICK === '1';
 /** Figures that can run alone (BENCH_ONLY=<name>), each with the rows it fills. */
-const ONLY_FIGURES: Record<string, string[]> = { hang: ['hang'] };
+const ONLY_FIGURES: Record<string, string[]> = {
+  hang: ['hang'],
+  cold: ['cold', 'coldratio', 'pull8', 'up8', 'warmman'],
+  throughput: ['http1', 'http16', 'tls1', 'tls16', 'tlsvia', 'rss'],
+  handshake: ['hs', 'hscpu', 'hsnode', 'firstcert'],
+};
 const ONLY = process.env.BENCH_ONLY || undefined;
 if (ONLY !== undefined && !(ONLY in ONLY_FIGURES)) {
   process.stderr.write(`BENCH_ONLY=${ONLY}: no such figure (one of: ${Object.keys(ONLY_FIGURES).join(', ')})\n`);
+  process.exit(2);
+}
+/** Column keys to keep (BENCH_SYSTEMS), or all. */
+const ONLY_SYSTEMS = process.env.BENCH_SYSTEMS ? new Set(process.env.BENCH_SYSTEMS.split(',').map((k) => k.trim())) : undefined;
+/** Another pullthrough checkout whose build gets a column of its own (BENCH_BASELINE). */
+const BASELINE = process.env.BENCH_BASELINE || undefined;
+if (BASELINE && !existsSync(join(BASELINE, 'dist/src/main.js'))) {
+  process.stderr.write(`BENCH_BASELINE=${BASELINE}: no dist/src/main.js there (run npm run build in it)\n`);
   process.exit(2);
 }
 const BIG = QUICK ? 256 << 20 : 1 << 30;
@@ -400,24 +418,29 @@ async function main(): Promise<void> {
     const doors = await probeDoors(up.url);
     log(`pullthrough doors: tls ${doors.tls ? 'yes' : 'no'}, dns ${doors.dns ? 'yes' : 'no'} (${doors.detail})`);
 
-    const make = (url: string): System[] => [
-      new PullthroughSystem('pt-fs', 'pullthrough fs + file', 'fs', url, doors.tls),
-      new PullthroughSystem('pt-s3', 'pullthrough S3 + Redis', 's3', url, doors.tls),
-      // Both cores for TLS (node:cluster workers need shared metadata, hence Redis).
-      new PullthroughSystem('pt-w2', 'pullthrough fs + Redis, 2 workers', 'fs', url, doors.tls, 2),
-      new NginxProxySystem(url, cert),
-      new RegistryProxySystem(url, cert),
-    ];
+    const make = (url: string): System[] =>
+      [
+        new PullthroughSystem('pt-fs', 'pullthrough fs + file', 'fs', url, doors.tls),
+        ...(BASELINE ? [new PullthroughSystem('pt-base', `pullthrough fs + file, baseline (${BASELINE})`, 'fs', url, doors.tls, 1, join(BASELINE, 'dist/src/main.js'))] : []),
+        new PullthroughSystem('pt-s3', 'pullthrough S3 + Redis', 's3', url, doors.tls),
+        // Both cores for TLS (node:cluster workers need shared metadata, hence Redis).
+        new PullthroughSystem('pt-w2', 'pullthrough fs + Redis, 2 workers', 'fs', url, doors.tls, 2),
+        new NginxProxySystem(url, cert),
+        new RegistryProxySystem(url, cert),
+      ].filter((sys) => !ONLY_SYSTEMS || ONLY_SYSTEMS.has(sys.key));
     systems.push(...make(up.url));
     const cols = new Map(systems.map((sys) => [sys, { label: sys.label, cells: new Map<string, string>() } as Column]));
     const byKey = new Map(systems.map((sys) => [sys.key, cols.get(sys)!]));
     const refCol: Column = { label: 'reference', cells: new Map() };
     const hangKeys = systems.map((s) => s.key);
+    const wants = (figure: string): boolean => !ONLY || ONLY === figure;
     if (ONLY === 'hang') {
       columns.push(...systems.map((s) => cols.get(s)!));
     } else {
-      log('cold pulls, direct and through every system in turn');
-      await coldPullFigures(systems, cols, up, refCol);
+      if (wants('cold')) {
+        log('cold pulls, direct and through every system in turn');
+        await coldPullFigures(systems, cols, up, refCol);
+      }
       for (const sys of systems) warm.push(await coldFigures(sys, cols.get(sys)!, up));
       columns.push(...warm.map((w) => w.col));
 
@@ -438,41 +461,45 @@ async function main(): Promise<void> {
       if ((await curlDigest(ref.http)) !== up.content.big.digest) throw new Error('static nginx served other bytes');
       ref.col.cells.set('tlsvia', 'nginx static file');
 
-      log('warm throughput, all systems in turn');
-      const rss = warm.map((w) => ({ w, own: sampleRss(() => w.pids()), side: sampleRss(() => w.sidePids(), 'sum') }));
-      await throughputFigures(warm);
-      for (const { w, own, side } of rss) {
-        const peak = own.stop();
-        const sidePeak = side.stop();
-        w.col.cells.set('rss', `${fmt(peak)}${w.sidePids().length ? ` (+ ${w.key === 'pt-s3' ? 's3rver & redis' : 'redis'} ${fmt(sidePeak)})` : ''}`);
-        log(`  ${w.col.label}: peak RSS ${fmt(peak)} MB`);
+      if (wants('throughput')) {
+        log('warm throughput, all systems in turn');
+        const rss = warm.map((w) => ({ w, own: sampleRss(() => w.pids()), side: sampleRss(() => w.sidePids(), 'sum') }));
+        await throughputFigures(warm);
+        for (const { w, own, side } of rss) {
+          const peak = own.stop();
+          const sidePeak = side.stop();
+          w.col.cells.set('rss', `${fmt(peak)}${w.sidePids().length ? ` (+ ${w.key === 'pt-s3' ? 's3rver & redis' : 'redis'} ${fmt(sidePeak)})` : ''}`);
+          log(`  ${w.col.label}: peak RSS ${fmt(peak)} MB`);
+        }
       }
 
-      log('TLS handshakes');
-      const floor = await startNodeFloor(cert, refCol);
-      try {
-        await handshakeFigures(warm, floor);
-      } finally {
-        await floor.stop();
+      if (wants('handshake')) {
+        log('TLS handshakes');
+        const floor = await startNodeFloor(cert, refCol);
+        try {
+          await handshakeFigures(warm, floor);
+        } finally {
+          await floor.stop();
+        }
+        ref.col.cells.set('firstcert', '–');
       }
-      ref.col.cells.set('firstcert', '–');
 
       for (const w of warm.splice(0)) await w.stop();
 
       ref.col.cells.set('up8', `${up.content.app.blobs.length} blobs, 1 tag`);
       ref.col.cells.set('warmman', '–');
 
-      if (doors.dns) {
+      if (!ONLY && doors.dns) {
         const dnsSystems = systems.filter((s): s is PullthroughSystem => s instanceof PullthroughSystem && s.key !== 'pt-s3');
         await dnsFigures(work.path, ref.col, dnsSystems.map((s) => ({ sys: s, col: cols.get(s)! })));
-      } else {
+      } else if (!ONLY) {
         log('DNS: pullthrough has no DNS door');
         await dnsFigures(work.path, ref.col, []);
         for (const s of systems) if (s instanceof PullthroughSystem) cols.get(s)!.cells.set('dns', 'n/a (door not available)');
       }
     }
     // Last, so that a hung system's background retries overlap no other figure.
-    await hangFigures(hangKeys, make, byKey, up);
+    if (wants('hang')) await hangFigures(hangKeys, make, byKey, up);
     if (!ONLY) refCol.cells.set('hang', '–');
   } finally {
     for (const w of warm) await w.stop().catch(() => {});

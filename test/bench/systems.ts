@@ -97,14 +97,14 @@ export interface PtProcess {
  * other doors in `listen`: a door that does not come up is simply absent from `ports` (that is how
  * the bench learns whether this build has it).
  */
-export async function startPt(config: Record<string, unknown>, graceMs = 4000): Promise<PtProcess> {
+export async function startPt(config: Record<string, unknown>, graceMs = 4000, main = MAIN): Promise<PtProcess> {
   const dir = await benchTemp('pullthrough-bench-pt-');
   const doc: Record<string, unknown> = { dataDir: join(dir.path, 'data'), ...config };
   // The admin door's default port (5001) would collide between the systems the bench keeps running.
   const full: Record<string, unknown> = { ...doc, listen: { admin: null, ...((doc.listen ?? {}) as Record<string, unknown>) } };
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
-  const proc = startProcess(process.execPath, [...NODE_FLAGS, MAIN, 'serve', '--config', configFile], {
+  const proc = startProcess(process.execPath, [...NODE_FLAGS, main, 'serve', '--config', configFile], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path },
   });
   const listen = (full.listen ?? {}) as Record<string, unknown>;
@@ -188,6 +188,8 @@ export class PullthroughSystem implements System {
     private readonly upstreamUrl: string,
     private readonly tlsDoor: boolean,
     private readonly workers = 1,
+    /** dist/src/main.js of the build to run (another checkout's, for a before/after column). */
+    private readonly main = MAIN,
   ) {}
 
   async startCold(opts: StartOptions = {}): Promise<Running> {
@@ -208,7 +210,7 @@ export class PullthroughSystem implements System {
       ...stores,
       listen: { mirror: '127.0.0.1:0', ...(this.tlsDoor ? { tls: '127.0.0.1:0' } : {}), ...(opts.dns ? { dns: '127.0.0.1:0' } : {}) },
       ...(opts.dns ? { dns: { answer: ['127.0.0.1'], fastPath: opts.dnsFastPath ?? 'on' } } : {}),
-    });
+    }, undefined, this.main);
     const side = (): number[] => [this.s3?.pid(), this.redis?.pid()].filter((p): p is number => p !== undefined);
     return {
       host: `127.0.0.1:${pt.ports.mirror}`,
