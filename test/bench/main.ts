@@ -25,6 +25,7 @@ import {
   handshake,
   tlsConnectionsPerSecond,
   benchTemp,
+  cpuSeconds,
   median,
   sampleRss,
   timedPull,
@@ -46,7 +47,7 @@ const QUICK = process.env.BENCH_QUICK === '1';
 /** Figures that can run alone (BENCH_ONLY=<name>), each with the rows it fills. */
 const ONLY_FIGURES: Record<string, string[]> = {
   hang: ['hang'],
-  cold: ['cold', 'coldratio', 'pull8', 'up8', 'warmman'],
+  cold: ['cold', 'coldratio', 'coldcpu', 'pull8', 'up8', 'warmman'],
   throughput: ['http1', 'http16', 'tls1', 'tls16', 'tlsvia', 'rss'],
   handshake: ['hs', 'hscpu', 'hsnode', 'firstcert'],
 };
@@ -96,6 +97,7 @@ const ROWS: Array<[string, string]> = [
   ['rss', 'peak RSS during the rows above (MB)'],
   ['cold', 'cold pull ~120 MB image, skopeo (s; server warmed up on another image)'],
   ['coldratio', `cold pull / direct pull made just before it (median of ${COLD_REPS})`],
+  ['coldcpu', `CPU per cold pull (s, median of ${COLD_REPS}): the server's own (+ its S3 server and Redis) / the upstream's`],
   ['pull8', `slowest of ${CONCURRENT_PULLS} concurrent cold pulls (s)`],
   ['up8', `upstream requests, ${CONCURRENT_PULLS} concurrent cold pulls (blob GET / manifest GET / HEAD)`],
   ['warmman', 'upstream manifest GETs per warm pull, unchanged tag (HEADs)'],
@@ -148,6 +150,8 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
   const directs: number[] = [];
   const times = new Map<System, number[]>();
   const ratios = new Map<System, number[]>();
+  const cpu = new Map<System, Array<{ own: number; side: number; up: number }>>();
+  const upCpu: number[] = [];
   await warmUp(up, up.hostPort);
   for (let i = 0; i < COLD_REPS; i++) {
     const line: string[] = [];
@@ -155,8 +159,14 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
       const run = await sys.startCold();
       try {
         await warmUp(up, run.host);
+        const u0 = cpuSeconds([up.pid]);
         const direct = await timedPull(app(up.hostPort));
+        upCpu.push(cpuSeconds([up.pid]) - u0);
+        // CPU of every process of the system (nginx's workers, pullthrough's workers), of its S3
+        // server and Redis, and of the upstream, during the pull alone.
+        const c0 = { own: cpuSeconds(run.pids()), side: cpuSeconds(run.sidePids()), up: cpuSeconds([up.pid]) };
         const t = await timedPull(app(run.host));
+        cpu.set(sys, [...(cpu.get(sys) ?? []), { own: cpuSeconds(run.pids()) - c0.own, side: cpuSeconds(run.sidePids()) - c0.side, up: cpuSeconds([up.pid]) - c0.up }]);
         directs.push(direct);
         times.set(sys, [...(times.get(sys) ?? []), t]);
         ratios.set(sys, [...(ratios.get(sys) ?? []), t / direct]);
@@ -170,7 +180,11 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
   for (const sys of systems) {
     cols.get(sys)!.cells.set('cold', fmt(median(times.get(sys)!), 2));
     cols.get(sys)!.cells.set('coldratio', `${fmt(median(ratios.get(sys)!), 2)}×`);
+    const cs = cpu.get(sys)!;
+    const side = median(cs.map((c) => c.side));
+    cols.get(sys)!.cells.set('coldcpu', `${fmt(median(cs.map((c) => c.own)), 2)}${side > 0 ? ` (+ ${fmt(side, 2)})` : ''} / ${fmt(median(cs.map((c) => c.up)), 2)}`);
   }
+  refCol.cells.set('coldcpu', `– / ${fmt(median(upCpu), 2)} (direct pull)`);
   refCol.cells.set('cold', `${fmt(median(directs), 2)} (upstream direct)`);
   refCol.cells.set('coldratio', '1.00×');
 }
