@@ -85,12 +85,13 @@ test('errors name the key and the reason, all at once', async () => {
   const dir = await tempDir();
   try {
     const f = join(dir.path, 'bad.yml');
-    await writeFile(f, ['listen: { mirror: "nope" }', 'registries:', '  quay.io: { upstream: "ftp://x" }', 'storage: { driver: tape }', 'cache: { maxSize: lots }', 'surprise: 1'].join('\n'));
+    await writeFile(f, ['listen: { mirror: "nope" }', 'registries:', '  quay.io: { upstream: "ftp://x" }', 'storage: { driver: tape }', 'cache: { maxSize: lots }', 'log: { flushMs: -5 }', 'surprise: 1'].join('\n'));
     const msg = problems(() => loadConfig({ file: f, env: {} }));
     assert.match(msg, /listen\.mirror: not a listen address/);
     assert.match(msg, /registries\."quay\.io"\.upstream: must be an http\(s\) URL/);
     assert.match(msg, /storage/);
     assert.match(msg, /cache\.maxSize: not a size/);
+    assert.match(msg, /log\.flushMs: /);
     assert.match(msg, /unknown key\(s\): surprise/);
     await writeFile(f, 'listen: [unclosed');
     assert.match(problems(() => loadConfig({ file: f, env: {} })), /bad\.yml \(line \d+\): not valid YAML/);

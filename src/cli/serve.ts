@@ -19,10 +19,10 @@ export async function serve(loadConfig: () => Config, env: NodeJS.ProcessEnv): P
   if (cluster.isWorker) {
     // A worker of `workers` > 1: the config is the one the primary validated (--config is its).
     const w = await joinPrimary();
-    return run(w.config, createLogger(w.config.log.level, process.stdout, { worker: w.slot }), w.serverOptions, (server) => w.ready(server));
+    return run(w.config, createLogger(w.config.log.level, process.stdout, { worker: w.slot }, w.config.log.flushMs), w.serverOptions, (server) => w.ready(server));
   }
   const cfg = loadConfig();
-  const log = createLogger(cfg.log.level);
+  const log = createLogger(cfg.log.level, process.stdout, undefined, cfg.log.flushMs);
   if (cfg.workers > 1) {
     process.on('unhandledRejection', (err) => log.error('unhandled rejection', { error: (err as Error)?.stack ?? String(err) }));
     try {

@@ -405,7 +405,16 @@ export const configSchema = z.strictObject({
   registries: z.record(hostname, z.union([registrySchema, z.null()])).default({}),
   /** Credentials for auth hosts that are not registries themselves (auth.docker.io, a GitLab host). */
   authHosts: z.record(hostname, z.strictObject({ username: z.string().min(1), password: z.string() })).default({}),
-  log: z.strictObject({ level: z.enum(['debug', 'info', 'warn', 'error']).default('info') }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+      /**
+       * Lines are written in batches at least this often (ms), instead of one write each (cheaper
+       * per request; docs/performance.md); 0 writes every line as it is logged.
+       */
+      flushMs: z.number().int().min(0).max(10_000).default(200),
+    })
+    .prefault({}),
   /** Client authentication: pullthrough runs the Docker token flow for its own clients. */
   auth: z
     .strictObject({

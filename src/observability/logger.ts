@@ -10,10 +10,8 @@
  */
 import { pino, stdTimeFunctions, type DestinationStream } from 'pino';
 
-/** Lines are written once this many bytes are buffered (below SonicBoom's 16 KiB write size)… */
+/** With log.flushMs, lines are written once this many bytes are buffered (below SonicBoom's 16 KiB write size). */
 const LOG_BATCH_BYTES = 8192;
-/** …or this often, so a quiet mirror's lines still appear promptly. */
-const LOG_FLUSH_MS = 200;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -43,15 +41,21 @@ export interface FlushingLogger extends Logger {
  * on any exit, a crash included, pino writes what is still buffered synchronously, so only
  * SIGKILL loses lines. Any other stream is written to as it is (synchronously, for tests).
  */
-export function createLogger(level: LogLevel = 'info', out: NodeJS.WritableStream = process.stdout, base?: Record<string, unknown>): FlushingLogger {
+export function createLogger(
+  level: LogLevel = 'info',
+  out: NodeJS.WritableStream = process.stdout,
+  base?: Record<string, unknown>,
+  /** log.flushMs: on stdout, write lines in batches at least this often; 0 writes each line as it is logged. */
+  flushMs = 0,
+): FlushingLogger {
   let idle = true;
   let dest: DestinationStream;
   let sonic: ReturnType<typeof pino.destination> | undefined;
   if (out === process.stdout) {
-    // Lines are gathered up to LOG_BATCH_BYTES and written together, and at least every
-    // LOG_FLUSH_MS: one write per line cost the request path ~0.1 ms per new TLS connection in
-    // the handshake bench (an fs.write round trip per line; docs/performance.md).
-    const s = pino.destination({ dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: LOG_FLUSH_MS });
+    // With a flush interval, lines are gathered up to LOG_BATCH_BYTES and written together, at
+    // least every flushMs: one write per line cost the request path ~0.1–0.2 ms per new TLS
+    // connection in the handshake bench (an fs.write round trip per line; docs/performance.md).
+    const s = pino.destination(flushMs > 0 ? { dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: flushMs } : { dest: 1, sync: false });
     sonic = s;
     // SonicBoom emits 'drain' when a write ends and less than the batch is left; settle() lowers
     // the batch to zero first, so there 'drain' means nothing is buffered or being written.
@@ -81,12 +85,15 @@ export function createLogger(level: LogLevel = 'info', out: NodeJS.WritableStrea
       const s = sonic;
       if (!s) return;
       const deadline = Date.now() + timeoutMs;
-      // Write out what the batch holds: flush starts a write, and with no minimum left every
-      // write that follows takes the rest, so 'drain' comes only once nothing is buffered.
-      idle = false;
-      s.flush();
-      // A public field of SonicBoom (its constructor sets it), missing from its type declarations.
-      (s as unknown as { minLength: number }).minLength = 0;
+      if (flushMs > 0) {
+        // Write out what the batch holds: flush starts a write (of nothing, if nothing is
+        // buffered), and with no minimum left every write that follows takes the rest, so
+        // 'drain' comes only once nothing is buffered.
+        idle = false;
+        s.flush();
+        // A public field of SonicBoom (its constructor sets it), missing from its type declarations.
+        (s as unknown as { minLength: number }).minLength = 0;
+      }
       while (!idle && Date.now() < deadline) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(done, Math.max(1, deadline - Date.now()));

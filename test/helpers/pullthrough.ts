@@ -72,7 +72,13 @@ export async function startPullthrough(config: Record<string, unknown>, opts: St
   const dataDir = opts.dataDir ?? join(dir.path, 'data');
   const doc: Record<string, unknown> = { dataDir, listen: { mirror: '127.0.0.1:0' }, ...config };
   // The admin door's default (127.0.0.1:5001) would collide between tests run side by side.
-  const full = { ...doc, listen: { admin: '127.0.0.1:0', ...(doc.listen as Record<string, unknown>) } };
+  // Log lines are written as they are logged (log.flushMs 0): tests read them right after the
+  // request they describe; batching (the default) is checked in observability/logger.test.ts.
+  const full = {
+    ...doc,
+    listen: { admin: '127.0.0.1:0', ...(doc.listen as Record<string, unknown>) },
+    log: { flushMs: 0, ...(doc.log as Record<string, unknown> | undefined) },
+  };
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
   const proc = startProcess(process.execPath, [...NODE_FLAGS, opts.main ?? MAIN, 'serve', '--config', configFile], {

@@ -13,10 +13,13 @@ import { run, startProcess } from '../helpers/process.js';
 const LOGGER = new URL('../../src/observability/logger.js', import.meta.url).href;
 const LINES = 20_000;
 
-/** Runs `body` in a fresh Node.js process after `log = createLogger('info', process.stdout, { worker: 3 })`. */
+/** log.flushMs's default: lines go out in batches at least this often. */
+const FLUSH_MS = 200;
+
+/** Runs `body` in a fresh Node.js process after `log = createLogger('info', process.stdout, { worker: 3 }, FLUSH_MS)`. */
 function runLogging(body: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const code = `import { createLogger } from ${JSON.stringify(LOGGER)};
-const log = createLogger('info', process.stdout, { worker: 3 });
+const log = createLogger('info', process.stdout, { worker: 3 }, ${FLUSH_MS});
 ${body}`;
   return run(process.execPath, ['--input-type=module', '-e', code], { allowFail: true, timeoutMs: 60_000 });
 }
@@ -82,7 +85,7 @@ setImmediate(() => { throw new Error('boom'); });`);
 // while it runs, not only when the batch fills or the process exits.
 test('a single line of a process that keeps running is written without waiting for more lines or an exit', async () => {
   const code = `import { createLogger } from ${JSON.stringify(LOGGER)};
-const log = createLogger('info', process.stdout);
+const log = createLogger('info', process.stdout, undefined, ${FLUSH_MS});
 log.info('quiet', { n: 1 });
 setTimeout(() => {}, 60_000);`;
   const proc = startProcess(process.execPath, ['--input-type=module', '-e', code]);
