@@ -27,13 +27,14 @@ export function readChunkSize(othersOpen: number): number {
 }
 
 /**
- * Bytes [pos, end) of an open file, read sequentially in chunks of {@link readChunkSize}. A consumer that is done
- * with a chunk (its bytes are in the kernel) may hand it back with `recycle()`, and the next
- * read goes into it: serving a 1 GiB blob then takes a few buffers instead of 1,024 fresh ones,
- * which cost a page fault per 4 KiB and sit as garbage until the GC gets round to them (tens of MB
- * per connection under load). Consumers that never recycle get fresh buffers, as from
- * createReadStream. The file handle is closed exactly once, when the stream is destroyed (ended,
- * failed or abandoned).
+ * Bytes [pos, end) of an open file, read sequentially in chunks of {@link readChunkSize}. A
+ * consumer that is done with a chunk (its bytes are in the kernel) may hand it back with
+ * `recycle()`, and the next read goes into it: serving a 1 GiB blob then takes a few buffers
+ * instead of a thousand or more fresh ones, which cost a page fault per 4 KiB and sit as garbage
+ * until the GC gets round to them (tens of MB per connection under load). Consumers that never
+ * recycle get fresh buffers, as from createReadStream. The file handle is closed exactly once,
+ * when the stream is destroyed (ended, failed or abandoned); only then does the body stop
+ * counting towards the read size of new ones.
  */
 export class FileRangeReadable extends Readable {
   private readonly buffers: ReusableBuffers;
