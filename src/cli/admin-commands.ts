@@ -9,6 +9,8 @@ import type { Config } from '../config/index.js';
 import { parseDuration } from '../config/index.js';
 import { CliError, UsageError, type Command, type Invocation, type OptionSpec } from './parse.js';
 import { adminClient, type AdminClient } from './admin-client.js';
+// The API's own answer type: the CLI ships with the server, so the compiler catches a drift.
+import type { ImageSummary } from '../admin/catalog.js';
 
 /** Options every admin subcommand takes. */
 const ADMIN_OPTIONS: Readonly<Record<string, OptionSpec>> = {
@@ -17,18 +19,6 @@ const ADMIN_OPTIONS: Readonly<Record<string, OptionSpec>> = {
 };
 
 const PLATFORM: OptionSpec = { type: 'string', multiple: true, value: 'OS/ARCH', description: 'only this platform of an index, e.g. linux/amd64' };
-
-interface ImageSummary {
-  registry: string;
-  repo: string;
-  tag: string | null;
-  digest: string;
-  platforms: string[];
-  size: number;
-  blobs: { present: number; total: number };
-  lastPulled: string | null;
-  pinned: boolean;
-}
 
 /** 1536 → "1.5 KiB". */
 export function humanBytes(n: number): string {
