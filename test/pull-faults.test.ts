@@ -11,20 +11,18 @@ import { request as httpsRequest } from 'node:https';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startFaultUpstream, randomBlob, type FaultUpstream } from './helpers/fault-upstream.js';
+import { startFaultMirror, type FaultMirror } from './helpers/fault-mirror.js';
 import { startPullthrough, type Pullthrough } from './helpers/pullthrough.js';
 import { errorCode } from './helpers/http.js';
 
 let up: FaultUpstream;
 let pt: Pullthrough;
-
+let mirror: FaultMirror | undefined;
 before(async () => {
-  up = await startFaultUpstream();
-  pt = await startPullthrough({ registries: { 'fault.test': { upstream: up.url } }, defaultRegistry: 'fault.test' });
+  mirror = await startFaultMirror();
+  ({ up, pt } = mirror);
 });
-after(async () => {
-  await pt?.cleanup();
-  await up?.close();
-});
+after(() => mirror?.stop());
 
 const sha = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex');
 const blobUrl = (digest: string, repo = 'team/app'): string => `${pt.url}/v2/${repo}/blobs/${digest}`;

@@ -6,20 +6,18 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPullthrough, type Pullthrough } from '../helpers/pullthrough.js';
-import { startFaultUpstream, randomBlob, type FaultUpstream } from '../helpers/fault-upstream.js';
+import { randomBlob, type FaultUpstream } from '../helpers/fault-upstream.js';
+import { startFaultMirror, type FaultMirror } from '../helpers/fault-mirror.js';
 import { rawRequest } from '../helpers/http.js';
 
 let up: FaultUpstream;
 let pt: Pullthrough;
-
+let mirror: FaultMirror | undefined;
 before(async () => {
-  up = await startFaultUpstream();
-  pt = await startPullthrough({ registries: { 'fault.test': { upstream: up.url } }, defaultRegistry: 'fault.test' });
+  mirror = await startFaultMirror();
+  ({ up, pt } = mirror);
 });
-after(async () => {
-  await pt?.cleanup();
-  await up?.close();
-});
+after(() => mirror?.stop());
 
 const admin = (): string => `http://127.0.0.1:${pt.ports.admin}`;
 

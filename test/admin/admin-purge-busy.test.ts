@@ -7,20 +7,19 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { startPullthrough, type Pullthrough } from '../helpers/pullthrough.js';
-import { startFaultUpstream, randomBlob, type FaultUpstream } from '../helpers/fault-upstream.js';
+import type { Pullthrough } from '../helpers/pullthrough.js';
+import { randomBlob, type FaultUpstream } from '../helpers/fault-upstream.js';
+import { startFaultMirror, type FaultMirror } from '../helpers/fault-mirror.js';
 import { until } from '../helpers/replicas.js';
 
 let up: FaultUpstream;
 let pt: Pullthrough;
+let mirror: FaultMirror | undefined;
 before(async () => {
-  up = await startFaultUpstream();
-  pt = await startPullthrough({ registries: { 'fault.test': { upstream: up.url } }, defaultRegistry: 'fault.test' });
+  mirror = await startFaultMirror();
+  ({ up, pt } = mirror);
 });
-after(async () => {
-  await pt?.cleanup();
-  await up?.close();
-});
+after(() => mirror?.stop());
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const admin = (path: string, init?: RequestInit): Promise<Response> => fetch(`http://127.0.0.1:${pt.ports.admin}${path}`, init);
