@@ -9,6 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { run, startProcess } from '../helpers/process.js';
+import { isoTime } from '../../src/observability/logger.js';
 
 const LOGGER = new URL('../../src/observability/logger.js', import.meta.url).href;
 const LINES = 20_000;
@@ -101,4 +102,10 @@ setTimeout(() => {}, 60_000);`;
   } finally {
     await proc.stop();
   }
+});
+
+test("the time field is Date's own ISO string, across milliseconds, seconds and days, in any order", () => {
+  const start = Date.UTC(2026, 11, 31, 23, 59, 58, 990);
+  const times = [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1010, 2009, 2010, 2011, -5, 86_400_000 + 7, 3].map((d) => start + d);
+  for (const t of times) assert.equal(isoTime(t), `,"time":"${new Date(t).toISOString()}"`, `at ${t}`);
 });
