@@ -1,11 +1,10 @@
-import type { Context } from 'koa';
 import type { Config } from '../config/index.js';
 import { parseBasic, type ClientAuth } from '../auth/client-auth.js';
 import { AccessDeniedError, AuthenticationRequiredError } from '../auth/errors.js';
 import { ANONYMOUS } from '../auth/identity.js';
 import { describeRule, type AccessRules, type Action } from '../auth/rules.js';
 import { SERVICE } from '../auth/tokens.js';
-import type { RequestState } from './state.js';
+import type { RequestView } from './request-view.js';
 
 /** The client's repository name in a /v2 API path (as the client spelled it, for challenge scopes). */
 const API_NAME = /^\/v2\/(.+?)\/(manifests|blobs|tags|referrers)\/(uploads)?/;
@@ -21,10 +20,6 @@ export interface AccessDeps {
   readonly rules: AccessRules;
   /** Present when client authentication is on (auth.enabled). */
   readonly clientAuth?: ClientAuth;
-}
-
-function st(ctx: Context): RequestState {
-  return ctx.state as RequestState;
 }
 
 /**
@@ -45,7 +40,7 @@ export class AccessControl {
    * The `WWW-Authenticate` challenge for this request: realm on the Host the client used (or
    * `auth.realm`), service `pullthrough`, and the repository scope when there is one.
    */
-  challenge(ctx: Context, scopeName?: string, action: Action = 'pull'): string {
+  challenge(ctx: RequestView, scopeName?: string, action: Action = 'pull'): string {
     let realm = this.d.config.auth.realm;
     if (!realm) {
       const host = ctx.get('host');
@@ -62,8 +57,8 @@ export class AccessControl {
    * @throws AuthenticationRequiredError when authentication is on and the request carries no
    *   valid token or credentials.
    */
-  async authenticate(ctx: Context): Promise<void> {
-    const state = st(ctx);
+  async authenticate(ctx: RequestView): Promise<void> {
+    const state = ctx.state;
     state.identity = ANONYMOUS;
     if (!this.d.clientAuth) return;
     const api = API_NAME.exec(ctx.path);
@@ -89,8 +84,8 @@ export class AccessControl {
    * @throws AccessDeniedError (403) naming the rule; AuthenticationRequiredError (401) when the
    *   client is anonymous and the deciding rule lets some signed-in users do it.
    */
-  authorize(ctx: Context, registry: string, repo: string, action: Action, clientName: string): void {
-    const state = st(ctx);
+  authorize(ctx: RequestView, registry: string, repo: string, action: Action, clientName: string): void {
+    const state = ctx.state;
     const identity = state.identity ?? ANONYMOUS;
     const d = this.d.rules.decide(registry, repo, action, identity);
     state.rule = describeRule(d.rule);

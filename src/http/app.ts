@@ -7,16 +7,18 @@ import { OciError } from '../oci/errors.js';
 import type { PullThroughCache } from '../cache/pull-through.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { Logger } from '../observability/logger.js';
-import { toOciError } from './error-mapping.js';
 import { v2Router, type DoorKind, type PushRelay } from './v2-routes.js';
 import type { RequestState } from './state.js';
+import { stateOf } from './request-view.js';
+import { failureOf, sendFailure } from './failure.js';
+import { createFront } from './front.js';
+import { isV2 } from './v2-paths.js';
+import type { RequestHandler } from '../doors/request-handler.js';
 import { DoorHosts, type RegistryIndex } from './target.js';
 import type { DoorAuth } from './door-auth.js';
 import type { AccessControl } from './access.js';
-import { auditDenied } from './audit.js';
 import { tokenRouter } from './token-endpoint.js';
 import type { ClientAuth } from '../auth/client-auth.js';
-import { RateLimitedError } from '../auth/errors.js';
 import type { TokenBuckets } from '../util/token-bucket.js';
 import type { UpstreamFailureLog } from '../observability/upstream-failure-log.js';
 import type { StatusHistory } from '../observability/history.js';
@@ -58,90 +60,46 @@ export interface AppDeps {
   readonly history?: StatusHistory;
 }
 
-const MAX_QUERY = 4096;
-/** Probes and scrapes are never rate limited (kubelets and Prometheus poll from one address). */
-const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
+/**
+ * Whether a koa route below may answer `path`: the ops endpoints, /token and /v2. @koa/router
+ * matches its string paths case-insensitively, so this does too; the front answers anything else
+ * as an unknown endpoint without koa.
+ */
+function koaServes(path: string): boolean {
+  const p = path.toLowerCase();
+  return KOA_PREFIXES.some((prefix) => p.startsWith(prefix));
+}
+const KOA_PREFIXES = ['/v2', '/healthz', '/readyz', '/metrics', '/ca.crt', '/setup/', '/token'];
+
+/** A door's request handler: what `createApp` gives. */
+export interface RegistryApp {
+  callback(): RequestHandler;
+}
 
 /**
- * The koa application every door feeds: /v2 plus /healthz, /readyz, /metrics, /ca.crt and
- * /setup/<client>. It is a request handler, not a server, so plain HTTP, TLS and CONNECT-tunnelled
- * sockets can all be handed to `app.callback()`.
+ * What every door feeds: the front (front.ts: request log, metrics, admission checks, the pull
+ * routes) before a koa application with /healthz, /readyz, /metrics, /ca.crt, /setup/<client>,
+ * /token and the rest of /v2. It is a request handler, not a server, so plain HTTP, TLS and
+ * CONNECT-tunnelled sockets can all be handed to it.
  */
-export function createApp(deps: AppDeps): Koa {
+export function createApp(deps: AppDeps): RegistryApp {
   const app = new Koa();
   // Errors are answered and logged by the middleware below; koa's default handler would print stacks.
   app.silent = true;
-  const { metrics, log } = deps;
+  const { metrics } = deps;
+  const hosts = deps.door !== 'mirror' ? new DoorHosts(deps.config) : undefined;
+  // With client authentication on, pullthrough's own token flow replaces the upstream's on the doors.
+  const doorAuth = deps.clientAuth ? undefined : deps.doorAuth;
 
   app.use(async (ctx: Context, next: Next) => {
-    const state: RequestState = { kind: 'other', bytes: 0 };
-    ctx.state = state;
-    const started = process.hrtime.bigint();
-    // Read now: by 'close' the socket may be gone (koa's ctx.ip would throw there).
-    const client = ctx.req.socket?.remoteAddress ?? '';
-    ctx.res.once('close', () => {
-      try {
-        logRequest();
-      } catch (err) {
-        log.error('request log failed', { error: (err as Error).message });
-      }
-    });
-    const logRequest = (): void => {
-      const ms = Number(process.hrtime.bigint() - started) / 1e6;
-      const aborted = !ctx.res.writableFinished;
-      const cache = state.cache ?? 'none';
-      metrics.requests.inc({ kind: state.kind, cache, status: String(ctx.status) });
-      metrics.requestDuration.observe({ kind: state.kind, cache }, ms / 1000);
-      if (state.bytes && state.kind !== 'ops' && state.kind !== 'token') metrics.bytesServed.inc({ source: cache === 'miss' || cache === 'pass' ? 'upstream' : 'cache' }, state.bytes);
-      deps.history?.request({ registry: state.registry, repo: state.repo, kind: state.kind, cache: state.cache, bytes: state.bytes });
-      if (state.kind === 'ops') return;
-      // Only chosen fields: never headers, so never credentials.
-      log.info('request', {
-        door: deps.door,
-        method: ctx.method,
-        path: ctx.path.slice(0, 512),
-        ns: typeof ctx.query.ns === 'string' ? ctx.query.ns.slice(0, 255) : undefined,
-        registry: state.registry,
-        repo: state.repo,
-        kind: state.kind,
-        cache: state.cache,
-        status: ctx.status,
-        error: state.errorCode,
-        stale: state.staleReason,
-        bytes: state.bytes,
-        ms: Math.round(ms * 10) / 10,
-        aborted: aborted || undefined,
-        client,
-        user: state.user,
-      });
-    };
+    // The front made the state and writes the request's log line from it when the response closes.
+    ctx.state = stateOf(ctx.req);
     try {
-      if (deps.rateLimit && !OPS_PATHS.has(ctx.path)) {
-        const wait = deps.rateLimit.take(client);
-        if (wait > 0) throw new RateLimitedError(wait);
-      }
-      if (ctx.querystring.length > MAX_QUERY) throw new OciError('REQUEST_INVALID', 'query string too long');
-      // A request that already passed through this pullthrough came back to it: an upstream name
-      // resolves to pullthrough itself. Refuse rather than recurse.
-      const via = ctx.get('via');
-      if (via && via.split(',').some((hop) => hop.trim().split(/\s+/)[1] === deps.config.instanceName)) {
-        throw new OciError('LOOP_DETECTED', 'request loop: this request already passed through this pullthrough (check the DNS of its upstreams)');
-      }
       await next();
     } catch (err) {
-      const oci = toOciError(err, state.kind);
-      state.errorCode = oci.code;
-      auditDenied(log, metrics, deps.door, ctx, err);
-      deps.upstreamFailures?.note(err);
-      if (oci.code === 'INTERNAL') log.error('internal error', { path: ctx.path.slice(0, 512), error: (err as Error)?.stack ?? String(err) });
-      if (ctx.headerSent) {
-        ctx.res.destroy();
-        return;
-      }
-      ctx.status = oci.status;
-      for (const [k, v] of Object.entries(oci.headers)) ctx.set(k, v);
-      ctx.type = 'application/json';
-      if (ctx.method !== 'HEAD') ctx.body = JSON.stringify(oci.toBody());
+      // Answered on the response itself, as the front answers its own failures.
+      ctx.respond = false;
+      sendFailure(ctx.res, ctx.method, failureOf(deps, ctx, err));
     }
   });
 
@@ -205,12 +163,11 @@ export function createApp(deps: AppDeps): Koa {
   });
   app.use(ops.routes());
 
-  if (deps.door !== 'mirror') {
+  if (hosts) {
     // The TLS and CONNECT doors stand in for registries by name: a /v2 request for a Host they do
     // not serve (or on a port they do not serve it on) is refused, never routed to defaultRegistry.
-    const hosts = new DoorHosts(deps.config);
     app.use(async (ctx: Context, next: Next) => {
-      if (ctx.path === '/v2' || ctx.path.startsWith('/v2/')) {
+      if (isV2(ctx.path)) {
         const sni = (ctx.req.socket as TLSSocket).servername;
         hosts.check(ctx.get('host') || undefined, typeof sni === 'string' && sni ? sni : undefined);
       }
@@ -221,12 +178,10 @@ export function createApp(deps: AppDeps): Koa {
   if (deps.access) {
     const access = deps.access;
     app.use(async (ctx: Context, next: Next) => {
-      if (ctx.path === '/v2' || ctx.path.startsWith('/v2/')) await access.authenticate(ctx);
+      if (isV2(ctx.path)) await access.authenticate(ctx);
       await next();
     });
   }
-  // With client authentication on, pullthrough's own token flow replaces the upstream's on the doors.
-  const doorAuth = deps.clientAuth ? undefined : deps.doorAuth;
   const v2 = v2Router({ cache: deps.cache, index: deps.index, door: deps.door, push: deps.push, doorAuth, access: deps.access });
   app.use(v2.routes());
   app.use((ctx) => {
@@ -234,5 +189,22 @@ export function createApp(deps: AppDeps): Koa {
       throw new OciError('NAME_UNKNOWN', 'unknown endpoint');
     }
   });
-  return app;
+  const koa = app.callback();
+  const front = createFront(
+    {
+      door: deps.door,
+      log: deps.log,
+      metrics: deps.metrics,
+      upstreamFailures: deps.upstreamFailures,
+      instanceName: deps.config.instanceName,
+      pull: { cache: deps.cache, index: deps.index, access: deps.access, doorAuth },
+      hosts,
+      access: deps.access,
+      rateLimit: deps.rateLimit,
+      history: deps.history,
+      koaServes,
+    },
+    koa,
+  );
+  return { callback: () => front };
 }

@@ -1,10 +1,10 @@
-import type { Context } from 'koa';
 import { AccessDeniedError, AuthenticationRequiredError, RateLimitedError, TokenRequestError } from '../auth/errors.js';
 import { describeRule } from '../auth/rules.js';
 import type { Logger } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RequestState } from './state.js';
 import type { DoorKind } from './v2-routes.js';
+import type { RequestView } from './request-view.js';
 
 /**
  * One `denied` line for every request refused by authentication, the rules or the rate limit:
@@ -14,7 +14,7 @@ import type { DoorKind } from './v2-routes.js';
  * written: never a header, password or token.
  * @returns whether `err` was such a refusal.
  */
-export function auditDenied(log: Logger, metrics: Metrics, door: DoorKind, ctx: Context, err: unknown): boolean {
+export function auditDenied(log: Logger, metrics: Metrics, door: DoorKind, ctx: RequestView, err: unknown): boolean {
   let reason: string;
   let rule: string | undefined;
   let action: string | undefined;
@@ -33,7 +33,7 @@ export function auditDenied(log: Logger, metrics: Metrics, door: DoorKind, ctx: 
   } else {
     return false;
   }
-  const state = ctx.state as RequestState;
+  const state: RequestState = ctx.state;
   metrics.denied.inc({ door, reason });
   const fields = {
     door,

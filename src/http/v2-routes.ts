@@ -1,19 +1,16 @@
 import type { Context } from 'koa';
-import type { Readable } from 'node:stream';
 import Router from '@koa/router';
 import { OciError } from '../oci/errors.js';
 import { parseDigest } from '../oci/digest.js';
-import { parseManifestReference, parseReadReference } from '../oci/reference.js';
-import { acceptedTypes } from '../oci/media-types.js';
+import { parseManifestReference } from '../oci/reference.js';
 import type { PullThroughCache } from '../cache/pull-through.js';
 import type { Target } from '../cache/results.js';
-import { resolveTarget, type RegistryIndex } from './target.js';
-import { parseRange } from './range.js';
+import type { RegistryIndex } from './target.js';
+import { allowedTarget, BASE, BLOB, MANIFEST, REFERRERS, TAGS, UPLOAD } from './v2-paths.js';
 import { TOKEN_RELAY_PATH, type DoorAuth } from './door-auth.js';
 import type { RequestState } from './state.js';
 import type { AccessControl } from './access.js';
 import type { Action } from '../auth/rules.js';
-import { recyclerOf } from '../util/reusable-buffers.js';
 
 /** Which door a request came through; only the TLS and CONNECT doors relay pushes. */
 export type DoorKind = 'mirror' | 'tls' | 'proxy';
@@ -32,30 +29,12 @@ export interface V2Deps {
   readonly access?: AccessControl;
 }
 
-const NAME = '(.+?)';
-const MANIFEST = new RegExp(`^/v2/${NAME}/manifests/([^/]+)$`);
-const BLOB = new RegExp(`^/v2/${NAME}/blobs/([^/]+)$`);
-const UPLOAD = new RegExp(`^/v2/${NAME}/blobs/uploads(?:/[^/]*)?$`);
-const TAGS = new RegExp(`^/v2/${NAME}/tags/list$`);
-const REFERRERS = new RegExp(`^/v2/${NAME}/referrers/([^/]+)$`);
-
 function st(ctx: Context): RequestState {
   return ctx.state as RequestState;
 }
 
-/**
- * The registry and repository a request is for, once the rules allow `action` on it (checked
- * before anything is read from the cache or asked upstream).
- * @throws OciError for unknown registries and bad names; AccessDeniedError,
- *   AuthenticationRequiredError when the rules refuse.
- */
 function target(ctx: Context, deps: V2Deps, name: string, action: Action = 'pull'): Target {
-  const ns = typeof ctx.query.ns === 'string' ? ctx.query.ns : undefined;
-  const t = resolveTarget(deps.index, ctx.get('host') || undefined, ns, name);
-  st(ctx).registry = t.registry.name;
-  st(ctx).repo = t.repo;
-  deps.access?.authorize(ctx, t.registry.name, t.repo, action, name);
-  return t;
+  return allowedTarget(ctx, deps, typeof ctx.query.ns === 'string' ? ctx.query.ns : undefined, name, action);
 }
 
 function readOnly(ctx: Context): boolean {
@@ -63,46 +42,18 @@ function readOnly(ctx: Context): boolean {
 }
 
 /**
- * Sends a stream as the body, writing it to the response here rather than through koa's pipe:
- * each chunk's write callback (the bytes are in the kernel) hands the buffer back to streams that
- * reuse them, so a big blob is served from a few buffers instead of one fresh 1 MiB allocation per
- * read (page faults, and garbage the GC only collects after tens of MB). A failing stream aborts
- * the connection rather than ending it cleanly; a client that goes away destroys the stream.
+ * The /v2 API (OCI distribution spec) apart from the pull routes the front answers: writes (relayed
+ * or refused), tags, referrers, the token relay and the upstream's other endpoints.
  */
-function streamBody(ctx: Context, stream: Readable): void {
-  const res = ctx.res;
-  ctx.respond = false;
-  const recycle = recyclerOf(stream);
-  // 'data' events rather than read() or async iteration: read() concatenates whatever chunks are
-  // buffered into a new buffer (a copy of every byte, and an unrecyclable buffer).
-  stream.on('data', (chunk: Buffer) => {
-    st(ctx).bytes += chunk.length;
-    if (!res.write(chunk, recycle ? () => recycle(chunk) : undefined)) stream.pause();
-  });
-  res.on('drain', () => stream.resume());
-  stream.once('end', () => res.end());
-  stream.once('error', () => res.destroy());
-  res.once('close', () => stream.destroy());
-}
-
-/** The /v2 pull API (OCI distribution spec), answered from the pull-through cache. */
 export function v2Router(deps: V2Deps): Router {
   const router = new Router();
   const { cache } = deps;
 
-  router.all(/^\/v2\/?$/, async (ctx) => {
+  // GET and HEAD of /v2/, manifests and blobs never reach koa: the front answers them
+  // (pull-routes.ts). What comes here is every other method on those paths.
+  router.all(BASE, (ctx) => {
     st(ctx).kind = 'base';
-    if (!readOnly(ctx)) throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
-    ctx.set('docker-distribution-api-version', 'registry/2.0');
-    const host = ctx.get('host');
-    const registry = deps.doorAuth ? deps.index.lookup(host || undefined) : undefined;
-    const challenge = registry ? await deps.doorAuth!.challenge(registry, host) : null;
-    if (challenge) {
-      st(ctx).registry = registry!.name;
-      throw new OciError('UNAUTHORIZED', 'authentication required', undefined, { 'www-authenticate': challenge });
-    }
-    ctx.type = 'application/json';
-    ctx.body = '{}';
+    throw new OciError('UNSUPPORTED', `${ctx.method} is not supported on /v2/`);
   });
 
   router.all(TOKEN_RELAY_PATH, async (ctx) => {
@@ -127,65 +78,14 @@ export function v2Router(deps: V2Deps): Router {
 
   router.all(UPLOAD, (ctx) => relayWrite(ctx, 'blob uploads'));
 
-  router.all(MANIFEST, async (ctx) => {
+  router.all(MANIFEST, (ctx) => {
     st(ctx).kind = 'manifest';
-    if (!readOnly(ctx)) return relayWrite(ctx, 'manifests', () => parseManifestReference(ctx.captures![1]!));
-    const t = target(ctx, deps, ctx.captures![0]!);
-    const ref = parseReadReference(ctx.captures![1]!);
-    const head = ctx.method === 'HEAD';
-    const m = await cache.manifest(t, ref, acceptedTypes(ctx.get('accept') || undefined), head);
-    st(ctx).cache = m.cache;
-    st(ctx).staleReason = m.staleReason;
-    ctx.status = 200;
-    ctx.set('docker-content-digest', m.digest);
-    ctx.set('etag', `"${m.digest}"`);
-    ctx.type = m.mediaType;
-    if (m.cache === 'stale') ctx.set('warning', '110 pullthrough "Response is Stale"');
-    if (head || !m.body) {
-      ctx.length = m.size;
-      return;
-    }
-    st(ctx).bytes = m.body.length;
-    ctx.body = m.body;
+    return relayWrite(ctx, 'manifests', () => parseManifestReference(ctx.captures![1]!));
   });
 
-  router.all(BLOB, async (ctx) => {
+  router.all(BLOB, (ctx) => {
     st(ctx).kind = 'blob';
-    if (!readOnly(ctx)) return relayWrite(ctx, 'blobs', () => parseDigest(ctx.captures![1]!));
-    const t = target(ctx, deps, ctx.captures![0]!);
-    const digest = parseDigest(ctx.captures![1]!).value;
-    const head = ctx.method === 'HEAD';
-    const blob = await cache.blob(t, digest, head);
-    st(ctx).cache = blob.cache;
-    ctx.set('docker-content-digest', digest);
-    ctx.set('etag', `"${digest}"`);
-    ctx.set('accept-ranges', 'bytes');
-    ctx.set('cache-control', 'max-age=31536000');
-    ctx.type = 'application/octet-stream';
-    const range = head ? undefined : parseRange(ctx.get('range') || undefined, blob.size);
-    if (head) {
-      ctx.status = 200;
-      if (blob.size !== undefined) ctx.length = blob.size;
-      return;
-    }
-    const location = await blob.redirect?.();
-    if (location) {
-      // The object store serves the bytes (and the Range) itself; pullthrough stays off the data path.
-      st(ctx).cache = 'hit';
-      ctx.status = 307;
-      ctx.set('location', location);
-      return;
-    }
-    const stream = await blob.open(range);
-    if (range) {
-      ctx.status = 206;
-      ctx.set('content-range', `bytes ${range.start}-${range.end}/${blob.size}`);
-      ctx.length = range.end - range.start + 1;
-    } else {
-      ctx.status = 200;
-      if (blob.size !== undefined) ctx.length = blob.size;
-    }
-    streamBody(ctx, stream);
+    return relayWrite(ctx, 'blobs', () => parseDigest(ctx.captures![1]!));
   });
 
   router.all(TAGS, async (ctx) => {
