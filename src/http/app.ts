@@ -199,7 +199,6 @@ export function createApp(deps: AppDeps): RegistryApp {
       instanceName: deps.config.instanceName,
       pull: { cache: deps.cache, index: deps.index, access: deps.access, doorAuth },
       hosts,
-      access: deps.access,
       rateLimit: deps.rateLimit,
       history: deps.history,
       koaServes,

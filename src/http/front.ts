@@ -4,8 +4,6 @@ import { parse as parseQuery } from 'node:querystring';
 import { OciError } from '../oci/errors.js';
 import { RateLimitedError } from '../auth/errors.js';
 import type { TokenBuckets } from '../util/token-bucket.js';
-import type { Logger } from '../observability/logger.js';
-import type { Metrics } from '../observability/metrics.js';
 import type { StatusHistory } from '../observability/history.js';
 import type { RequestHandler } from '../doors/request-handler.js';
 import type { RequestState } from './state.js';
@@ -13,20 +11,15 @@ import { attachState, LeanRequest, splitTarget } from './request-view.js';
 import { failureOf, sendFailure, type FailureDeps } from './failure.js';
 import { matchPull, servePull, type PullDeps, type PullRoute } from './pull-routes.js';
 import type { DoorHosts } from './target.js';
-import type { AccessControl } from './access.js';
-import type { DoorKind } from './v2-routes.js';
 
 /** What the front needs besides the koa app it hands the other requests to. */
 export interface FrontDeps extends FailureDeps {
-  readonly door: DoorKind;
-  readonly log: Logger;
-  readonly metrics: Metrics;
   /** This pullthrough's name in `Via` (loop detection). */
   readonly instanceName: string;
+  /** The pull routes' parts; its `access` also authenticates the client before a pull route. */
   readonly pull: PullDeps;
   /** The Hosts a TLS or CONNECT door answers /v2 for; absent on the mirror door. */
   readonly hosts?: DoorHosts;
-  readonly access?: AccessControl;
   readonly rateLimit?: TokenBuckets;
   readonly history?: StatusHistory;
   /** Whether a koa route may answer this path; anything else is an unknown endpoint. */
@@ -98,7 +91,7 @@ export function createFront(deps: FrontDeps, koa: RequestHandler): RequestHandle
       const sni = (view.socket as TLSSocket).servername;
       deps.hosts.check(view.get('host') || undefined, typeof sni === 'string' && sni ? sni : undefined);
     }
-    await deps.access?.authenticate(view);
+    await deps.pull.access?.authenticate(view);
     await servePull(view, res, route, ns, deps.pull);
   };
 
