@@ -149,8 +149,11 @@ test('a client that goes away during a blob: its line says aborted, and the next
   const big = await pushImage(hub, 'library/front-big', 'v1', await makeImage({ format: 'oci', layers: 1, layerSize: 24 * 1024 * 1024 }));
   const layer = big.manifests[0]!.layers[0]!;
   const path = `/v2/library/front-big/blobs/${layer.digest}`;
-  // Cached first, so the aborted answer is the pull route's, not a fill's.
+  // Cached first, so the aborted answer is the pull route's, not a fill's; its line is waited for,
+  // or it could be taken for the aborted request's (the log is read as it arrives).
+  const beforeFill = pt.requests().length;
   assert.equal(sha256((await rawRequest(pt.url, path)).body), layer.digest);
+  await lineFor(path, beforeFill);
   const since = pt.requests().length;
   await new Promise<void>((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port: pt.ports.mirror, path, agent: false }, (res) => {
