@@ -1,5 +1,4 @@
 import Koa, { type Context, type Next } from 'koa';
-import type { TLSSocket } from 'node:tls';
 import Router from '@koa/router';
 import type { Config } from '../config/index.js';
 import type { NamesSettings } from '../config/served-names.js';
@@ -12,7 +11,6 @@ import type { RequestState } from './state.js';
 import { stateOf } from './request-view.js';
 import { failureOf, sendFailure } from './failure.js';
 import { createFront } from './front.js';
-import { isV2 } from './v2-paths.js';
 import type { RequestHandler } from '../doors/request-handler.js';
 import { DoorHosts, type RegistryIndex } from './target.js';
 import type { DoorAuth } from './door-auth.js';
@@ -87,7 +85,6 @@ export function createApp(deps: AppDeps): RegistryApp {
   // Errors are answered and logged by the middleware below; koa's default handler would print stacks.
   app.silent = true;
   const { metrics } = deps;
-  const hosts = deps.door !== 'mirror' ? new DoorHosts(deps.config) : undefined;
   // With client authentication on, pullthrough's own token flow replaces the upstream's on the doors.
   const doorAuth = deps.clientAuth ? undefined : deps.doorAuth;
 
@@ -163,25 +160,9 @@ export function createApp(deps: AppDeps): RegistryApp {
   });
   app.use(ops.routes());
 
-  if (hosts) {
-    // The TLS and CONNECT doors stand in for registries by name: a /v2 request for a Host they do
-    // not serve (or on a port they do not serve it on) is refused, never routed to defaultRegistry.
-    app.use(async (ctx: Context, next: Next) => {
-      if (isV2(ctx.path)) {
-        const sni = (ctx.req.socket as TLSSocket).servername;
-        hosts.check(ctx.get('host') || undefined, typeof sni === 'string' && sni ? sni : undefined);
-      }
-      await next();
-    });
-  }
   if (deps.clientAuth) app.use(tokenRouter(deps.clientAuth).routes());
-  if (deps.access) {
-    const access = deps.access;
-    app.use(async (ctx: Context, next: Next) => {
-      if (isV2(ctx.path)) await access.authenticate(ctx);
-      await next();
-    });
-  }
+  // The door's Host check and the client's authentication for /v2 are the front's (front.ts),
+  // done before a /v2 request reaches the routes below.
   const v2 = v2Router({ cache: deps.cache, index: deps.index, door: deps.door, push: deps.push, doorAuth, access: deps.access });
   app.use(v2.routes());
   app.use((ctx) => {
@@ -198,7 +179,9 @@ export function createApp(deps: AppDeps): RegistryApp {
       upstreamFailures: deps.upstreamFailures,
       instanceName: deps.config.instanceName,
       pull: { cache: deps.cache, index: deps.index, access: deps.access, doorAuth },
-      hosts,
+      // The TLS and CONNECT doors stand in for registries by name: a /v2 request for a Host they
+      // do not serve (or on a port they do not serve it on) is refused, never routed to defaultRegistry.
+      hosts: deps.door !== 'mirror' ? new DoorHosts(deps.config) : undefined,
       rateLimit: deps.rateLimit,
       history: deps.history,
       koaServes,

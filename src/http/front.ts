@@ -11,12 +11,13 @@ import { attachState, LeanRequest, splitTarget } from './request-view.js';
 import { failureOf, sendFailure, type FailureDeps } from './failure.js';
 import { matchPull, servePull, type PullDeps, type PullRoute } from './pull-routes.js';
 import type { DoorHosts } from './target.js';
+import { isV2 } from './v2-paths.js';
 
 /** What the front needs besides the koa app it hands the other requests to. */
 export interface FrontDeps extends FailureDeps {
   /** This pullthrough's name in `Via` (loop detection). */
   readonly instanceName: string;
-  /** The pull routes' parts; its `access` also authenticates the client before a pull route. */
+  /** The pull routes' parts; its `access` also authenticates the client of every /v2 request. */
   readonly pull: PullDeps;
   /** The Hosts a TLS or CONNECT door answers /v2 for; absent on the mirror door. */
   readonly hosts?: DoorHosts;
@@ -32,9 +33,10 @@ const OPS_PATHS = new Set(['/healthz', '/readyz', '/metrics']);
 
 /**
  * The request handler every door feeds. It keeps what every request gets in one place — the
- * request log line and metrics, the rate limit, the query-length and loop checks — answers the
- * pull requests itself (pull-routes.ts) and unknown paths with a 404, and hands the rest (ops
- * endpoints, tokens, writes, tags, referrers) to `koa` with the request's state attached.
+ * request log line and metrics, the rate limit, the query-length and loop checks, and for /v2 the
+ * door's Host check and the client's authentication — answers the pull requests itself
+ * (pull-routes.ts) and unknown paths with a 404, and hands the rest (ops endpoints, tokens,
+ * writes, tags, referrers) to `koa` with the request's state attached.
  */
 export function createFront(deps: FrontDeps, koa: RequestHandler): RequestHandler {
   const { log, metrics } = deps;
@@ -85,14 +87,19 @@ export function createFront(deps: FrontDeps, koa: RequestHandler): RequestHandle
     }
   };
 
-  const pull = async (view: LeanRequest, res: ServerResponse, route: PullRoute, ns: string | undefined): Promise<void> => {
-    // As koa's middleware does for every /v2 request: the door's Host check, then who the client is.
+  /**
+   * A /v2 request, whether a pull route or koa answers it: first the door's Host check, then who
+   * the client is (anonymous while authentication is off), then the route.
+   */
+  const v2 = async (view: LeanRequest, res: ServerResponse, route: PullRoute | undefined, ns: string | undefined): Promise<void> => {
     if (deps.hosts) {
       const sni = (view.socket as TLSSocket).servername;
       deps.hosts.check(view.get('host') || undefined, typeof sni === 'string' && sni ? sni : undefined);
     }
     await deps.pull.access?.authenticate(view);
-    await servePull(view, res, route, ns, deps.pull);
+    if (route) return servePull(view, res, route, ns, deps.pull);
+    attachState(view.req, view.state);
+    koa(view.req, res);
   };
 
   return (req: IncomingMessage, res: ServerResponse): void => {
@@ -122,9 +129,8 @@ export function createFront(deps: FrontDeps, koa: RequestHandler): RequestHandle
     };
     try {
       admit(view, path, query);
-      const route = matchPull(view.method, path);
-      if (route) {
-        pull(view, res, route, ns).catch(fail);
+      if (isV2(path)) {
+        v2(view, res, matchPull(view.method, path), ns).catch(fail);
         return;
       }
       if (!deps.koaServes(path)) throw new OciError('NAME_UNKNOWN', 'unknown endpoint');
