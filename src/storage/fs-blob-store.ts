@@ -37,8 +37,8 @@ export function readChunkSize(othersOpen: number): number {
  * counting towards the read size of new ones.
  */
 export class FileRangeReadable extends Readable {
+  /** Its buffers' size is this body's read size. */
   private readonly buffers: ReusableBuffers;
-  private readonly chunk: number;
 
   constructor(
     private readonly fh: FileHandle,
@@ -48,7 +48,6 @@ export class FileRangeReadable extends Readable {
     const chunk = readChunkSize(openReaders);
     super({ highWaterMark: chunk });
     openReaders++;
-    this.chunk = chunk;
     this.buffers = new ReusableBuffers(chunk, MAX_FREE);
   }
 
@@ -58,7 +57,7 @@ export class FileRangeReadable extends Readable {
   }
 
   override _read(): void {
-    const n = Math.min(this.chunk, this.end - this.pos);
+    const n = Math.min(this.buffers.size, this.end - this.pos);
     if (n <= 0) {
       this.push(null);
       return;
