@@ -3,7 +3,8 @@
  * the docker-compose file as Compose itself reads it (`docker-compose config`), and the image's
  * own configuration agree with each other, meet the restricted Pod Security Standard, listen on
  * unprivileged ports only, and build configurations that pass loadConfig. test/image.test.ts runs
- * the image itself as these files say.
+ * the image itself as these files say. The launchers (npm start, the image, the shebang) run Node.js
+ * as the tests do.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +14,7 @@ import { join, resolve } from 'node:path';
 import { parse } from 'yaml';
 import { loadConfig } from '../src/config/index.js';
 import { run, tempDir } from './helpers/process.js';
+import { LAUNCH_ENV, NODE_FLAGS } from './helpers/pullthrough.js';
 import { containerEnv, findObject, parseYamlDocuments, renderKustomization, type KubeObject } from './helpers/kube-pod.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -167,5 +169,25 @@ test('docker-compose: Compose reads it, it builds from the repository root, and 
     const s3Host = new URL(env.PULLTHROUGH_S3_ENDPOINT!).hostname;
     assert.ok(services[redisHost] && services[s3Host], 'Redis and MinIO are services of this file');
     assert.equal(env.AWS_ACCESS_KEY_ID, services[s3Host]!.environment.MINIO_ROOT_USER);
+  }
+});
+
+test('launchers: npm start, the image and the pullthrough command run Node.js with the flags and environment the tests use', () => {
+  // The tests and the bench start dist/src/main.js with NODE_FLAGS and LAUNCH_ENV, so that what
+  // they measure is what users run; each launcher must say the same (docs/operations.md, Memory).
+  const flags = NODE_FLAGS.join(' ');
+  const env = Object.entries(LAUNCH_ENV);
+  assert.ok(env.length > 0);
+  const start = readFileSync(join(ROOT, 'scripts/start.sh'), 'utf8');
+  assert.match(start, new RegExp(`^exec node ${flags} dist/src/main.js serve "\\$@"$`, 'm'));
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)?.[1] ?? '[]') as string[];
+  assert.deepEqual(cmd, ['node', ...NODE_FLAGS, 'dist/src/main.js', 'serve']);
+  const shebang = readFileSync(join(ROOT, 'src/main.ts'), 'utf8').split('\n')[0];
+  assert.equal(shebang, `#!/usr/bin/env -S ${env.map(([k, v]) => `${k}=${v}`).join(' ')} node ${flags}`);
+  for (const [k, v] of env) {
+    // start.sh keeps a value the user set.
+    assert.match(start, new RegExp(`^${k}=\\$\\{${k}:-${v}\\}\\nexport ${k}$`, 'm'), `start.sh sets ${k}`);
+    assert.match(dockerfile, new RegExp(`^ENV ${k}=${v}$`, 'm'), `the Dockerfile sets ${k}`);
   }
 });

@@ -14,7 +14,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdir, stat, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parse, stringify } from 'yaml';
 import { startUpstreamRegistry } from './helpers/upstream-registry.js';
@@ -23,6 +23,7 @@ import { readDirLayout, skopeoCopy } from './helpers/clients.js';
 import { startRedis } from './helpers/redis-server.js';
 import { startS3rver } from './helpers/s3-server.js';
 import { freePort, startProcess, tempDir } from './helpers/process.js';
+import { LAUNCH_ENV, NODE_FLAGS } from './helpers/pullthrough.js';
 import { hijack, randomLoopback } from './helpers/hijack.js';
 import { relay, type Relay } from './helpers/socket-relay.js';
 import { baseImages, buildImage, imageSize, startCachedDockerd } from './helpers/image-build.js';
@@ -145,6 +146,11 @@ test('the image runs as deploy/kubernetes says (restricted profile) and serves p
   };
   const pid = (await docker.docker(['inspect', '--format', '{{.State.Pid}}', name])).stdout.trim();
   assert.ok(Number(pid) > 0, `the container is running: ${await logs()}`);
+  // The image runs Node.js as the tests and the bench do (docs/operations.md, Memory).
+  const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+  for (const flag of NODE_FLAGS) assert.ok(cmdline.includes(flag), `${flag} in ${cmdline.join(' ')}`);
+  const environ = (await readFile(`/proc/${pid}/environ`, 'utf8')).split('\0');
+  for (const [k, v] of Object.entries(LAUNCH_ENV)) assert.ok(environ.includes(`${k}=${v}`), `${k}=${v} in the container's environment`);
   const relays = startProcess('nsenter', [`--net=/proc/${pid}/ns/net`, process.execPath, RELAY_MAIN, ...inPod]);
   later(() => relays.stop());
 

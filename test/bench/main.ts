@@ -6,7 +6,8 @@
  * cold (cold pulls, single and 8 at once), throughput (warm blob throughput and peak RSS),
  * handshake (new TLS connections). BENCH_SYSTEMS=pt-fs,nginx,… keeps only those columns.
  * BENCH_BASELINE=<dir> adds a column for the pullthrough build in <dir> (a checkout with dist/
- * built; fs + file, like pt-fs), measured in turn with the others: before/after in one run.
+ * built; fs + file, like pt-fs, with the environment that build ships with), measured in turn with
+ * the others: before/after in one run.
  * Not part of `npm test`: it prints numbers, it asserts nothing.
  */
 import { existsSync } from 'node:fs';
@@ -37,6 +38,7 @@ import {
   PullthroughSystem,
   RegistryProxySystem,
   UPSTREAM_NAME,
+  launchEnvOf,
   probeDoors,
   tlsEndpoint,
   type System,
@@ -430,12 +432,13 @@ async function main(): Promise<void> {
     const ca = await createCA({ dir: join(work.path, 'pki') });
     const cert = await issueEcServerCert(ca, [UPSTREAM_NAME, ...FRESH_NAMES, 'localhost'], ['127.0.0.1']);
     const doors = await probeDoors(up.url);
+    const baselineEnv = BASELINE ? await launchEnvOf(BASELINE) : {};
     log(`pullthrough doors: tls ${doors.tls ? 'yes' : 'no'}, dns ${doors.dns ? 'yes' : 'no'} (${doors.detail})`);
 
     const make = (url: string): System[] =>
       [
         new PullthroughSystem('pt-fs', 'pullthrough fs + file', 'fs', url, doors.tls),
-        ...(BASELINE ? [new PullthroughSystem('pt-base', `pullthrough fs + file, baseline (${BASELINE})`, 'fs', url, doors.tls, 1, join(BASELINE, 'dist/src/main.js'))] : []),
+        ...(BASELINE ? [new PullthroughSystem('pt-base', `pullthrough fs + file, baseline (${BASELINE})`, 'fs', url, doors.tls, 1, join(BASELINE, 'dist/src/main.js'), baselineEnv)] : []),
         new PullthroughSystem('pt-s3', 'pullthrough S3 + Redis', 's3', url, doors.tls),
         // Both cores for TLS (node:cluster workers need shared metadata, hence Redis).
         new PullthroughSystem('pt-w2', 'pullthrough fs + Redis, 2 workers', 'fs', url, doors.tls, 2),

@@ -6,12 +6,13 @@
  */
 import { closeSync, openSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
 import { freePort, startProcess, waitForPort, type Proc } from '../helpers/process.js';
 import { benchTemp } from './measure.js';
-import { MAIN, NODE_FLAGS } from '../helpers/pullthrough.js';
+import { LAUNCH_ENV, MAIN, NODE_FLAGS } from '../helpers/pullthrough.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
 import { startRedis, type RedisHandle } from '../helpers/redis-server.js';
 import type { ServerCert } from './cert.js';
@@ -97,7 +98,7 @@ export interface PtProcess {
  * other doors in `listen`: a door that does not come up is simply absent from `ports` (that is how
  * the bench learns whether this build has it).
  */
-export async function startPt(config: Record<string, unknown>, graceMs = 4000, main = MAIN): Promise<PtProcess> {
+export async function startPt(config: Record<string, unknown>, graceMs = 4000, main = MAIN, launchEnv: Readonly<Record<string, string>> = LAUNCH_ENV): Promise<PtProcess> {
   const dir = await benchTemp('pullthrough-bench-pt-');
   const doc: Record<string, unknown> = { dataDir: join(dir.path, 'data'), ...config };
   // The admin door's default port (5001) would collide between the systems the bench keeps running.
@@ -105,7 +106,7 @@ export async function startPt(config: Record<string, unknown>, graceMs = 4000, m
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
   const proc = startProcess(process.execPath, [...NODE_FLAGS, main, 'serve', '--config', configFile], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path, ...launchEnv },
   });
   const listen = (full.listen ?? {}) as Record<string, unknown>;
   const wanted = Object.entries(listen).filter(([, v]) => v !== null).map(([k]) => k);
@@ -142,6 +143,17 @@ export async function startPt(config: Record<string, unknown>, graceMs = 4000, m
     await new Promise((r) => setTimeout(r, 25));
   }
   return { proc, ports, output: () => proc.output(), stop };
+}
+
+/**
+ * The environment another checkout's build ships with: its test harness's LAUNCH_ENV, or none for
+ * a build from before that existed. A baseline column runs as that build shipped, not with this
+ * checkout's settings, so a before/after comparison includes what the launch settings change.
+ */
+export async function launchEnvOf(checkout: string): Promise<Readonly<Record<string, string>>> {
+  const helper = join(resolve(checkout), 'dist/test/helpers/pullthrough.js');
+  const mod = (await import(pathToFileURL(helper).href).catch(() => ({}))) as { LAUNCH_ENV?: Record<string, string> };
+  return mod.LAUNCH_ENV ?? {};
 }
 
 /** Registries section every pullthrough of the bench uses. */
@@ -190,6 +202,8 @@ export class PullthroughSystem implements System {
     private readonly workers = 1,
     /** dist/src/main.js of the build to run (another checkout's, for a before/after column). */
     private readonly main = MAIN,
+    /** The environment that build ships with (see {@link launchEnvOf}). */
+    private readonly launchEnv: Readonly<Record<string, string>> = LAUNCH_ENV,
   ) {}
 
   async startCold(opts: StartOptions = {}): Promise<Running> {
@@ -210,7 +224,7 @@ export class PullthroughSystem implements System {
       ...stores,
       listen: { mirror: '127.0.0.1:0', ...(this.tlsDoor ? { tls: '127.0.0.1:0' } : {}), ...(opts.dns ? { dns: '127.0.0.1:0' } : {}) },
       ...(opts.dns ? { dns: { answer: ['127.0.0.1'], fastPath: opts.dnsFastPath ?? 'on' } } : {}),
-    }, undefined, this.main);
+    }, undefined, this.main, this.launchEnv);
     const side = (): number[] => [this.s3?.pid(), this.redis?.pid()].filter((p): p is number => p !== undefined);
     return {
       host: `127.0.0.1:${pt.ports.mirror}`,

@@ -14,6 +14,12 @@ export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
  * shebang), so the tests and the bench run it as users do.
  */
 export const NODE_FLAGS = ['--max-semi-space-size=4'];
+/**
+ * The environment pullthrough ships with, by the same launchers (docs/operations.md, Memory):
+ * glibc's mmap threshold pinned, so freed large buffers go back to the system.
+ * test/deploy.test.ts checks that every launcher sets these and NODE_FLAGS.
+ */
+export const LAUNCH_ENV: Readonly<Record<string, string>> = { MALLOC_MMAP_THRESHOLD_: '131072' };
 
 /** One JSON log line of pullthrough. */
 export type LogLine = Record<string, unknown> & { msg: string; level: string };
@@ -82,7 +88,7 @@ export async function startPullthrough(config: Record<string, unknown>, opts: St
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
   const proc = startProcess(process.execPath, [...NODE_FLAGS, opts.main ?? MAIN, 'serve', '--config', configFile], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path, ...opts.env },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path, ...LAUNCH_ENV, ...opts.env },
   });
   const wanted = Object.entries((full.listen ?? {}) as Record<string, unknown>).filter(([, v]) => v !== null).map(([k]) => k);
   const ports: Record<string, number> = {};
