@@ -9,8 +9,9 @@
  * call's fields; undefined fields are left out.
  */
 import { pino, type DestinationStream } from 'pino';
+import { LineBatch } from './line-batch.js';
 
-/** With log.flushMs, lines are written once this many bytes are buffered (below SonicBoom's 16 KiB write size). */
+/** With log.flushMs, lines are written once this many characters are gathered (below SonicBoom's 16 KiB write size). */
 const LOG_BATCH_BYTES = 8192;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -38,8 +39,8 @@ export interface FlushingLogger extends Logger {
  *
  * On stdout (the default) lines go through pino's asynchronous destination (SonicBoom on fd 1).
  * A deliberate exit awaits {@link FlushingLogger.settle} first (serve does after SIGTERM's drain);
- * on any exit, a crash included, pino writes what is still buffered synchronously, so only
- * SIGKILL loses lines. Any other stream is written to as it is (synchronously, for tests).
+ * on any exit, a crash included, what is still buffered (pino's destination, then the batch of
+ * {@link LineBatch}) is written synchronously, so only SIGKILL loses lines. Any other stream is written to as it is (synchronously, for tests).
  */
 export function createLogger(
   level: LogLevel = 'info',
@@ -51,21 +52,30 @@ export function createLogger(
   let idle = true;
   let dest: DestinationStream;
   let sonic: ReturnType<typeof pino.destination> | undefined;
+  let batch: LineBatch | undefined;
   if (out === process.stdout) {
-    // With a flush interval, lines are gathered up to LOG_BATCH_BYTES and written together, at
-    // least every flushMs: one write per line cost the request path ~0.1–0.2 ms per new TLS
-    // connection in the handshake bench (an fs.write round trip per line; docs/performance.md).
-    const s = pino.destination(flushMs > 0 ? { dest: 1, sync: false, minLength: LOG_BATCH_BYTES, periodicFlush: flushMs } : { dest: 1, sync: false });
+    const s = pino.destination({ dest: 1, sync: false });
     sonic = s;
-    // SonicBoom emits 'drain' when a write ends and less than the batch is left; settle() lowers
-    // the batch to zero first, so there 'drain' means nothing is buffered or being written.
+    // SonicBoom emits 'drain' when a write ends and nothing is left to write.
     s.on('drain', () => (idle = true));
-    dest = {
-      write(line: string) {
-        idle = false;
-        return s.write(line);
-      },
+    const send = (text: string): void => {
+      idle = false;
+      s.write(text);
     };
+    if (flushMs > 0) {
+      // Lines gathered up to LOG_BATCH_BYTES and written together, at least every flushMs: one
+      // write per line cost the request path ~0.1–0.2 ms per new TLS connection in the handshake
+      // bench (an fs.write round trip per line; docs/performance.md).
+      const b = new LineBatch(send, LOG_BATCH_BYTES, flushMs);
+      batch = b;
+      atExit(() => {
+        // pino's own exit hook writes what SonicBoom holds; this hands over what the batch holds
+        // first, or writes it after, whichever hook runs first.
+        b.handOver();
+        s.flushSync();
+      });
+      dest = { write: (line: string) => b.add(line) };
+    } else dest = { write: send };
   } else dest = out as unknown as DestinationStream;
   const p = pino(
     {
@@ -85,15 +95,7 @@ export function createLogger(
       const s = sonic;
       if (!s) return;
       const deadline = Date.now() + timeoutMs;
-      if (flushMs > 0) {
-        // Write out what the batch holds: flush starts a write (of nothing, if nothing is
-        // buffered), and with no minimum left every write that follows takes the rest, so
-        // 'drain' comes only once nothing is buffered.
-        idle = false;
-        s.flush();
-        // A public field of SonicBoom (its constructor sets it), missing from its type declarations.
-        (s as unknown as { minLength: number }).minLength = 0;
-      }
+      batch?.handOver();
       while (!idle && Date.now() < deadline) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(done, Math.max(1, deadline - Date.now()));
@@ -107,6 +109,23 @@ export function createLogger(
       }
     },
   };
+}
+
+const exitHooks: Array<() => void> = [];
+/** Runs `hook` when the process exits, a crash included; one 'exit' listener for every logger. */
+function atExit(hook: () => void): void {
+  if (exitHooks.length === 0) {
+    process.on('exit', () => {
+      for (const h of exitHooks) {
+        try {
+          h();
+        } catch {
+          // Nowhere left to report it: stdout is what failed.
+        }
+      }
+    });
+  }
+  exitHooks.push(hook);
 }
 
 let second = -1;
