@@ -12,7 +12,7 @@ import { pino, type DestinationStream } from 'pino';
 import { LineBatch } from './line-batch.js';
 
 /** With log.flushMs, lines are written once this many characters are gathered (below SonicBoom's 16 KiB write size). */
-const LOG_BATCH_BYTES = 8192;
+const LOG_BATCH_CHARS = 8192;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -40,7 +40,8 @@ export interface FlushingLogger extends Logger {
  * On stdout (the default) lines go through pino's asynchronous destination (SonicBoom on fd 1).
  * A deliberate exit awaits {@link FlushingLogger.settle} first (serve does after SIGTERM's drain);
  * on any exit, a crash included, what is still buffered (pino's destination, then the batch of
- * {@link LineBatch}) is written synchronously, so only SIGKILL loses lines. Any other stream is written to as it is (synchronously, for tests).
+ * {@link LineBatch}) is written synchronously, so only SIGKILL loses lines. Any other stream is
+ * written to as it is (synchronously, for tests).
  */
 export function createLogger(
   level: LogLevel = 'info',
@@ -63,10 +64,10 @@ export function createLogger(
       s.write(text);
     };
     if (flushMs > 0) {
-      // Lines gathered up to LOG_BATCH_BYTES and written together, at least every flushMs: one
+      // Lines gathered up to LOG_BATCH_CHARS and written together, at least every flushMs: one
       // write per line cost the request path ~0.1–0.2 ms per new TLS connection in the handshake
       // bench (an fs.write round trip per line; docs/performance.md).
-      const b = new LineBatch(send, LOG_BATCH_BYTES, flushMs);
+      const b = new LineBatch(send, LOG_BATCH_CHARS, flushMs);
       batch = b;
       atExit(() => {
         // pino's own exit hook writes what SonicBoom holds; this hands over what the batch holds
