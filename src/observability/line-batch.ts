@@ -23,11 +23,12 @@ export class LineBatch {
     if (this.chars >= this.maxChars) this.handOver();
     else if (!this.timer) {
       // One timer per batch, none while nothing waits: an idle process is not woken for the log.
+      // It keeps the process alive until the batch is handed on: a process that ends by running
+      // out of work must not reach pino's beforeExit hook, which ends the destination, first.
       this.timer = setTimeout(() => {
         this.timer = undefined;
         this.handOver();
       }, this.flushMs);
-      this.timer.unref();
     }
   }
 
