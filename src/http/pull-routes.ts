@@ -9,7 +9,7 @@ import { OciError } from '../oci/errors.js';
 import { parseRange } from './range.js';
 import type { DoorAuth } from './door-auth.js';
 import type { RequestView } from './request-view.js';
-import { allowedTarget, BASE, BLOB, MANIFEST, UPLOAD, type TargetDeps } from './v2-paths.js';
+import { allowedTarget, BASE, BLOB, MANIFEST, STALE_WARNING, UPLOAD, type TargetDeps } from './v2-paths.js';
 
 /**
  * The requests a pull is made of — GET and HEAD of `/v2/`, of manifests and of blobs — answered
@@ -37,8 +37,6 @@ export function matchPull(method: string, path: string): PullRoute | undefined {
   if (m) return { kind: 'blob', name: m[1]!, ref: m[2]! };
   return undefined;
 }
-
-const STALE_WARNING = '110 pullthrough "Response is Stale"';
 
 /**
  * Answers `route` on `res`. Nothing is written before the answer is known, so a failure thrown

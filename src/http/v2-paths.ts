@@ -14,6 +14,9 @@ export const UPLOAD = new RegExp(`^/v2/${NAME}/blobs/uploads(?:/[^/]*)?$`);
 export const TAGS = new RegExp(`^/v2/${NAME}/tags/list$`);
 export const REFERRERS = new RegExp(`^/v2/${NAME}/referrers/([^/]+)$`);
 
+/** The `Warning` header of an answer served stale because the upstream failed (manifests, tags, referrers). */
+export const STALE_WARNING = '110 pullthrough "Response is Stale"';
+
 export function isV2(path: string): boolean {
   return path === '/v2' || path.startsWith('/v2/');
 }

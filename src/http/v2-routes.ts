@@ -6,7 +6,7 @@ import { parseManifestReference } from '../oci/reference.js';
 import type { PullThroughCache } from '../cache/pull-through.js';
 import type { Target } from '../cache/results.js';
 import type { RegistryIndex } from './target.js';
-import { allowedTarget, BASE, BLOB, MANIFEST, REFERRERS, TAGS, UPLOAD } from './v2-paths.js';
+import { allowedTarget, BASE, BLOB, MANIFEST, REFERRERS, STALE_WARNING, TAGS, UPLOAD } from './v2-paths.js';
 import { TOKEN_RELAY_PATH, type DoorAuth } from './door-auth.js';
 import type { RequestState } from './state.js';
 import type { AccessControl } from './access.js';
@@ -103,7 +103,7 @@ export function v2Router(deps: V2Deps): Router {
     const r = await cache.tags(t, { n, last }, clientName);
     st(ctx).cache = r.cache;
     st(ctx).staleReason = r.staleReason;
-    if (r.cache === 'stale') ctx.set('warning', '110 pullthrough "Response is Stale"');
+    if (r.cache === 'stale') ctx.set('warning', STALE_WARNING);
     if (r.next) {
       // The client comes back here, by the name (and ns) it used.
       const q = new URLSearchParams({ n: String(r.next.n), last: r.next.last });
@@ -126,7 +126,7 @@ export function v2Router(deps: V2Deps): Router {
     const r = await cache.referrers(t, digest, artifactType);
     st(ctx).cache = r.cache;
     st(ctx).staleReason = r.staleReason;
-    if (r.cache === 'stale') ctx.set('warning', '110 pullthrough "Response is Stale"');
+    if (r.cache === 'stale') ctx.set('warning', STALE_WARNING);
     for (const [k, v] of Object.entries(r.headers)) ctx.set(k, v);
     st(ctx).bytes = r.body.length;
     ctx.status = 200;
