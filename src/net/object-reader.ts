@@ -1,6 +1,7 @@
 import { connect as netConnect, isIP, type LookupFunction, type Socket } from 'node:net';
 import { connect as tlsConnect, type ConnectionOptions } from 'node:tls';
 import { Readable } from 'node:stream';
+import { BufferPool } from '../util/buffer-pool.js';
 
 /**
  * HTTP/1.1 GETs of large objects that read the response straight into reused buffers: S3 objects
@@ -45,9 +46,8 @@ const MIN_ROOM = 32 << 10;
  * RSS ~40 MB higher.
  */
 const MAX_FREE_SLABS = 128;
-/** Idle slabs kept once none has been taken for SLAB_IDLE_MS: a burst's slabs do not stay for good. */
+/** Idle slabs kept once none has been taken for a while (IDLE_MS): a burst's slabs do not stay for good. */
 const MIN_FREE_SLABS = 8;
-const SLAB_IDLE_MS = 2_000;
 /** Where a connection reads while it has no body to read into a slab (headers on a reused connection). */
 const SPARE_SIZE = 16 << 10;
 const MAX_HEAD = 64 << 10;
@@ -114,40 +114,26 @@ class Slab {
 
 /** The slabs of one ObjectReader: handed out, taken back, kept for reuse. */
 class SlabPool {
-  private readonly free: Buffer[] = [];
-  /** Slabs allocated so far: with reuse working this follows concurrency, not bytes read. */
-  allocated = 0;
-  private lastTake = 0;
-  private trimTimer: NodeJS.Timeout | undefined;
+  private readonly buffers = new BufferPool(SLAB_SIZE, MAX_FREE_SLABS, MIN_FREE_SLABS);
 
   take(): Slab {
-    this.lastTake = performance.now();
-    const buf = this.free.pop();
-    if (buf) return new Slab(buf);
-    this.allocated++;
-    return new Slab(Buffer.allocUnsafeSlow(SLAB_SIZE));
+    return new Slab(this.buffers.take());
   }
 
   /** A slab nobody reads into and no slice of which is still out. */
   maybeRelease(slab: Slab): void {
-    if (slab.refs !== 0 || slab.current || this.free.length >= MAX_FREE_SLABS) return;
-    this.free.push(slab.buf);
-    if (this.free.length > MIN_FREE_SLABS && !this.trimTimer) this.trimWhenIdle(SLAB_IDLE_MS);
+    if (slab.refs !== 0 || slab.current) return;
+    this.buffers.put(slab.buf);
+  }
+
+  /** Slabs allocated so far: with reuse working this follows concurrency, not bytes read. */
+  get allocated(): number {
+    return this.buffers.allocated;
   }
 
   /** Slabs kept for reuse. */
   get idle(): number {
-    return this.free.length;
-  }
-
-  private trimWhenIdle(ms: number): void {
-    this.trimTimer = setTimeout(() => {
-      this.trimTimer = undefined;
-      const quiet = performance.now() - this.lastTake;
-      if (quiet >= SLAB_IDLE_MS) this.free.length = Math.min(this.free.length, MIN_FREE_SLABS);
-      else if (this.free.length > MIN_FREE_SLABS) this.trimWhenIdle(SLAB_IDLE_MS - quiet);
-    }, ms);
-    this.trimTimer.unref();
+    return this.buffers.idle;
   }
 }
 

@@ -7,8 +7,6 @@ import { BlobNotFoundError } from './errors.js';
 import { isErrno } from '../util/atomic-file.js';
 import { ReusableBuffers } from '../util/reusable-buffers.js';
 
-/** Buffers a reader keeps for reuse: one being read into, one or two being written out. */
-const MAX_FREE = 3;
 /** File bodies being read right now, in this process. */
 let openReaders = 0;
 
@@ -29,10 +27,11 @@ export function readChunkSize(othersOpen: number): number {
 /**
  * Bytes [pos, end) of an open file, read sequentially in chunks of {@link readChunkSize}. A
  * consumer that is done with a chunk (its bytes are in the kernel) may hand it back with
- * `recycle()`, and the next read goes into it: serving a 1 GiB blob then takes a few buffers
- * instead of a thousand or more fresh ones, which cost a page fault per 4 KiB and sit as garbage
- * until the GC gets round to them (tens of MB per connection under load). Consumers that never
- * recycle get fresh buffers, as from createReadStream. The file handle is closed exactly once,
+ * `recycle()`, and a later read goes into it (this body's, or through the process's pool another
+ * body's): serving a 1 GiB blob then takes a few buffers instead of a thousand or more fresh ones,
+ * which cost a page fault per 4 KiB and sit as garbage until the GC gets round to them (tens of MB
+ * per connection under load). Consumers that never recycle get fresh buffers, as from
+ * createReadStream. The file handle is closed exactly once,
  * when the stream is destroyed (ended, failed or abandoned); only then does the body stop
  * counting towards the read size of new ones.
  */
@@ -48,12 +47,12 @@ export class FileRangeReadable extends Readable {
     const chunk = readChunkSize(openReaders);
     super({ highWaterMark: chunk });
     openReaders++;
-    this.buffers = new ReusableBuffers(chunk, MAX_FREE);
+    this.buffers = new ReusableBuffers(chunk);
   }
 
   /** Hands back a chunk this stream produced, once the consumer no longer needs its bytes. */
   recycle(chunk: Buffer): void {
-    if (!this.destroyed) this.buffers.giveBack(chunk);
+    this.buffers.giveBack(chunk);
   }
 
   override _read(): void {
@@ -65,22 +64,26 @@ export class FileRangeReadable extends Readable {
     const buf = this.buffers.take();
     this.fh.read(buf, 0, n, this.pos).then(
       ({ bytesRead }) => {
-        if (this.destroyed) return;
+        // A buffer nothing was pushed from goes straight back (to the process's pool).
+        if (this.destroyed) return this.buffers.giveBack(buf);
         // A file shorter than asked reads like createReadStream: the stream ends there.
         if (bytesRead === 0) {
+          this.buffers.giveBack(buf);
           this.push(null);
           return;
         }
         this.pos += bytesRead;
         this.push(bytesRead === buf.length ? buf : buf.subarray(0, bytesRead));
       },
-      (err: Error) => this.destroy(err),
+      (err: Error) => {
+        this.buffers.giveBack(buf);
+        this.destroy(err);
+      },
     );
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
     openReaders--;
-    this.buffers.clear();
     this.fh.close().then(
       () => cb(err),
       () => cb(err),

@@ -121,6 +121,37 @@ test('Spool: source chunks are handed back for reuse once on disk and returned b
   }
 });
 
+test('Spool: once the owner and every reader are gone, the recent chunks come back too; a slice still lent, when it is handed back', async () => {
+  const dir = await tempDir();
+  try {
+    const chunk = 256 << 10;
+    const data = randomBytes(6 << 20);
+    const spool = await Spool.create(dir.path);
+    const recycled: Buffer[] = [];
+    const reader = spool.reader();
+    const got: Buffer[] = [];
+    reader.on('data', (c: Buffer) => got.push(c));
+    const ended = new Promise<void>((resolve, reject) => (reader.once('end', resolve), reader.once('error', reject)));
+    await feed(spool, data, chunk, (c) => recycled.push(c));
+    spool.markVerified();
+    await ended;
+    assert.ok(Buffer.concat(got).equals(data));
+    // The reader holds every chunk it got: none has come back yet.
+    assert.equal(recycled.length, 0);
+    const last = got.pop()!;
+    for (const c of got) reader.recycle(c);
+    // Those beyond the recent 4 MiB came back as they were handed back; the recent ones wait for the spool to close.
+    assert.equal(recycled.length, (data.length - (4 << 20)) / chunk);
+    spool.release();
+    assert.equal(recycled.length, data.length / chunk - 1, 'all but the chunk still lent came back when the spool closed');
+    reader.recycle(last);
+    assert.equal(recycled.length, data.length / chunk);
+    assert.equal(new Set(recycled).size, recycled.length, 'each chunk came back once');
+  } finally {
+    await dir.cleanup();
+  }
+});
+
 test('Spool: a reader that reads the file (joined late) reuses the buffers it hands back, and gets the right bytes', async () => {
   const dir = await tempDir();
   try {

@@ -11,6 +11,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { FsBlobStore, readChunkSize } from '../../src/storage/fs-blob-store.js';
+import { sharedPool } from '../../src/util/buffer-pool.js';
 import { tempDir } from '../helpers/process.js';
 
 const dir = await tempDir('pullthrough-readchunks-');
@@ -54,4 +55,42 @@ test('one body alone is read in 1 MiB chunks; with 4 others open, in 256 KiB chu
   // Destroyed bodies no longer count.
   const again = await chunksOf(await store.read('sha256/ab/blob'));
   assert.deepEqual(again.lengths, [1 << 20, 1 << 20, 1 << 20]);
+});
+
+test('bodies read one after another reuse the buffers the first handed back (the process pool), each buffer lent to one body at a time', async () => {
+  const pool = sharedPool(1 << 20);
+  // A consumer that hands every chunk back once its bytes are copied, as the response writer does
+  // once they are in the kernel; the copy is compared, so a buffer reused too early would show.
+  const readRecycling = async (): Promise<{ digest: string; buffers: Set<ArrayBufferLike> }> => {
+    const body = (await store.read('sha256/ab/blob')) as Readable & { recycle(c: Buffer): void };
+    const h = createHash('sha256');
+    const buffers = new Set<ArrayBufferLike>();
+    for await (const c of body) {
+      const chunk = c as Buffer;
+      buffers.add(chunk.buffer);
+      h.update(Buffer.from(chunk));
+      body.recycle(chunk);
+      body.recycle(chunk); // handed back twice: must go to the pool once
+    }
+    return { digest: h.digest('hex'), buffers };
+  };
+  const first = await readRecycling();
+  const allocated = pool.allocated;
+  const idle = pool.idle;
+  assert.equal(first.digest, whole);
+  const second = await readRecycling();
+  assert.equal(second.digest, whole);
+  assert.equal(pool.allocated, allocated, 'the second body allocated no buffer');
+  assert.ok([...second.buffers].every((b) => first.buffers.has(b)), 'it read into the first body\'s buffers');
+  assert.equal(pool.idle, idle, 'each buffer went back to the pool once');
+  // Two bodies at once never share a buffer.
+  const a = (await store.read('sha256/ab/blob')) as Readable & { recycle(c: Buffer): void };
+  const b = (await store.read('sha256/ab/blob')) as Readable & { recycle(c: Buffer): void };
+  const held = new Set<ArrayBufferLike>();
+  for (const body of [a, b]) {
+    for await (const c of body) {
+      assert.ok(!held.has((c as Buffer).buffer), 'a buffer lent to two bodies at once');
+      held.add((c as Buffer).buffer);
+    }
+  }
 });
