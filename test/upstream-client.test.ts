@@ -12,6 +12,8 @@ import { startUpstreamRegistry } from './helpers/upstream-registry.js';
 import { makeImage, pushImage } from './helpers/images.js';
 import { skopeoCopy } from './helpers/clients.js';
 import { errorCode } from './helpers/http.js';
+import { relay } from './helpers/socket-relay.js';
+import { freePort } from './helpers/process.js';
 
 const sha = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex');
 const OCI = 'application/vnd.oci.image.manifest.v1+json';
@@ -92,6 +94,40 @@ test("rpardini's ENABLE_MANIFEST_CACHE tiers: a warm pull within the tier's time
     assert.ok(pushed.manifestDigest);
   } finally {
     await pt.cleanup();
+    await hub.stop();
+  }
+});
+
+test('tag revalidations (HEADs) and the requests after them share kept-alive upstream connections', async () => {
+  const hub = await startUpstreamRegistry();
+  const port = await freePort();
+  // A relay in front of the registry counts the connections pullthrough opens to it.
+  const gate = await relay(`tcp:127.0.0.1:${port}=tcp:127.0.0.1:${hub.port}`);
+  const pt = await startPullthrough({ registries: { 'docker.io': { upstream: `http://127.0.0.1:${port}` } } });
+  try {
+    const image = await makeImage({ format: 'oci', seed: 'keep-alive' });
+    const pushed = await pushImage(hub, 'library/app', 'v1', image);
+    const blob = image.blobs[0]!;
+    hub.resetLog();
+    const accept = { accept: 'application/vnd.oci.image.manifest.v1+json' };
+    for (let i = 0; i < 6; i++) {
+      const r = await fetch(`${pt.url}/v2/app/manifests/v1`, { headers: accept });
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('docker-content-digest'), pushed.manifestDigest);
+      await r.arrayBuffer();
+    }
+    const b = await fetch(`${pt.url}/v2/app/blobs/${blob.digest}`);
+    assert.equal(sha(Buffer.from(await b.arrayBuffer())), blob.digest);
+    // Every pull of the tag was revalidated upstream (the default for tags), with a HEAD.
+    assert.equal(hub.count({ method: 'HEAD', kind: 'manifest' }), 6);
+    assert.equal(hub.count({ method: 'GET', kind: 'manifest' }), 1);
+    // undici closes its connection after each HEAD, so each one cost the next request a new
+    // connection (7+ here); HEADs and blob GETs now share one kept-alive connection, and the
+    // manifest GET its own.
+    assert.ok(gate.accepted() <= 2, `${gate.accepted()} upstream connections for 8 requests`);
+  } finally {
+    await pt.cleanup();
+    await gate.close();
     await hub.stop();
   }
 });

@@ -22,10 +22,17 @@ import { BufferPool } from '../util/buffer-pool.js';
  * download of any size cycles through a few slabs. A consumer that never recycles just leaves the
  * slabs to the GC.
  *
- * Scope: what object GETs need. No request body, no pipelining, no proxies, no redirects (the
- * caller follows them), no compression (none is asked for); Content-Length, chunked and
- * close-delimited bodies; keep-alive reuse with a transparent retry when a reused connection turns
- * out to have been closed by the server.
+ * Scope: what object GETs need, and HEADs. No request body, no pipelining, no proxies, no
+ * redirects (the caller follows them), no compression (none is asked for); Content-Length, chunked
+ * and close-delimited bodies; keep-alive reuse with a transparent retry when a reused connection
+ * turns out to have been closed by the server.
+ *
+ * HEADs are here because undici closes the connection after every HEAD (it guards against servers
+ * that send a body anyway), so each tag revalidation cost the next upstream request a new
+ * connection: over TLS a full handshake with the registry, every time. Here the connection is
+ * kept; a server that does send a body after a HEAD is caught when those bytes arrive: on an idle
+ * connection they close it, and in place of the next response's head they make the request start
+ * again on a new connection.
  */
 
 /**
@@ -228,9 +235,13 @@ export class ObjectBody extends Readable {
   }
 }
 
+/** The methods sent: GET, and HEAD (whose response has no body, whatever its Content-Length says). */
+export type Method = 'GET' | 'HEAD';
+
 type Framing = { kind: 'length'; left: number } | { kind: 'chunked' } | { kind: 'close' };
 
 interface Exchange {
+  readonly method: Method;
   readonly plan: (head: ResponseHead) => BodyPlan;
   readonly mapError: BodyErrorMapper;
   readonly resolve: (r: GetResult) => void;
@@ -267,6 +278,8 @@ class Conn {
   private connectTimer: NodeJS.Timeout | undefined;
   /** Exchanges started on this connection. */
   uses = 0;
+  /** The last exchange completed on this connection was a HEAD (see the class comment above). */
+  private afterHead = false;
 
   constructor(
     readonly reader: ObjectReader,
@@ -310,10 +323,11 @@ class Conn {
   }
 
   /** Sends a GET; resolves with the head (and a body stream) or, for 'collect', the whole body. */
-  exchange(path: string, host: string, headers: Record<string, string>, plan: (head: ResponseHead) => BodyPlan, mapError: BodyErrorMapper): Promise<GetResult> {
+  exchange(method: Method, path: string, host: string, headers: Record<string, string>, plan: (head: ResponseHead) => BodyPlan, mapError: BodyErrorMapper): Promise<GetResult> {
     return new Promise((resolve, reject) => {
       this.uses++;
       this.ex = {
+        method,
         plan,
         mapError,
         resolve,
@@ -330,7 +344,7 @@ class Conn {
       };
       if (this.uses > 1) this.sock.ref();
       this.sock.setTimeout(this.reader.opts.headTimeoutMs ?? this.reader.opts.idleTimeoutMs);
-      let req = `GET ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
+      let req = `${method} ${path} HTTP/1.1\r\nhost: ${host}\r\n`;
       if (!('user-agent' in headers)) req += 'user-agent: pullthrough\r\n';
       for (const [k, v] of Object.entries(headers)) req += `${k}: ${v}\r\n`;
       this.sock.write(req + '\r\n');
@@ -421,14 +435,15 @@ class Conn {
         // 100 Continue and friends: the real head follows.
         return rest.length ? this.consume(ex, rest, inSlab) : true;
       }
-      this.startBody(ex, head);
+      this.startBody(ex, head, rest.length);
       if (this.ex !== ex) return true; // no body, done
       return rest.length ? this.consumeBody(ex, rest, inSlab) : true;
     }
     return this.consumeBody(ex, data, slab);
   }
 
-  private startBody(ex: Exchange, head: ResponseHead): void {
+  /** `extra`: bytes that came after the head in the same read. */
+  private startBody(ex: Exchange, head: ResponseHead, extra: number): void {
     ex.head = head;
     ex.phase = 'body';
     if (this.reader.opts.headTimeoutMs !== undefined) this.sock.setTimeout(this.reader.opts.idleTimeoutMs);
@@ -437,7 +452,9 @@ class Conn {
     ex.keepAlive = !/\bclose\b/.test(conn);
     const te = (h['transfer-encoding'] ?? '').toLowerCase();
     const cl = h['content-length'];
-    if (te !== '') {
+    if (ex.method === 'HEAD') {
+      ex.framing = { kind: 'length', left: 0 };
+    } else if (te !== '') {
       if (!/(^|,)\s*chunked\s*$/.test(te)) throw new ObjectReadError(`unsupported transfer-encoding ${te.slice(0, 50)}`, 'EPROTO');
       ex.framing = { kind: 'chunked' };
       if (cl !== undefined) ex.keepAlive = false;
@@ -459,7 +476,11 @@ class Conn {
       ex.settled = true;
       ex.resolve({ head, body: ex.body });
     }
-    if (ex.framing.kind === 'length' && ex.framing.left === 0) this.wireEnd(ex);
+    if (ex.framing.kind === 'length' && ex.framing.left === 0) {
+      // Bytes after a response without a body (a HEAD's body sent anyway): do not trust the connection.
+      if (extra > 0) ex.keepAlive = false;
+      this.wireEnd(ex);
+    }
   }
 
   private consumeBody(ex: Exchange, data: Buffer, slab: Slab | null): boolean {
@@ -525,6 +546,7 @@ class Conn {
   /** The response is complete on the wire. */
   private wireEnd(ex: Exchange): void {
     this.ex = null;
+    this.afterHead = ex.method === 'HEAD';
     if (ex.body) {
       ex.body.wireEnd();
     } else if (!ex.settled) {
@@ -589,7 +611,9 @@ class Conn {
     const err = this.failure ?? new ObjectReadError('connection closed before the response ended', 'ECONNRESET');
     if (!ex.settled) {
       ex.settled = true;
-      const stale = !ex.gotBytes && this.uses > 1;
+      // Nothing came back on a reused connection (the server had closed it), or what came in
+      // place of the head may be the body a server sent after a HEAD: worth a new connection.
+      const stale = this.uses > 1 && (!ex.gotBytes || (this.afterHead && ex.phase === 'head'));
       ex.reject(stale ? Object.assign(err, { staleConnection: true }) : err);
     } else {
       ex.body?.fail(err);
@@ -615,7 +639,7 @@ function parseHead(text: string): ResponseHead {
   return { status: Number(m[2]), headers };
 }
 
-/** GETs over a small keep-alive pool per origin. */
+/** GETs (and HEADs) over a small keep-alive pool per origin. */
 export class ObjectReader {
   readonly slabs = new SlabPool();
   private readonly idleConns = new Map<string, Conn[]>();
@@ -625,14 +649,14 @@ export class ObjectReader {
   constructor(readonly opts: ObjectReaderOptions) {}
 
   /**
-   * GET `url` with `headers`; `plan` decides from the head what becomes of the body. A reused
+   * GET (or `method`) `url` with `headers`; `plan` decides from the head what becomes of the body. A reused
    * connection the server had already closed is replaced transparently; any other failure
    * (ObjectReadError, or a socket error with its code) is the caller's to retry. `signal` aborts
    * the exchange, the body included, with the signal's reason.
    */
-  async get(url: URL, headers: Record<string, string>, plan: (head: ResponseHead) => BodyPlan, opts: { mapError?: BodyErrorMapper; signal?: AbortSignal } = {}): Promise<GetResult> {
+  async get(url: URL, headers: Record<string, string>, plan: (head: ResponseHead) => BodyPlan, opts: { mapError?: BodyErrorMapper; signal?: AbortSignal; method?: Method } = {}): Promise<GetResult> {
     if (this.shut) throw new ObjectReadError('reader closed', 'ECLOSED');
-    const { mapError = (e: Error) => e, signal } = opts;
+    const { mapError = (e: Error) => e, signal, method = 'GET' } = opts;
     signal?.throwIfAborted();
     const origin = `${url.protocol}//${url.host}`;
     const path = url.pathname + url.search;
@@ -649,7 +673,7 @@ export class ObjectReader {
         const reused = this.takeIdle(origin);
         conn = reused ?? this.open(origin, url);
         try {
-          const res = await conn.exchange(path, url.host, headers, plan, mapError);
+          const res = await conn.exchange(method, path, url.host, headers, plan, mapError);
           body = res.body;
           // The signal is let go with the body (or at once when there is none to abort).
           if (body) body.once('close', () => signal?.removeEventListener('abort', onAbort));

@@ -4,11 +4,20 @@ import { UpstreamUnavailableError } from './errors.js';
 import { findAddressRefusal } from '../net/address-guard.js';
 import { describeNetworkError } from './network-error.js';
 import type { OriginGuard } from './origin-guard.js';
-import type { RoutedTransports } from './routed-transports.js';
+import type { RoutedTransports, Traffic } from './routed-transports.js';
 import type { Exchange } from './transport.js';
 import { USER_AGENT, type UpstreamKind, type UpstreamRequest, type UpstreamResponse } from './upstream-request.js';
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * Blob GETs and every HEAD go to the ObjectReader transport: the one reads into reused slabs, the
+ * other keeps its connection (undici closes one after each HEAD, and then the next request to the
+ * registry, a tag's revalidation or the GET after it, pays a new connection and TLS handshake).
+ */
+function trafficOf(req: UpstreamRequest): Traffic {
+  return req.method === 'HEAD' || (req.method === 'GET' && req.kind === 'blob') ? 'blob' : 'api';
+}
 const MAX_REDIRECTS = 5;
 
 /**
@@ -46,7 +55,7 @@ export class RedirectingSender {
       if (auth) headers.authorization = auth;
       const what = hop > 0 ? 'redirect' : isToken ? 'token realm' : 'request';
       const route = await this.guard.route(current, what);
-      const transport = this.transports.pick(route, req.method === 'GET' && req.kind === 'blob' ? 'blob' : 'api');
+      const transport = this.transports.pick(route, trafficOf(req));
       let r: Exchange;
       try {
         r = await transport.exchange({ url: current, method: req.method, headers, signal: req.signal });

@@ -5,12 +5,12 @@ import type { Transport, TransportOptions } from './transport.js';
 import { UndiciTransport } from './undici-transport.js';
 import { ObjectReaderTransport } from './object-reader-transport.js';
 
-/** What a request is: a blob GET (every byte a fill caches) or anything else. */
+/** Which transport a request takes: 'blob' for blob GETs (every byte a fill caches) and HEADs, 'api' for the rest. */
 export type Traffic = 'blob' | 'api';
 
 /**
  * The four transports of one registry client: undici for API traffic and an ObjectReader for
- * blob GETs, each twice: `trusted` (the configured lookup) and `guarded` (a lookup that refuses
+ * blob GETs and HEADs, each twice: `trusted` (the configured lookup) and `guarded` (a lookup that refuses
  * addresses by the guard's current rule), chosen per request by route and traffic.
  */
 export class RoutedTransports {

@@ -196,6 +196,70 @@ describe('ObjectReader on a scripted HTTP/1.1 server', () => {
     assert.equal(r.stats().active, 0);
   });
 
+  it('sends HEADs: no body read whatever the Content-Length, the connection kept for the next request', async () => {
+    const r = fresh();
+    const data = randomBytes(100_000);
+    srv.set((req, socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${data.length}\r\ndocker-content-digest: sha256:${sha256(data)}\r\n\r\n`);
+      if (req.method === 'GET') socket.write(data);
+    });
+    const before = srv.connections();
+    for (let i = 0; i < 3; i++) {
+      const head = await r.get(new URL(`${srv.url}/v2/a/manifests/t`), {}, () => 'collect', { method: 'HEAD' });
+      assert.equal(head.head.status, 200);
+      assert.equal(head.head.headers['content-length'], String(data.length));
+      assert.equal(head.text, '');
+    }
+    const res = await r.get(new URL(`${srv.url}/v2/a/blobs/b`), {}, () => whole);
+    assert.ok((await readAll(res.body!)).equals(data));
+    assert.deepEqual(srv.requests.slice(-4).map((q) => q.method), ['HEAD', 'HEAD', 'HEAD', 'GET']);
+    assert.equal(srv.connections() - before, 1, 'one connection for three HEADs and a GET');
+  });
+
+  it('a server that sends a body after a HEAD: the next request starts again on a new connection and gets its own answer', async () => {
+    const r = fresh();
+    const data = randomBytes(5_000);
+    const stray = Buffer.from('{"schemaVersion":2,"layers":[]}');
+    srv.set((req, socket) => {
+      // The body a HEAD must not have, sent with the head: it is in place of the next response's head.
+      if (req.method === 'HEAD') socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${stray.length}\r\n\r\n`), stray]));
+      else socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${data.length}\r\n\r\n`), data]));
+    });
+    const before = srv.connections();
+    const head = await r.get(new URL(`${srv.url}/m`), {}, () => 'collect', { method: 'HEAD' });
+    assert.equal(head.head.status, 200);
+    const res = await r.get(new URL(`${srv.url}/b`), {}, () => whole);
+    assert.ok((await readAll(res.body!)).equals(data), 'the GET got its own bytes, not the stray body');
+    assert.ok(srv.connections() - before <= 2, 'at most one new connection');
+    // The same when the stray bytes come late, while the connection is idle: it is closed then.
+    srv.set((req, socket) => {
+      if (req.method !== 'HEAD') return void socket.write(Buffer.concat([Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${data.length}\r\n\r\n`), data]));
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${stray.length}\r\n\r\n`);
+      setTimeout(() => socket.write(stray), 5);
+    });
+    await r.get(new URL(`${srv.url}/m`), {}, () => 'collect', { method: 'HEAD' });
+    await sleep(50);
+    const res2 = await r.get(new URL(`${srv.url}/b`), {}, () => whole);
+    assert.ok((await readAll(res2.body!)).equals(data));
+    // And when they come only with the next response, in place of its head.
+    const pending = new WeakMap<Socket, Buffer>();
+    srv.set((req, socket) => {
+      const answer = Buffer.from(`HTTP/1.1 200 OK\r\ncontent-length: ${req.method === 'HEAD' ? stray.length : data.length}\r\n\r\n`);
+      if (req.method === 'HEAD') {
+        pending.set(socket, stray);
+        return void socket.write(answer);
+      }
+      socket.write(Buffer.concat([pending.get(socket) ?? Buffer.alloc(0), answer, data]));
+      pending.delete(socket);
+    });
+    const beforeLate = srv.connections();
+    await r.get(new URL(`${srv.url}/m`), {}, () => 'collect', { method: 'HEAD' });
+    const res3 = await r.get(new URL(`${srv.url}/b`), {}, () => whole);
+    assert.ok((await readAll(res3.body!)).equals(data), 'the GET got its own bytes');
+    assert.deepEqual(srv.requests.slice(-3).map((q) => q.method), ['HEAD', 'GET', 'GET'], 'the GET was sent again');
+    assert.equal(srv.connections() - beforeLate, 1, 'on a new connection');
+  });
+
   it('fails with a typed error when the server goes away mid-body, or answers with garbage', async () => {
     const r = fresh();
     srv.set((_req, socket) => {

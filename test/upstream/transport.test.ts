@@ -75,8 +75,10 @@ for (const [name, make] of [
   });
 }
 
-test('ObjectReaderTransport: a 200 body hands its slabs back (recyclerOf), GET only', async (t) => {
-  const { server, port } = await startServer();
+test('ObjectReaderTransport: a 200 body hands its slabs back (recyclerOf); HEADs keep the connection; GET and HEAD only', async (t) => {
+  const { server, port, seen } = await startServer();
+  let connections = 0;
+  server.on('connection', () => connections++);
   const transport = new ObjectReaderTransport(opts);
   t.after(async () => {
     await transport.close();
@@ -85,7 +87,17 @@ test('ObjectReaderTransport: a 200 body hands its slabs back (recyclerOf), GET o
   const r = await transport.exchange({ url: new URL(`http://127.0.0.1:${port}/blob`), method: 'GET', headers: {} });
   assert.equal(typeof recyclerOf(r.body), 'function', 'zero-copy bodies keep their recycle()');
   assert.equal((await bytes(r.body)).length, BLOB.length);
-  await assert.rejects(transport.exchange({ url: new URL(`http://127.0.0.1:${port}/blob`), method: 'HEAD', headers: {} }), TypeError);
+  for (let i = 0; i < 3; i++) {
+    const head = await transport.exchange({ url: new URL(`http://127.0.0.1:${port}/blob`), method: 'HEAD', headers: {} });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers['content-length'], String(BLOB.length), 'a HEAD\'s Content-Length is the resource\'s, and no body follows');
+    assert.equal((await bytes(head.body)).length, 0);
+  }
+  const again = await transport.exchange({ url: new URL(`http://127.0.0.1:${port}/blob`), method: 'GET', headers: {} });
+  assert.ok((await bytes(again.body)).equals(BLOB));
+  assert.deepEqual(seen.map((s) => s.method), ['GET', 'HEAD', 'HEAD', 'HEAD', 'GET']);
+  assert.equal(connections, 1, 'one connection for a GET, three HEADs and a GET');
+  await assert.rejects(transport.exchange({ url: new URL(`http://127.0.0.1:${port}/upload`), method: 'PUT', headers: {}, body: Readable.from([Buffer.from('abc')]) }), TypeError);
 });
 
 test('UndiciTransport: HEAD and a streamed request body', async (t) => {
