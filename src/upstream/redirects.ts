@@ -9,16 +9,19 @@ import type { Exchange } from './transport.js';
 import { USER_AGENT, type UpstreamKind, type UpstreamRequest, type UpstreamResponse } from './upstream-request.js';
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+const MAX_REDIRECTS = 5;
 
 /**
- * Blob GETs and every HEAD go to the ObjectReader transport: the one reads into reused slabs, the
- * other keeps its connection (undici closes one after each HEAD, and then the next request to the
- * registry, a tag's revalidation or the GET after it, pays a new connection and TLS handshake).
+ * A pull's requests (blob and manifest GETs, HEADs) go to the ObjectReader transport: it reads
+ * blobs into reused slabs, and keeps its connection after a HEAD, where undici closes it (then the
+ * next request to the registry, a tag's revalidation or the GET after it, paid a new connection
+ * and TLS handshake). One client for the whole pull also means one kept-alive connection for it,
+ * and no undici in the pull path of a registry without token auth.
  */
 function trafficOf(req: UpstreamRequest): Traffic {
-  return req.method === 'HEAD' || (req.method === 'GET' && req.kind === 'blob') ? 'blob' : 'api';
+  if (req.method === 'HEAD') return 'pull';
+  return req.method === 'GET' && (req.kind === 'blob' || req.kind === 'manifest') ? 'pull' : 'api';
 }
-const MAX_REDIRECTS = 5;
 
 /**
  * Sends a registry client's requests over its transports: one exchange plus redirects (up to 5,

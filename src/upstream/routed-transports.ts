@@ -5,12 +5,15 @@ import type { Transport, TransportOptions } from './transport.js';
 import { UndiciTransport } from './undici-transport.js';
 import { ObjectReaderTransport } from './object-reader-transport.js';
 
-/** Which transport a request takes: 'blob' for blob GETs (every byte a fill caches) and HEADs, 'api' for the rest. */
-export type Traffic = 'blob' | 'api';
+/**
+ * Which transport a request takes: 'pull' for what a pull asks of a registry (blob and manifest
+ * GETs, HEADs), 'api' for the rest (tokens, tag lists, catalog, pushes relayed).
+ */
+export type Traffic = 'pull' | 'api';
 
 /**
  * The four transports of one registry client: undici for API traffic and an ObjectReader for
- * blob GETs and HEADs, each twice: `trusted` (the configured lookup) and `guarded` (a lookup that refuses
+ * the pull path, each twice: `trusted` (the configured lookup) and `guarded` (a lookup that refuses
  * addresses by the guard's current rule), chosen per request by route and traffic.
  */
 export class RoutedTransports {
@@ -20,7 +23,7 @@ export class RoutedTransports {
   constructor(opts: Omit<TransportOptions, 'lookup'>, lookup: LookupFunction | undefined, rule: () => AddressRule) {
     const pair = (l: LookupFunction | undefined): Record<Traffic, Transport> => {
       const o = { ...opts, ...(l ? { lookup: l } : {}) };
-      return { api: new UndiciTransport(o), blob: new ObjectReaderTransport(o) };
+      return { api: new UndiciTransport(o), pull: new ObjectReaderTransport(o) };
     };
     this.table = { trusted: pair(lookup), guarded: pair(guardedLookup(lookup, rule)) };
   }
@@ -31,6 +34,6 @@ export class RoutedTransports {
   }
 
   async close(): Promise<void> {
-    await Promise.all(Object.values(this.table).flatMap((p) => [p.api.close(), p.blob.close()]));
+    await Promise.all(Object.values(this.table).flatMap((p) => [p.api.close(), p.pull.close()]));
   }
 }

@@ -124,7 +124,7 @@ test('RoutedTransports: guarded variants refuse a name resolving to loopback und
     server.close();
   });
   const url = new URL(`http://cdn.example.test:${port}/blob`);
-  for (const traffic of ['api', 'blob'] as const) {
+  for (const traffic of ['api', 'pull'] as const) {
     const err = await transports
       .pick('guarded', traffic)
       .exchange({ url, method: 'GET', headers: {} })
@@ -135,7 +135,7 @@ test('RoutedTransports: guarded variants refuse a name resolving to loopback und
     assert.ok(findAddressRefusal(err) instanceof AddressRefusedError, `${traffic}: ${String(err)}`);
   }
   assert.equal(seen.length, 0, 'no guarded request reached the server');
-  for (const traffic of ['api', 'blob'] as const) {
+  for (const traffic of ['api', 'pull'] as const) {
     const r = await transports.pick('trusted', traffic).exchange({ url, method: 'GET', headers: {} });
     assert.equal(r.status, 200);
     assert.equal((await bytes(r.body)).length, BLOB.length);
