@@ -14,8 +14,9 @@
  * buffers do not stay in the process for good. ObjectReader's slab pools are BufferPools too,
  * with limits of their own.
  */
-const MAX_IDLE_BYTES = 16 << 20;
-const MIN_IDLE_BYTES = 2 << 20;
+/** Enough for one body's buffers (up to three) to pass to the next; what a burst of bodies frees beyond it goes. */
+const MAX_IDLE_BYTES = 4 << 20;
+const MIN_IDLE_BYTES = 1 << 20;
 export const IDLE_MS = 2_000;
 
 /** Buffers of one size, kept for reuse: up to `maxIdle` while they are taken, `minIdle` once idle. */
