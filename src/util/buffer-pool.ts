@@ -14,8 +14,13 @@
  * buffers do not stay in the process for good. ObjectReader's slab pools are BufferPools too,
  * with limits of their own.
  */
-/** Enough for one body's buffers (up to three) to pass to the next; what a burst of bodies frees beyond it goes. */
-const MAX_IDLE_BYTES = 4 << 20;
+/**
+ * While buffers are taken, idle ones are kept up to this: concurrent bodies (8 clients tailing one
+ * download hold up to 24 MiB of 1 MiB buffers) pause and resume out of step, and each buffer
+ * dropped at a dip is allocated afresh at the next peak. What is kept idle never exceeds what was
+ * in use a moment before, and goes once the pool is idle.
+ */
+const MAX_IDLE_BYTES = 16 << 20;
 const MIN_IDLE_BYTES = 1 << 20;
 export const IDLE_MS = 2_000;
 
