@@ -322,7 +322,7 @@ class Conn {
     clearTimeout(this.connectTimer);
   }
 
-  /** Sends a GET; resolves with the head (and a body stream) or, for 'collect', the whole body. */
+  /** Sends a GET or HEAD; resolves with the head (and a body stream) or, for 'collect', the whole body. */
   exchange(method: Method, path: string, host: string, headers: Record<string, string>, plan: (head: ResponseHead) => BodyPlan, mapError: BodyErrorMapper): Promise<GetResult> {
     return new Promise((resolve, reject) => {
       this.uses++;
@@ -649,8 +649,9 @@ export class ObjectReader {
   constructor(readonly opts: ObjectReaderOptions) {}
 
   /**
-   * GET (or `method`) `url` with `headers`; `plan` decides from the head what becomes of the body. A reused
-   * connection the server had already closed is replaced transparently; any other failure
+   * GET (or `method`) `url` with `headers`; `plan` decides from the head what becomes of the body.
+   * A reused connection the server had already closed is replaced transparently (as is one whose
+   * previous HEAD answer turns out to have had a body after all); any other failure
    * (ObjectReadError, or a socket error with its code) is the caller's to retry. `signal` aborts
    * the exchange, the body included, with the signal's reason.
    */

@@ -31,9 +31,8 @@ export function readChunkSize(othersOpen: number): number {
  * body's): serving a 1 GiB blob then takes a few buffers instead of a thousand or more fresh ones,
  * which cost a page fault per 4 KiB and sit as garbage until the GC gets round to them (tens of MB
  * per connection under load). Consumers that never recycle get fresh buffers, as from
- * createReadStream. The file handle is closed exactly once,
- * when the stream is destroyed (ended, failed or abandoned); only then does the body stop
- * counting towards the read size of new ones.
+ * createReadStream. The file handle is closed exactly once, when the stream is destroyed (ended,
+ * failed or abandoned); only then does the body stop counting towards the read size of new ones.
  */
 export class FileRangeReadable extends Readable {
   /** Its buffers' size is this body's read size. */
