@@ -1,8 +1,9 @@
 /**
- * ObjectReader (the HTTP client of S3BlobStore.read and of upstream blob fills) against a
- * scripted HTTP/1.1 server on a real socket, for what s3rver and docker-registry never send:
- * chunked and close-delimited bodies, heads split across packets, 100 Continue, connections closed
- * while kept alive, error answers and retries, heads that never come, and aborts. The everyday
+ * ObjectReader (the HTTP client of S3BlobStore.read and of a pull's upstream requests: blob and
+ * manifest GETs, HEADs) against a scripted HTTP/1.1 server on a real socket, for what s3rver and
+ * docker-registry never send: chunked and close-delimited bodies, heads split across packets,
+ * 100 Continue, connections closed while kept alive, a body after a HEAD, error answers and
+ * retries, heads that never come, and aborts. The everyday
  * paths (Content-Length bodies from s3rver and the upstream registry) are covered by the BlobStore
  * suite and the pull tests.
  */
