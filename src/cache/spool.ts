@@ -242,14 +242,13 @@ export class Spool extends EventEmitter {
               if (pos >= this.durable) throw new Error('spool bytes neither in memory nor on disk');
               const n = Math.min(READ_CHUNK, Math.min(stop, this.durable) - pos);
               const buf = readBuffers.take();
-              let bytesRead: number;
+              let bytesRead = 0;
               try {
                 ({ bytesRead } = await this.fh.read(buf, 0, n, pos));
-              } catch (err) {
-                readBuffers.giveBack(buf);
-                throw err;
+              } finally {
+                // A buffer nothing is pushed from (failed, empty or unwanted read) goes straight back.
+                if (bytesRead === 0 || stream.destroyed) readBuffers.giveBack(buf);
               }
-              if (bytesRead === 0 || stream.destroyed) readBuffers.giveBack(buf);
               if (bytesRead === 0) throw new Error('spool file shorter than recorded');
               if (stream.destroyed) return;
               chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);

@@ -63,11 +63,11 @@ export class FileRangeReadable extends Readable {
     const buf = this.buffers.take();
     this.fh.read(buf, 0, n, this.pos).then(
       ({ bytesRead }) => {
-        // A buffer nothing was pushed from goes straight back (to the process's pool).
-        if (this.destroyed) return this.buffers.giveBack(buf);
+        // A buffer nothing is pushed from goes straight back (to the process's pool).
+        if (this.destroyed || bytesRead === 0) this.buffers.giveBack(buf);
+        if (this.destroyed) return;
         // A file shorter than asked reads like createReadStream: the stream ends there.
         if (bytesRead === 0) {
-          this.buffers.giveBack(buf);
           this.push(null);
           return;
         }
