@@ -15,9 +15,9 @@ import { BufferPool } from '../util/buffer-pool.js';
  * GiB served (SDK; undici 1.3–1.6) against 0.6–0.7 here, ran ~120 GCs per GiB against ~4, and its
  * RSS rose by the garbage waiting for them.
  *
- * Here each socket is created with `onread`: the kernel copies into a 256 KiB slab taken from a
- * small shared pool, successive reads fill the slab further, and the body is handed on as slices
- * of it. A slab goes back to the pool once its reader has moved on and every slice has been handed
+ * Here each socket is created with `onread`: the kernel copies into a slab (256 KiB unless the
+ * reader says otherwise) taken from a small shared pool, successive reads fill the slab further,
+ * and the body is handed on as slices of it. A slab goes back to the pool once its reader has moved on and every slice has been handed
  * back with `recycle()` (the response writer does that once the bytes are in the kernel), so a
  * download of any size cycles through a few slabs. A consumer that never recycles just leaves the
  * slabs to the GC.
@@ -36,25 +36,26 @@ import { BufferPool } from '../util/buffer-pool.js';
  */
 
 /**
- * Bytes per slab: one slab fills over several reads, each read going where the last one ended.
- * Larger slabs mean larger writes to the client, and over TLS each write is encrypted whole into
- * buffers of its size: with 1 MiB slabs, 16 TLS clients peaked ~90 MB higher than with 256 KiB,
- * for no CPU saved.
+ * Bytes per slab by default: one slab fills over several reads, each read going where the last
+ * one ended. Larger slabs mean larger writes to the client, and over TLS each write is encrypted
+ * whole into buffers of its size: with 1 MiB slabs, 16 TLS clients served from S3 peaked ~90 MB
+ * higher than with 256 KiB, for no CPU saved. Downloads that are also hashed and spooled gain
+ * from larger ones (`slabSize`): see ObjectReaderOptions.
  */
 export const SLAB_SIZE = 256 << 10;
 /** A slab with less room than this is retired: a read smaller than this is not worth a syscall. */
 const MIN_ROOM = 32 << 10;
 /**
- * Idle slabs kept for the next reads while reads keep coming; those handed back beyond this go to
- * the GC. Many concurrent bodies pause and resume out of step (each holds the slab it fills plus
+ * Idle slabs kept for the next reads while reads keep coming (in bytes: 128 slabs of 256 KiB);
+ * those handed back beyond this go to the GC. Many concurrent bodies pause and resume out of step (each holds the slab it fills plus
  * those whose slices sit in its client's write queue), so the count in use swings by tens: with 8
  * kept, 16 TLS clients reading from S3 dropped and reallocated ~740 slabs a second (190 MB/s of
  * garbage, half of what they served): 2.3 s of CPU per GB served instead of 1.3–1.4, and a peak
  * RSS ~40 MB higher.
  */
-const MAX_FREE_SLABS = 128;
+const MAX_FREE_BYTES = 32 << 20;
 /** Idle slabs kept once none has been taken for a while (IDLE_MS): a burst's slabs do not stay for good. */
-const MIN_FREE_SLABS = 8;
+const MIN_FREE_BYTES = 2 << 20;
 /** Where a connection reads while it has no body to read into a slab (headers on a reused connection). */
 const SPARE_SIZE = 16 << 10;
 const MAX_HEAD = 64 << 10;
@@ -108,6 +109,14 @@ export interface ObjectReaderOptions {
   ca?: string[];
   /** How long a connection is kept for reuse (below the usual server keep-alive timeouts). Default 4 s. */
   keepAliveMs?: number;
+  /**
+   * Bytes per slab (default SLAB_SIZE), and so the most one socket read returns. Over plain HTTP
+   * a read returns whatever the socket holds, up to the slab's room, and every chunk read costs
+   * the consumer a fixed amount of JavaScript: a cold download that is hashed, spooled and
+   * forwarded took ~25 % less CPU with 1 MiB slabs (docs/performance.md). Over TLS each read is
+   * one record (16 KiB) whatever the slab.
+   */
+  slabSize?: number;
 }
 
 /** Turns a failure in the middle of a body into the error the body stream is destroyed with. */
@@ -121,7 +130,11 @@ class Slab {
 
 /** The slabs of one ObjectReader: handed out, taken back, kept for reuse. */
 class SlabPool {
-  private readonly buffers = new BufferPool(SLAB_SIZE, MAX_FREE_SLABS, MIN_FREE_SLABS);
+  private readonly buffers: BufferPool;
+
+  constructor(readonly size: number) {
+    this.buffers = new BufferPool(size, Math.max(1, Math.floor(MAX_FREE_BYTES / size)), Math.max(1, Math.floor(MIN_FREE_BYTES / size)));
+  }
 
   take(): Slab {
     return new Slab(this.buffers.take());
@@ -158,7 +171,7 @@ export class ObjectBody extends Readable {
     private readonly copy: boolean,
     private readonly mapError: BodyErrorMapper,
   ) {
-    super({ highWaterMark: SLAB_SIZE });
+    super({ highWaterMark: conn.reader.slabs.size });
     this.left = take;
     if (take === 0) this.push(null);
   }
@@ -355,7 +368,7 @@ class Conn {
   private buffer(): Buffer {
     const ex = this.ex;
     if (ex && (ex.phase === 'head' || (ex.body !== undefined && !ex.body.satisfied))) {
-      if (this.slab === null || SLAB_SIZE - this.off < MIN_ROOM) {
+      if (this.slab === null || this.slab.buf.length - this.off < MIN_ROOM) {
         this.retire();
         this.slab = this.reader.slabs.take();
         this.off = 0;
@@ -641,12 +654,14 @@ function parseHead(text: string): ResponseHead {
 
 /** GETs (and HEADs) over a small keep-alive pool per origin. */
 export class ObjectReader {
-  readonly slabs = new SlabPool();
+  readonly slabs: SlabPool;
   private readonly idleConns = new Map<string, Conn[]>();
   private readonly all = new Set<Conn>();
   private shut = false;
 
-  constructor(readonly opts: ObjectReaderOptions) {}
+  constructor(readonly opts: ObjectReaderOptions) {
+    this.slabs = new SlabPool(opts.slabSize ?? SLAB_SIZE);
+  }
 
   /**
    * GET (or `method`) `url` with `headers`; `plan` decides from the head what becomes of the body.

@@ -95,9 +95,9 @@ describe('ObjectReader on a scripted HTTP/1.1 server', () => {
     reader?.close();
     await srv.close();
   });
-  const fresh = (): ObjectReader => {
+  const fresh = (slabSize?: number): ObjectReader => {
     reader?.close();
-    return (reader = new ObjectReader({ connectTimeoutMs: 2000, idleTimeoutMs: 2000 }));
+    return (reader = new ObjectReader({ connectTimeoutMs: 2000, idleTimeoutMs: 2000, ...(slabSize ? { slabSize } : {}) }));
   };
 
   it('decodes chunked bodies (extensions, trailers, chunks split across reads) and reuses the connection', async () => {
@@ -357,6 +357,38 @@ describe('ObjectReader on a scripted HTTP/1.1 server', () => {
     assert.ok(r.slabs.idle > 8, `the slabs are kept for the next reads (${r.slabs.idle})`);
     await sleep(2_300);
     assert.ok(r.slabs.idle <= 8, `after 2 s without reads at most 8 are kept (${r.slabs.idle})`);
+  });
+
+  it('reads into slabs of the size it is given: a body waiting in the socket comes in reads up to 1 MiB, not 256 KiB', async () => {
+    const size = 16 << 20;
+    const data = randomBytes(size);
+    srv.set((_req, socket) => {
+      socket.write(`HTTP/1.1 200 OK\r\ncontent-length: ${size}\r\n\r\n`);
+      socket.write(data);
+    });
+    /** Reads the body, pausing 20 ms after each of the first chunks so the socket fills up meanwhile; the largest chunk. */
+    const largestChunk = async (r: ObjectReader): Promise<number> => {
+      const body = (await r.get(new URL(`${srv.url}/b/k`), {}, () => whole)).body!;
+      const hash = createHash('sha256');
+      let largest = 0;
+      let n = 0;
+      body.on('data', (chunk: Buffer) => {
+        hash.update(chunk);
+        largest = Math.max(largest, chunk.length);
+        body.recycle(chunk);
+        if (n++ < 8) {
+          body.pause();
+          setTimeout(() => body.resume(), 20);
+        }
+      });
+      await once(body, 'end');
+      assert.equal(hash.digest('hex'), sha256(data));
+      return largest;
+    };
+    const big = await largestChunk(fresh(1 << 20));
+    assert.ok(big > SLAB_SIZE && big <= 1 << 20, `largest read ${big} bytes with 1 MiB slabs`);
+    const small = await largestChunk(fresh());
+    assert.ok(small <= SLAB_SIZE, `largest read ${small} bytes with the default slabs`);
   });
 });
 
