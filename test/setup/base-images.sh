@@ -63,4 +63,6 @@ mm ',gcc,g++,make,libc6-dev,python3' "$work/build.tar" & b=$!
 wait $r; wait $b
 mkdir -p "$out"
 mv "$work/runtime.tar" "$work/build.tar" "$out/"
+# Bases made from other inputs are never used again (~1 GB each): only the current one is kept.
+find "$cache" -maxdepth 1 -name 'base-*' ! -name "base-$key" -exec rm -rf {} +
 echo "$out"
