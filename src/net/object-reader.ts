@@ -17,10 +17,10 @@ import { BufferPool } from '../util/buffer-pool.js';
  *
  * Here each socket is created with `onread`: the kernel copies into a slab (256 KiB unless the
  * reader says otherwise) taken from a small shared pool, successive reads fill the slab further,
- * and the body is handed on as slices of it. A slab goes back to the pool once its reader has moved on and every slice has been handed
- * back with `recycle()` (the response writer does that once the bytes are in the kernel), so a
- * download of any size cycles through a few slabs. A consumer that never recycles just leaves the
- * slabs to the GC.
+ * and the body is handed on as slices of it. A slab goes back to the pool once its reader has
+ * moved on and every slice has been handed back with `recycle()` (the response writer does that
+ * once the bytes are in the kernel), so a download of any size cycles through a few slabs. A
+ * consumer that never recycles just leaves the slabs to the GC.
  *
  * Scope: what object GETs need, and HEADs. No request body, no pipelining, no proxies, no
  * redirects (the caller follows them), no compression (none is asked for); Content-Length, chunked
@@ -46,12 +46,12 @@ export const SLAB_SIZE = 256 << 10;
 /** A slab with less room than this is retired: a read smaller than this is not worth a syscall. */
 const MIN_ROOM = 32 << 10;
 /**
- * Idle slabs kept for the next reads while reads keep coming (in bytes: 128 slabs of 256 KiB);
- * those handed back beyond this go to the GC. Many concurrent bodies pause and resume out of step (each holds the slab it fills plus
- * those whose slices sit in its client's write queue), so the count in use swings by tens: with 8
- * kept, 16 TLS clients reading from S3 dropped and reallocated ~740 slabs a second (190 MB/s of
- * garbage, half of what they served): 2.3 s of CPU per GB served instead of 1.3–1.4, and a peak
- * RSS ~40 MB higher.
+ * Idle slabs kept for the next reads while reads keep coming, in bytes (128 slabs of 256 KiB, 32
+ * of 1 MiB); those handed back beyond this go to the GC. Many concurrent bodies pause and resume
+ * out of step (each holds the slab it fills plus those whose slices sit in its client's write
+ * queue), so the count in use swings by tens: with 8 kept, 16 TLS clients reading from S3 dropped
+ * and reallocated ~740 slabs a second (190 MB/s of garbage, half of what they served): 2.3 s of
+ * CPU per GB served instead of 1.3–1.4, and a peak RSS ~40 MB higher.
  */
 const MAX_FREE_BYTES = 32 << 20;
 /** Idle slabs kept once none has been taken for a while (IDLE_MS): a burst's slabs do not stay for good. */
