@@ -133,7 +133,7 @@ class SlabPool {
   private readonly buffers: BufferPool;
 
   constructor(readonly size: number) {
-    this.buffers = new BufferPool(size, Math.max(1, Math.floor(MAX_FREE_BYTES / size)), Math.max(1, Math.floor(MIN_FREE_BYTES / size)));
+    this.buffers = new BufferPool(size, MAX_FREE_BYTES, MIN_FREE_BYTES);
   }
 
   take(): Slab {

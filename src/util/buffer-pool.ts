@@ -24,19 +24,27 @@ const MAX_IDLE_BYTES = 16 << 20;
 const MIN_IDLE_BYTES = 1 << 20;
 export const IDLE_MS = 2_000;
 
-/** Buffers of one size, kept for reuse: up to `maxIdle` while they are taken, `minIdle` once idle. */
+/**
+ * Buffers of one size, kept for reuse: up to `maxIdleBytes` of them while they are taken (at least
+ * two: one being read into, one going out), `minIdleBytes` (at least one) once idle.
+ */
 export class BufferPool {
   private readonly free: Buffer[] = [];
   private lastTake = 0;
   private trimTimer: NodeJS.Timeout | undefined;
+  private readonly maxIdle: number;
+  private readonly minIdle: number;
   /** Buffers allocated so far: with reuse working this follows concurrency, not bytes read. */
   allocated = 0;
 
   constructor(
     readonly size: number,
-    private readonly maxIdle: number,
-    private readonly minIdle: number,
-  ) {}
+    maxIdleBytes: number,
+    minIdleBytes: number,
+  ) {
+    this.maxIdle = Math.max(2, Math.floor(maxIdleBytes / size));
+    this.minIdle = Math.max(1, Math.floor(minIdleBytes / size));
+  }
 
   /** A buffer of `size` bytes: an idle one, else a new one. */
   take(): Buffer {
@@ -78,6 +86,6 @@ const pools = new Map<number, BufferPool>();
 /** The process's pool of `size`-byte buffers. */
 export function sharedPool(size: number): BufferPool {
   let p = pools.get(size);
-  if (!p) pools.set(size, (p = new BufferPool(size, Math.max(2, Math.floor(MAX_IDLE_BYTES / size)), Math.max(1, Math.floor(MIN_IDLE_BYTES / size)))));
+  if (!p) pools.set(size, (p = new BufferPool(size, MAX_IDLE_BYTES, MIN_IDLE_BYTES)));
   return p;
 }
