@@ -5,9 +5,10 @@
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { freePort, startProcess, tempDir, waitForPort, type Proc } from './process.js';
+import type { CertFiles } from './pki.js';
 
 export interface S3rverHandle {
-  /** `http://127.0.0.1:PORT` */
+  /** `http://127.0.0.1:PORT`, or `https://` when started with a certificate */
   readonly endpoint: string;
   readonly bucket: string;
   readonly port: number;
@@ -26,19 +27,20 @@ export interface S3rverHandle {
 
 const MAIN = join(fileURLToPath(new URL('.', import.meta.url)), 's3rver-main.js');
 
-export async function startS3rver(bucket = 'pullthrough-test'): Promise<S3rverHandle> {
+export async function startS3rver(bucket = 'pullthrough-test', opts: { tls?: CertFiles } = {}): Promise<S3rverHandle> {
   const port = await freePort();
   const tmp = await tempDir('pullthrough-s3rver-');
   let proc: Proc | undefined;
   const launch = async (): Promise<void> => {
     // s3rver encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only has in its
     // legacy provider: without it every truncated listing is a 500.
-    proc = startProcess(process.execPath, ['--openssl-legacy-provider', MAIN, String(port), tmp.path, bucket]);
+    const tls = opts.tls ? [opts.tls.keyFile, opts.tls.certFile] : [];
+    proc = startProcess(process.execPath, ['--openssl-legacy-provider', MAIN, String(port), tmp.path, bucket, ...tls]);
     await waitForPort(port, '127.0.0.1', 20_000, proc);
   };
   await launch();
   return {
-    endpoint: `http://127.0.0.1:${port}`,
+    endpoint: `${opts.tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     bucket,
     port,
     accessKeyId: 'S3RVER',

@@ -1,8 +1,10 @@
 /**
- * Child-process entry for s3rver (see s3-server.ts): `node s3rver-main.js PORT DIR BUCKET`.
+ * Child-process entry for s3rver (see s3-server.ts): `node s3rver-main.js PORT DIR BUCKET [KEY CERT]`;
+ * with a key and certificate (PEM files) it serves HTTPS.
  * s3rver runs in its own process so a test can SIGKILL it like a real S3 endpoint dying, and so
  * its synchronous filesystem work never stalls the test's event loop.
  */
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 
 interface S3rverInstance {
@@ -14,9 +16,9 @@ type S3rverCtor = new (options: Record<string, unknown>) => S3rverInstance;
 // s3rver is CommonJS and ships no types.
 const S3rver = createRequire(import.meta.url)('s3rver') as S3rverCtor;
 
-const [port, directory, bucket] = process.argv.slice(2);
-if (!port || !directory || !bucket) {
-  console.error('usage: s3rver-main PORT DIR BUCKET');
+const [port, directory, bucket, keyFile, certFile] = process.argv.slice(2);
+if (!port || !directory || !bucket || (keyFile !== undefined) !== (certFile !== undefined)) {
+  console.error('usage: s3rver-main PORT DIR BUCKET [KEY CERT]');
   process.exit(2);
 }
 
@@ -30,6 +32,7 @@ const server = new S3rver({
   vhostBuckets: false,
   resetOnClose: false,
   configureBuckets: [{ name: bucket }],
+  ...(keyFile && certFile ? { key: readFileSync(keyFile), cert: readFileSync(certFile) } : {}),
 });
 
 const addr = await server.run();
