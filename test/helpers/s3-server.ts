@@ -4,6 +4,8 @@
  */
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
+import { randomUUID } from 'node:crypto';
+import type { S3BlobStoreOptions } from '../../src/storage/s3-blob-store.js';
 import { freePort, startProcess, tempDir, waitForPort, type Proc } from './process.js';
 import type { CertFiles } from './pki.js';
 
@@ -58,5 +60,19 @@ export async function startS3rver(bucket = 'pullthrough-test', opts: { tls?: Cer
       await proc?.kill9();
       await launch();
     },
+  };
+}
+
+/** S3BlobStore options for `s3`: its bucket and keys, path-style, a fresh key prefix; then `extra`. */
+export function storeOptions(s3: S3rverHandle, extra: Partial<S3BlobStoreOptions> = {}): S3BlobStoreOptions {
+  return {
+    bucket: s3.bucket,
+    endpoint: s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    accessKeyId: s3.accessKeyId,
+    secretAccessKey: s3.secretAccessKey,
+    prefix: `t-${randomUUID().slice(0, 8)}`,
+    ...extra,
   };
 }

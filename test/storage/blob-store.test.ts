@@ -13,7 +13,7 @@ import { FsBlobStore } from '../../src/storage/fs-blob-store.js';
 import { S3BlobStore, type S3BlobStoreOptions } from '../../src/storage/s3-blob-store.js';
 import { BlobNotFoundError, StorageUnavailableError } from '../../src/storage/errors.js';
 import { run, startProcess, tempDir } from '../helpers/process.js';
-import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
+import { startS3rver, storeOptions, type S3rverHandle } from '../helpers/s3-server.js';
 import { SLAB_SIZE } from '../../src/net/object-reader.js';
 import { blobStoreSuite, hashStream, randomKey, readAll, sha256, spoolFiles } from './blob-store.suite.js';
 
@@ -78,19 +78,8 @@ async function putPatiently(opts: S3BlobStoreOptions, key: string, file: Paramet
 }
 
 function s3Options(s3: S3rverHandle, extra: Partial<S3BlobStoreOptions> = {}): S3BlobStoreOptions {
-  return {
-    bucket: s3.bucket,
-    endpoint: s3.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    accessKeyId: s3.accessKeyId,
-    secretAccessKey: s3.secretAccessKey,
-    prefix: `t-${randomUUID().slice(0, 8)}`,
-    partSize: PART,
-    // Small pages, so list() has to follow continuation tokens.
-    listPageSize: 2,
-    ...extra,
-  };
+  // Small pages, so list() has to follow continuation tokens.
+  return storeOptions(s3, { partSize: PART, listPageSize: 2, ...extra });
 }
 
 /** s3rver keeps each incomplete multipart upload as a directory holding a `key` file. */

@@ -11,10 +11,10 @@ import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { reachedOverTls, type S3BlobStoreOptions } from '../../src/storage/s3-blob-store.js';
+import { reachedOverTls } from '../../src/storage/s3-blob-store.js';
 import { createCA, issueServerCert, type TestCA } from '../helpers/pki.js';
 import { run, tempDir } from '../helpers/process.js';
-import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
+import { startS3rver, storeOptions, type S3rverHandle } from '../helpers/s3-server.js';
 
 const PROBE = join(fileURLToPath(new URL('.', import.meta.url)), 's3-upload-probe.js');
 const PART = 5 << 20;
@@ -28,16 +28,7 @@ const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex
 
 /** Uploads `data` through a fresh S3BlobStore in a child process; what it sent and read back. */
 async function probe(s3: S3rverHandle, dir: string, data: Buffer, env: Record<string, string> = {}): Promise<ProbeResult> {
-  const opts: S3BlobStoreOptions = {
-    bucket: s3.bucket,
-    endpoint: s3.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    accessKeyId: s3.accessKeyId,
-    secretAccessKey: s3.secretAccessKey,
-    prefix: `sig-${randomUUID().slice(0, 8)}`,
-    partSize: PART,
-  };
+  const opts = storeOptions(s3, { partSize: PART });
   const spool = join(dir, randomUUID());
   await writeFile(spool, data);
   const key = `blobs/sha256/${sha256(data)}`;
