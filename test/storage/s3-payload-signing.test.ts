@@ -7,14 +7,14 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { reachedOverTls } from '../../src/storage/s3-blob-store.js';
 import { createCA, issueServerCert, type TestCA } from '../helpers/pki.js';
 import { run, tempDir } from '../helpers/process.js';
 import { startS3rver, storeOptions, type S3rverHandle } from '../helpers/s3-server.js';
+import { sha256, spoolFiles } from './blob-store.suite.js';
 
 const PROBE = join(fileURLToPath(new URL('.', import.meta.url)), 's3-upload-probe.js');
 const PART = 5 << 20;
@@ -24,13 +24,9 @@ interface ProbeResult {
   sent: Array<{ command: string; payload: string | undefined }>;
 }
 
-const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
-
-/** Uploads `data` through a fresh S3BlobStore in a child process; what it sent and read back. */
-async function probe(s3: S3rverHandle, dir: string, data: Buffer, env: Record<string, string> = {}): Promise<ProbeResult> {
+/** Uploads `data` (its spool file `spool`) through a fresh S3BlobStore in a child process; what it sent and read back. */
+async function probe(s3: S3rverHandle, spool: string, data: Buffer, env: Record<string, string> = {}): Promise<ProbeResult> {
   const opts = storeOptions(s3, { partSize: PART });
-  const spool = join(dir, randomUUID());
-  await writeFile(spool, data);
   const key = `blobs/sha256/${sha256(data)}`;
   const r = await run(process.execPath, [PROBE, JSON.stringify(opts), key, spool, String(data.length)], {
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', ...env },
@@ -44,6 +40,7 @@ describe('S3BlobStore payload signing', () => {
   let ca: TestCA;
   let tls: S3rverHandle;
   let plain: S3rverHandle;
+  const spool = spoolFiles(() => tmp.path);
   before(async () => {
     tmp = await tempDir('pullthrough-s3sig-');
     ca = await createCA({ dir: join(tmp.path, 'ca') });
@@ -66,7 +63,7 @@ describe('S3BlobStore payload signing', () => {
   it('over HTTPS, sends every part as UNSIGNED-PAYLOAD and stores the file whole', async () => {
     assert.match(tls.endpoint, /^https:/);
     const data = randomBytes(2 * PART + 12_345);
-    const r = await probe(tls, tmp.path, data, { NODE_EXTRA_CA_CERTS: ca.certFile });
+    const r = await probe(tls, await spool(data), data, { NODE_EXTRA_CA_CERTS: ca.certFile });
     assert.equal(r.sha256, sha256(data), 'the object read back');
     const parts = r.sent.filter((s) => s.command === 'UploadPartCommand');
     assert.equal(parts.length, 3);
@@ -79,7 +76,7 @@ describe('S3BlobStore payload signing', () => {
     it(`over ${scheme.toUpperCase()}, sends a part again after S3 refused it once (503), and the object is whole`, async () => {
       const data = randomBytes(2 * PART + 99);
       const env = { PROBE_FAIL_FIRST_PART: '1', ...(scheme === 'https' ? { NODE_EXTRA_CA_CERTS: ca.certFile } : {}) };
-      const r = await probe(scheme === 'https' ? tls : plain, tmp.path, data, env);
+      const r = await probe(scheme === 'https' ? tls : plain, await spool(data), data, env);
       assert.equal(r.sha256, sha256(data), 'the object read back');
       assert.equal(r.sent.filter((s) => s.command === 'UploadPartCommand').length, 4, 'three parts, one of them twice');
     });
@@ -87,7 +84,7 @@ describe('S3BlobStore payload signing', () => {
 
   it('over plain HTTP, signs each part with the SHA-256 of its own bytes', async () => {
     const data = randomBytes(2 * PART + 777);
-    const r = await probe(plain, tmp.path, data);
+    const r = await probe(plain, await spool(data), data);
     assert.equal(r.sha256, sha256(data), 'the object read back');
     const parts = r.sent.filter((s) => s.command === 'UploadPartCommand').map((s) => s.payload);
     const expected = [0, 1, 2].map((i) => sha256(data.subarray(i * PART, Math.min(data.length, (i + 1) * PART))));
