@@ -57,8 +57,7 @@ export class ManifestPolicy {
         return { digest, mediaType: h.mediaType, size: h.size, cache: 'pass' };
       }
       const m = await at.remote.getManifest(digest, ALL_MANIFEST_TYPES);
-      await this.d.meta.putManifest(digest, { mediaType: m.mediaType, body: m.body });
-      await this.d.meta.link(at.space, at.t.repo, digest);
+      await this.store(at, digest, m);
       return { digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'miss' };
     });
   }
@@ -126,13 +125,26 @@ export class ManifestPolicy {
     // Otherwise a GET: it fetches what changed, or (after a HEAD error or 404, which have no
     // body) the upstream's own error message for the client.
     const m = await at.remote.getManifest(tag, accept);
-    await this.d.meta.putManifest(m.digest, { mediaType: m.mediaType, body: m.body });
-    await this.record(at, key, m.digest, m.mediaType, m.body.length);
+    await this.store(at, m.digest, m);
+    await this.d.meta.putTag(at.space, at.t.repo, key, { digest: m.digest, mediaType: m.mediaType, size: m.body.length, checkedAt: Date.now() });
     return { digest: m.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'miss' };
   }
 
+  /**
+   * A fetched manifest and the repository's link to it. The two writes are independent, so they
+   * go together: on the file store each is a few trips through the thread pool, on the client's
+   * way. A tag record naming the digest is written only after this, so it never names a manifest
+   * the store has not got.
+   */
+  private async store(at: RemoteTarget, digest: string, m: { mediaType: string; body: Buffer }): Promise<void> {
+    await Promise.all([this.d.meta.putManifest(digest, { mediaType: m.mediaType, body: m.body }), this.d.meta.link(at.space, at.t.repo, digest)]);
+  }
+
+  /** A tag now names a manifest the store already has. */
   private async record(at: RemoteTarget, key: string, digest: string, mediaType: string, size: number): Promise<void> {
-    await this.d.meta.link(at.space, at.t.repo, digest);
-    await this.d.meta.putTag(at.space, at.t.repo, key, { digest, mediaType, size, checkedAt: Date.now() });
+    await Promise.all([
+      this.d.meta.link(at.space, at.t.repo, digest),
+      this.d.meta.putTag(at.space, at.t.repo, key, { digest, mediaType, size, checkedAt: Date.now() }),
+    ]);
   }
 }

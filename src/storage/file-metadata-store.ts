@@ -68,14 +68,13 @@ export class FileMetadataStore implements MetadataStore {
   }
 
   async putTag(registry: string, repo: string, tag: string, record: TagRecord): Promise<void> {
-    await this.write(this.tagPath(registry, repo, tag), record);
     const dir = this.repoDir(registry, repo);
-    if (!this.namedRepos.has(dir)) {
-      // The directory name is a hash: this file says what it is, for listRepositories. Not
-      // `.json`, so listTags never takes it for a tag.
-      await this.write(join(this.dir, 'tags', dir, 'repository'), { registry, repo });
-      this.namedRepos.add(dir);
-    }
+    const tagWrite = this.write(this.tagPath(registry, repo, tag), record);
+    if (this.namedRepos.has(dir)) return tagWrite;
+    // The directory name is a hash: this file says what it is, for listRepositories. Not
+    // `.json`, so listTags never takes it for a tag. Written beside the tag, not after it.
+    await Promise.all([tagWrite, this.write(join(this.dir, 'tags', dir, 'repository'), { registry, repo })]);
+    this.namedRepos.add(dir);
   }
 
   async deleteTag(registry: string, repo: string, tag: string): Promise<void> {

@@ -10,8 +10,16 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, t
   const tmp = join(tmpDir, randomUUID());
   await writeFile(tmp, data, { mode });
   try {
-    await mkdir(dirname(path), { recursive: true });
-    await rename(tmp, path);
+    // The directory is there for every write but a directory's first: rename first and create
+    // it only when the rename says it is missing. Each step is a trip through the thread pool,
+    // and a cold manifest's metadata is several such writes on the client's way.
+    try {
+      await rename(tmp, path);
+    } catch (err) {
+      if (!isErrno(err, 'ENOENT')) throw err;
+      await mkdir(dirname(path), { recursive: true });
+      await rename(tmp, path);
+    }
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
