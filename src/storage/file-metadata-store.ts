@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { MAX_REFERRERS_FILTERS, MAX_REFERRERS_RECORD_BYTES, type BlobRecord, type Lock, type ManifestRecord, type MetadataStore, type PinRecord, type ReferrersRecord, type TagListRecord, type TagRecord } from './metadata-store.js';
-import { isErrno, writeFileAtomic } from '../util/atomic-file.js';
+import { inParentDir, isErrno, writeFileAtomic } from '../util/atomic-file.js';
 import { referrersFromJson, referrersToJson, type StoredReferrers } from './referrers-json.js';
 
 /** How often batched last-access times are written to disk. */
@@ -238,13 +238,7 @@ export class FileMetadataStore implements MetadataStore {
 
   async link(registry: string, repo: string, digest: string): Promise<void> {
     const p = this.linkPath(registry, repo, digest);
-    try {
-      await writeFile(p, '');
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw err;
-      await mkdir(join(p, '..'), { recursive: true });
-      await writeFile(p, '');
-    }
+    await inParentDir(p, () => writeFile(p, ''));
   }
 
   private blobPath(digest: string): string {

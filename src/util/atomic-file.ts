@@ -10,19 +10,27 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array, t
   const tmp = join(tmpDir, randomUUID());
   await writeFile(tmp, data, { mode });
   try {
-    // The directory is there for every write but a directory's first: rename first and create
-    // it only when the rename says it is missing. Each step is a trip through the thread pool,
-    // and a cold manifest's metadata is several such writes on the client's way.
-    try {
-      await rename(tmp, path);
-    } catch (err) {
-      if (!isErrno(err, 'ENOENT')) throw err;
-      await mkdir(dirname(path), { recursive: true });
-      await rename(tmp, path);
-    }
+    await inParentDir(path, () => rename(tmp, path));
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * Runs `op`, which creates `path`; if it fails with ENOENT (the parent directory is missing),
+ * makes the parent and runs it once more. The directory is there for every file but a
+ * directory's first, and each step is a trip through the thread pool: a `mkdir` before every
+ * write would add one to each (a cold manifest's metadata is several such writes on the client's
+ * way).
+ */
+export async function inParentDir<T>(path: string, op: () => Promise<T>): Promise<T> {
+  try {
+    return await op();
+  } catch (err) {
+    if (!isErrno(err, 'ENOENT')) throw err;
+    await mkdir(dirname(path), { recursive: true });
+    return op();
   }
 }
 
