@@ -126,7 +126,7 @@ export class ManifestPolicy {
     // body) the upstream's own error message for the client.
     const m = await at.remote.getManifest(tag, accept);
     await this.store(at, m.digest, m);
-    await this.d.meta.putTag(at.space, at.t.repo, key, { digest: m.digest, mediaType: m.mediaType, size: m.body.length, checkedAt: Date.now() });
+    await this.putTag(at, key, m.digest, m.mediaType, m.body.length);
     return { digest: m.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'miss' };
   }
 
@@ -142,9 +142,11 @@ export class ManifestPolicy {
 
   /** A tag now names a manifest the store already has. */
   private async record(at: RemoteTarget, key: string, digest: string, mediaType: string, size: number): Promise<void> {
-    await Promise.all([
-      this.d.meta.link(at.space, at.t.repo, digest),
-      this.d.meta.putTag(at.space, at.t.repo, key, { digest, mediaType, size, checkedAt: Date.now() }),
-    ]);
+    await Promise.all([this.d.meta.link(at.space, at.t.repo, digest), this.putTag(at, key, digest, mediaType, size)]);
+  }
+
+  /** The tag's record, checked now. */
+  private putTag(at: RemoteTarget, key: string, digest: string, mediaType: string, size: number): Promise<void> {
+    return this.d.meta.putTag(at.space, at.t.repo, key, { digest, mediaType, size, checkedAt: Date.now() });
   }
 }
