@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { startProcess, tempDir, type Proc } from './process.js';
+import { removeOnExit, startProcess, tempDir, type Proc } from './process.js';
 
 /** dist/src/main.js, relative to this compiled file (dist/test/helpers). */
 export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
@@ -75,6 +75,9 @@ export function metricValue(text: string, name: string, labels: Record<string, s
  */
 export async function startPullthrough(config: Record<string, unknown>, opts: StartOptions = {}): Promise<Pullthrough> {
   const dir = await tempDir('pullthrough-pt-');
+  // Removed at the latest when the test process exits: a test that only stops the process (a
+  // restart with its own data dir) or whose start fails never calls cleanup().
+  const removeDir = removeOnExit(dir.path);
   const dataDir = opts.dataDir ?? join(dir.path, 'data');
   const doc: Record<string, unknown> = { dataDir, listen: { mirror: '127.0.0.1:0' }, ...config };
   // The admin door's default (127.0.0.1:5001) would collide between tests run side by side.
@@ -130,7 +133,7 @@ export async function startPullthrough(config: Record<string, unknown>, opts: St
     async cleanup() {
       await proc.stop();
       // The temp dir holds the config (and the data dir unless one was given, which is kept).
-      await dir.cleanup();
+      await removeDir();
     },
   };
 }
