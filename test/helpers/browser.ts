@@ -24,6 +24,8 @@ export interface TestBrowser {
 export async function startBrowser(): Promise<TestBrowser> {
   if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: run test/setup/install-deps.sh (Debian package chromium)`);
   const profile = await tempDir('pullthrough-chromium-');
+  // HOME and TMPDIR in the profile: chromium also keeps its singleton socket in a dir of its own
+  // under TMPDIR, which would stay in /tmp after the test.
   const proc = startProcess(CHROMIUM, [
     '--headless=new',
     // As root (the suite runs as root) chromium refuses to start inside its sandbox.
@@ -43,7 +45,7 @@ export async function startBrowser(): Promise<TestBrowser> {
     '--disable-default-apps',
     '--mute-audio',
     'about:blank',
-  ], { env: { ...process.env, HOME: profile.path } });
+  ], { env: { ...process.env, HOME: profile.path, TMPDIR: profile.path } });
   const deadline = Date.now() + 30_000;
   let endpoint: string | undefined;
   while (!endpoint) {

@@ -344,7 +344,9 @@ export async function startContainerd(): Promise<Containerd> {
   ].join('\n');
   const configFile = join(t.path, 'config.toml');
   await writeFile(configFile, config);
-  const proc = startProcess('containerd', ['--config', configFile], { cwd: t.path });
+  // TMPDIR: where containerd writes a goroutine dump (containerd.<pid>.stacks.log) when it gets
+  // SIGUSR1, which would otherwise stay in /tmp after the test.
+  const proc = startProcess('containerd', ['--config', configFile], { cwd: t.path, env: { ...process.env, TMPDIR: t.path } });
   const ctr = (args: string[], env?: Record<string, string>, timeoutMs?: number): Promise<ClientResult> =>
     runClient('ctr', ['-a', socket, '-n', 'pullthrough', ...args], env, timeoutMs);
   try {
@@ -513,6 +515,9 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
   if (opts.httpProxy) env.HTTP_PROXY = opts.httpProxy;
   if (opts.noProxy) env.NO_PROXY = opts.noProxy;
   if (opts.caFile) env.SSL_CERT_FILE = opts.caFile;
+  // dockerd's own containerd inherits it: a goroutine dump it writes (containerd.<pid>.stacks.log,
+  // on SIGUSR1) lands in this temp dir, not in /tmp.
+  env.TMPDIR = d;
   const proc = startProcess(
     'dockerd',
     [
