@@ -13,7 +13,7 @@
 import { existsSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startProcess, waitForPort } from '../helpers/process.js';
+import { freePort, ownedTempDir, startProcess, waitForPort } from '../helpers/process.js';
 import { createCA } from '../helpers/pki.js';
 import { issueEcServerCert, type ServerCert } from './cert.js';
 import { startBenchUpstream, type BenchUpstream } from './upstream.js';
@@ -25,7 +25,6 @@ import {
   dnsAnswersPerSecond,
   handshake,
   tlsConnectionsPerSecond,
-  benchTemp,
   cpuSeconds,
   median,
   sampleRss,
@@ -440,7 +439,7 @@ async function startNodeFloor(cert: ServerCert, col: Column): Promise<Floor & { 
 async function main(): Promise<void> {
   const started = Date.now();
   const load0 = loadavg()[0]!;
-  const work = await benchTemp('pullthrough-bench-');
+  const work = await ownedTempDir('pullthrough-bench-');
   const warm: Warm[] = [];
   const systems: System[] = [];
   let up: BenchUpstream | undefined;

@@ -6,7 +6,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
-import { removeOnExit, run, tempDir } from '../helpers/process.js';
+import { run } from '../helpers/process.js';
 import { skopeoCopy } from '../helpers/clients.js';
 
 export function median(xs: number[]): number {
@@ -225,10 +225,4 @@ export async function dnsAnswersPerSecond(dir: string, port: number, names: stri
   const lost = /Queries lost:\s+(\d+)/.exec(out);
   if (!qps) throw new Error(`dnsperf gave no figure:\n${out.slice(-2000)}`);
   return { qps: Number(qps[1]), lost: lost ? Number(lost[1]) : 0 };
-}
-
-/** A temp dir that is also removed if the bench dies or is interrupted (Ctrl-C). */
-export async function benchTemp(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
-  const t = await tempDir(prefix);
-  return { path: t.path, cleanup: removeOnExit(t.path) };
 }

@@ -10,8 +10,7 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
-import { freePort, startProcess, waitForPort, type Proc } from '../helpers/process.js';
-import { benchTemp } from './measure.js';
+import { freePort, ownedTempDir, startProcess, waitForPort, type Proc } from '../helpers/process.js';
 import { LAUNCH_ENV, MAIN, NODE_FLAGS } from '../helpers/pullthrough.js';
 import { startS3rver, type S3rverHandle } from '../helpers/s3-server.js';
 import { startRedis, type RedisHandle } from '../helpers/redis-server.js';
@@ -99,7 +98,7 @@ export interface PtProcess {
  * the bench learns whether this build has it).
  */
 export async function startPt(config: Record<string, unknown>, graceMs = 4000, main = MAIN, launchEnv: Readonly<Record<string, string>> = LAUNCH_ENV): Promise<PtProcess> {
-  const dir = await benchTemp('pullthrough-bench-pt-');
+  const dir = await ownedTempDir('pullthrough-bench-pt-');
   const doc: Record<string, unknown> = { dataDir: join(dir.path, 'data'), ...config };
   // The admin door's default port (5001) would collide between the systems the bench keeps running.
   const full: Record<string, unknown> = { ...doc, listen: { admin: null, ...((doc.listen ?? {}) as Record<string, unknown>) } };
@@ -257,7 +256,7 @@ export class NginxProxySystem implements System {
   ) {}
 
   async startCold(): Promise<Running> {
-    const dir = await benchTemp('pullthrough-bench-nginx-');
+    const dir = await ownedTempDir('pullthrough-bench-nginx-');
     const ng = await startNginxProxy(dir.path, this.upstreamUrl, this.cert);
     return {
       host: `127.0.0.1:${ng.httpPort}`,
@@ -314,7 +313,7 @@ export class RegistryProxySystem implements System {
   ) {}
 
   async startCold(): Promise<Running> {
-    const dir = await benchTemp('pullthrough-bench-registry-');
+    const dir = await ownedTempDir('pullthrough-bench-registry-');
     const storage = join(dir.path, 'storage');
     await mkdir(storage, { recursive: true });
     const http = await startRegistry(dir.path, storage, this.upstreamUrl);

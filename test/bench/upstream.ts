@@ -12,8 +12,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
-import { freePort, startProcess, waitForPort, type Proc } from '../helpers/process.js';
-import { benchTemp } from './measure.js';
+import { freePort, ownedTempDir, startProcess, waitForPort, type Proc } from '../helpers/process.js';
 import { parseAccessLine, type UpstreamRequest } from '../helpers/upstream-registry.js';
 import { makeImage, pushImage, RegistryClient, sha256 } from '../helpers/images.js';
 
@@ -57,7 +56,7 @@ export async function startBenchUpstream(bigSize: number, log: (s: string) => vo
   const root = cacheDir();
   const storage = join(root, 'registry');
   await mkdir(storage, { recursive: true });
-  const work = await benchTemp('pullthrough-bench-up-');
+  const work = await ownedTempDir('pullthrough-bench-up-');
   const port = await freePort();
   const config = {
     version: 0.1,

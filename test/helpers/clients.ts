@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { killOnExit, removeOnExit, run, startProcess, tempDir, type Proc } from './process.js';
+import { killOnExit, ownedTempDir, run, startProcess, type Proc } from './process.js';
 import type { Credentials, DigestSize } from './images.js';
 
 /** What a client command did. */
@@ -25,12 +25,6 @@ function credsArg(c: string | Credentials): string {
 async function runClient(cmd: string, args: string[], env: NodeJS.ProcessEnv | undefined, timeoutMs = 180_000): Promise<ClientResult> {
   const r = await run(cmd, args, { env: { ...process.env, ...(env ?? {}) }, allowFail: true, timeoutMs });
   return { code: r.code, stdout: r.stdout, stderr: r.stderr };
-}
-
-/** A temp dir that also goes away at process exit. */
-async function ownedTemp(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
-  const t = await tempDir(prefix);
-  return { path: t.path, cleanup: removeOnExit(t.path) };
 }
 
 /** Source-side options shared by the skopeo wrappers. */
@@ -96,7 +90,7 @@ async function skopeoCommon(work: string, opts: SkopeoOptions): Promise<{ global
  * `dest` is `'dir'` or `'oci'` for a fresh temp folder, or any skopeo destination.
  */
 export async function skopeoCopy(src: string, dest: 'dir' | 'oci' | string = 'dir', opts: SkopeoOptions = {}): Promise<SkopeoCopyResult> {
-  const work = await ownedTemp('pullthrough-skopeo-');
+  const work = await ownedTempDir('pullthrough-skopeo-');
   let path = '';
   let destRef = dest;
   if (dest === 'dir' || dest === 'oci') {
@@ -128,7 +122,7 @@ export interface InspectRawResult extends ClientResult {
 
 /** `skopeo inspect --raw REF`: the manifest bytes as the registry served them. */
 export async function skopeoInspectRaw(ref: string, opts: SkopeoOptions = {}): Promise<InspectRawResult> {
-  const work = await ownedTemp('pullthrough-skopeo-');
+  const work = await ownedTempDir('pullthrough-skopeo-');
   try {
     const { global, src, env } = await skopeoCommon(work.path, opts);
     // inspect takes the source flags without the --src- prefix.
@@ -212,7 +206,7 @@ export interface PodmanStorage {
 
 /** Creates a podman storage usable by several {@link podmanPull} calls. */
 export async function podmanStorage(): Promise<PodmanStorage> {
-  const t = await ownedTemp('pullthrough-podman-');
+  const t = await ownedTempDir('pullthrough-podman-');
   const flags = [
     '--storage-driver', 'vfs',
     '--root', join(t.path, 'root'),
@@ -324,7 +318,7 @@ const CONTAINERD_DISABLED = [
 /** Starts containerd with its own root, state and socket in a temp dir. */
 export async function startContainerd(): Promise<Containerd> {
   // Unix socket paths are limited to ~108 bytes, so keep the dir short.
-  const t = await ownedTemp('ptc-');
+  const t = await ownedTempDir('ptc-');
   const socket = join(t.path, 'c.sock');
   const config = [
     'version = 2',
@@ -495,7 +489,7 @@ export interface Dockerd {
 /** Starts dockerd 20.10 with its own data-root, exec-root and socket (no networking, vfs). */
 export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> {
   // Short path: containerd's sockets live under exec-root and must fit 108 bytes.
-  const t = await ownedTemp('ptd-');
+  const t = await ownedTempDir('ptd-');
   const d = t.path;
   const sock = join(d, 'd.sock');
   const host = `unix://${sock}`;

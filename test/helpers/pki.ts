@@ -7,7 +7,7 @@ import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import forge from 'node-forge';
-import { removeOnExit, tempDir } from './process.js';
+import { ownedTempDir } from './process.js';
 
 /** A PEM certificate and its key, written to files. */
 export interface CertFiles {
@@ -90,9 +90,8 @@ function selfSigned(attrs: forge.pki.CertificateField[], extensions: object[]): 
 
 /** Creates a CA (RSA 2048, SHA-256) in `dir` or a fresh temp dir. */
 export async function createCA(opts: { dir?: string; commonName?: string } = {}): Promise<TestCA> {
-  const made = opts.dir ? undefined : await tempDir('pullthrough-pki-');
-  const own = made ? { cleanup: removeOnExit(made.path) } : undefined;
-  const dir = opts.dir ?? made!.path;
+  const own = opts.dir ? undefined : await ownedTempDir('pullthrough-pki-');
+  const dir = opts.dir ?? own!.path;
   await mkdir(dir, { recursive: true });
   const { certPem, keyPem } = selfSigned(
     [{ name: 'commonName', value: opts.commonName ?? 'pullthrough test CA' }, { name: 'organizationName', value: 'pullthrough tests' }],

@@ -104,6 +104,15 @@ export function removeOnExit(path: string): () => Promise<void> {
   };
 }
 
+/**
+ * A fresh temp directory that is also removed when the test process exits (a test that throws, or
+ * only stops what it started, never calls `cleanup()`); `cleanup()` removes it now.
+ */
+export async function ownedTempDir(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
+  const t = await tempDir(prefix);
+  return { path: t.path, cleanup: removeOnExit(t.path) };
+}
+
 /** Spawns `cmd args`, capturing its output; it is killed when the test process exits. */
 export function startProcess(cmd: string, args: string[], opts: SpawnOptions & { logFile?: string } = {}): Proc {
   hookExit();

@@ -5,7 +5,7 @@
 import { writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { removeOnExit, startProcess, tempDir, type Proc } from './process.js';
+import { ownedTempDir, startProcess, type Proc } from './process.js';
 
 /** dist/src/main.js, relative to this compiled file (dist/test/helpers). */
 export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
@@ -74,10 +74,9 @@ export function metricValue(text: string, name: string, labels: Record<string, s
  * `dataDir` to a fresh temp dir) and waits for its listeners.
  */
 export async function startPullthrough(config: Record<string, unknown>, opts: StartOptions = {}): Promise<Pullthrough> {
-  const dir = await tempDir('pullthrough-pt-');
   // Removed at the latest when the test process exits: a test that only stops the process (a
   // restart with its own data dir) or whose start fails never calls cleanup().
-  const removeDir = removeOnExit(dir.path);
+  const dir = await ownedTempDir('pullthrough-pt-');
   const dataDir = opts.dataDir ?? join(dir.path, 'data');
   const doc: Record<string, unknown> = { dataDir, listen: { mirror: '127.0.0.1:0' }, ...config };
   // The admin door's default (127.0.0.1:5001) would collide between tests run side by side.
@@ -133,7 +132,7 @@ export async function startPullthrough(config: Record<string, unknown>, opts: St
     async cleanup() {
       await proc.stop();
       // The temp dir holds the config (and the data dir unless one was given, which is kept).
-      await removeDir();
+      await dir.cleanup();
     },
   };
 }

@@ -19,7 +19,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { stringify } from 'yaml';
-import { freePort, removeOnExit, run, startProcess, tempDir, waitForPort, type Proc } from './process.js';
+import { freePort, ownedTempDir, run, startProcess, waitForPort, type Proc } from './process.js';
 import { createCA, createSigningCert, issueServerCert, type CertFiles, type TestCA } from './pki.js';
 import { startTokenServer, type AccessPolicy, type TokenServer } from './token-server.js';
 
@@ -174,8 +174,7 @@ export function parseAccessLine(line: string): UpstreamRequest | undefined {
 
 /** Starts a docker-registry on a free loopback port; see {@link UpstreamOptions}. */
 export async function startUpstreamRegistry(opts: UpstreamOptions = {}): Promise<Upstream> {
-  const made = await tempDir('pullthrough-upstream-');
-  const tmp = { path: made.path, cleanup: removeOnExit(made.path) };
+  const tmp = await ownedTempDir('pullthrough-upstream-');
   const dir = tmp.path;
   const started: Array<() => Promise<void>> = [];
   try {
