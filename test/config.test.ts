@@ -211,6 +211,20 @@ test('registries.<name>.allowPrivateRedirects: off by default (built-ins too), a
   }
 });
 
+test('tls.sessionTickets: off by default, a boolean; errors name the key', async () => {
+  assert.equal(loadConfig({ env: {} }).tls.sessionTickets, false);
+  const dir = await tempDir();
+  try {
+    const f = join(dir.path, 'c.yml');
+    await writeFile(f, 'tls: { sessionTickets: true }\n');
+    assert.equal(loadConfig({ file: f, env: {} }).tls.sessionTickets, true);
+    await writeFile(f, 'tls: { sessionTickets: "yes" }\n');
+    assert.match(problems(() => loadConfig({ file: f, env: {} })), /tls\.sessionTickets: /);
+  } finally {
+    await dir.cleanup();
+  }
+});
+
 test('upstream.tagListMaxSize: default 8m, a size, at least 1k; errors name the key', async () => {
   assert.equal(loadConfig({ env: {} }).upstream.tagListMaxSize, 8 * 1024 * 1024);
   const dir = await tempDir();

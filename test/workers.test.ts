@@ -140,6 +140,7 @@ before(async () => {
     metadata: redisMetadata(redis),
     dns: { answer: ['10.9.8.7'], forwarders: [`127.0.0.1:${resolver.port}`] },
     cache: { fillLease: '5s' },
+    tls: { sessionTickets: true },
   });
   await waitForLog(pt, 'both workers ready', (l) => l.msg === 'workers ready');
   ptCa = await readFile(join(pt.dataDir, 'ca', 'ca.crt'), 'utf8');
@@ -249,6 +250,7 @@ test('workers: a TLS session resumes on whichever worker accepts it: TLS door, a
     listen: { mirror: '127.0.0.1:0', proxy: '127.0.0.1:0' },
     registries: { 'quay.io': { upstream: up.url } },
     metadata: redisMetadata(redis, 'proxy-only:'),
+    tls: { sessionTickets: true },
   });
   t.after(() => proxyOnly.cleanup());
   await waitForLog(proxyOnly, 'both workers ready', (l) => l.msg === 'workers ready');

@@ -85,28 +85,43 @@ test('TLS door: curl reaches the handler under the registry name, verified by th
   assert.match(r.stderr, /ALPN.*http\/1\.1/);
 });
 
-test('TLS door: sessions resume, with TLS 1.3 tickets and TLS 1.2', async () => {
-  const port = tlsDoor.bound!.port;
+/** Connects to a TLS door for quay.io as `version`, offering `session`; says whether it resumed, and the session it got. */
+function connectOnce(port: number, version: 'TLSv1.3' | 'TLSv1.2', session?: Buffer): Promise<{ reused: boolean; session?: Buffer }> {
+  return new Promise((resolve, reject) => {
+    let saved: Buffer | undefined;
+    const s = tlsConnect({ host: '127.0.0.1', port, servername: 'quay.io', ca: ca.caPem(), session, minVersion: version, maxVersion: version });
+    s.on('session', (sess: Buffer) => (saved = sess));
+    s.on('error', reject);
+    s.on('secureConnect', () => {
+      const reused = s.isSessionReused();
+      // A request and its answer give the TLS 1.3 ticket time to arrive.
+      s.write('GET /v2/ HTTP/1.1\r\nHost: quay.io\r\nConnection: close\r\n\r\n');
+      s.on('data', () => {});
+      s.on('close', () => resolve({ reused, session: saved }));
+    });
+  });
+}
+
+test('TLS door: with tls.sessionTickets on, sessions resume, with TLS 1.3 tickets and TLS 1.2', async (t) => {
+  const port = await freePort();
+  const door = await startTlsDoor(testConfig(tmp.path, { listen: { tls: `127.0.0.1:${port}` }, tls: { sessionTickets: true } }, 'tickets.yaml'), handler, ca);
+  t.after(() => door.close());
   for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
-    const connectOnce = (session?: Buffer): Promise<{ reused: boolean; session?: Buffer }> =>
-      new Promise((resolve, reject) => {
-        let saved: Buffer | undefined;
-        const s = tlsConnect({ host: '127.0.0.1', port, servername: 'quay.io', ca: ca.caPem(), session, minVersion: version, maxVersion: version });
-        s.on('session', (sess: Buffer) => (saved = sess));
-        s.on('error', reject);
-        s.on('secureConnect', () => {
-          const reused = s.isSessionReused();
-          // A request and its answer give the TLS 1.3 ticket time to arrive.
-          s.write('GET /v2/ HTTP/1.1\r\nHost: quay.io\r\nConnection: close\r\n\r\n');
-          s.on('data', () => {});
-          s.on('close', () => resolve({ reused, session: saved }));
-        });
-      });
-    const first = await connectOnce();
+    const first = await connectOnce(port, version);
     assert.ok(first.session, `${version}: a session to resume`);
     assert.equal(first.reused, false);
-    const second = await connectOnce(first.session);
+    const second = await connectOnce(port, version, first.session);
     assert.equal(second.reused, true, `${version}: session resumed`);
+  }
+});
+
+test('TLS door: by default no session resumes (no tickets: the registry clients never resume)', async () => {
+  const port = tlsDoor.bound!.port;
+  for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
+    // TLS 1.3 still hands the client a (stateful) ticket; offering it back resumes nothing.
+    const first = await connectOnce(port, version);
+    const second = await connectOnce(port, version, first.session);
+    assert.equal(second.reused, false, `${version}: a full handshake again`);
   }
 });
 
