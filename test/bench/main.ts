@@ -50,7 +50,7 @@ const ONLY_FIGURES: Record<string, string[]> = {
   hang: ['hang'],
   cold: ['cold', 'coldratio', 'coldcpu', 'pull8', 'up8', 'warmman'],
   throughput: ['http1', 'http16', 'tls1', 'tls16', 'tlsvia', 'rss'],
-  handshake: ['hs', 'hscpu', 'hsratio', 'hsnode', 'firstcert'],
+  handshake: ['hs', 'hscpu', 'hsratio', 'hsratio0', 'hsnode', 'firstcert'],
 };
 const ONLY = process.env.BENCH_ONLY || undefined;
 if (ONLY !== undefined && !(ONLY in ONLY_FIGURES)) {
@@ -109,7 +109,8 @@ const ROWS: Array<[string, string]> = [
   ['hs', `new TLS connections/s, cached certificate (full handshake + one local 404; ab -c 8; median of ${HANDSHAKE_REPS} after a warm-up run)`],
   ['hscpu', 'server CPU per new TLS connection (ms)'],
   ['hsratio', `server CPU per new TLS connection / the bare Node.js server's in the same repetition (median of ${HANDSHAKE_REPS})`],
-  ['hsnode', "new TLS connections/s of a bare Node.js https server, Node's floor (same certificate and 404, same runs; server CPU each)"],
+  ['hsratio0', `the same / a bare Node.js server's that issues no session tickets (pullthrough's default), same repetition (median of ${HANDSHAKE_REPS})`],
+  ['hsnode', "new TLS connections/s of a bare Node.js https server, Node's floor (same certificate and 404, same runs; server CPU each), and of one without session tickets"],
   ['firstcert', 'first-certificate handshake (ms)'],
   ['dns', `DNS answers/s (dnsperf -c 4 -q 200; median of ${DNS_REPS} run(s) of ${DNS_SECONDS} s)`],
   ['dnsdgram', "DNS answers/s without the fast path (dns.fastPath: off: Node's dgram only; same runs)"],
@@ -355,14 +356,19 @@ async function hangFigures(keys: string[], make: (upstreamUrl: string) => System
   }
 }
 
-/** Node.js's floor for figure (6): a bare `https` server (node-https.ts), measured with the systems. */
+/**
+ * Node.js's floor for figure (6): a bare `https` server (node-https.ts) as Node.js ships it, and
+ * one that issues no session tickets (as pullthrough's TLS door by default), measured with the systems.
+ */
 interface Floor {
   readonly tls: TlsEndpoint;
+  readonly noTickets: TlsEndpoint;
   readonly col: Column;
 }
 
 /**
- * Figure (6) for every system, and for Node.js's floor: one warm-up run each (a fresh Node.js
+ * Figure (6) for every system, and for Node.js's floor as shipped and without session tickets
+ * (pullthrough's TLS door issues none by default; both floors are shown): one warm-up run each (a fresh Node.js
  * process runs its handshake path in the interpreter for the first thousand or so connections:
  * ~0.9 ms of CPU each instead of ~0.7), then HANDSHAKE_REPS repetitions with the servers in turn,
  * the order rotated each time as for throughput. The ratio to the bare server is taken within
@@ -370,11 +376,11 @@ interface Floor {
  * server's own figure drifts across a run by more than the margins being compared.
  */
 async function handshakeFigures(warm: Warm[], floor: Floor): Promise<void> {
-  type Live = { label: string; tls: TlsEndpoint; rs: Array<{ perSecond: number; cpuMs: number; failed: number }>; done(hs: string, cpu: string, ratios: number[]): void };
+  type Live = { label: string; tls: TlsEndpoint; rs: Array<{ perSecond: number; cpuMs: number; failed: number }>; done(hs: string, cpu: string, ratios: number[], ratios0: number[]): void };
   const live: Live[] = [];
   for (const w of warm) {
     if ('na' in w.tls) {
-      for (const k of ['hs', 'hscpu', 'hsratio', 'firstcert']) w.col.cells.set(k, w.tls.na);
+      for (const k of ['hs', 'hscpu', 'hsratio', 'hsratio0', 'firstcert']) w.col.cells.set(k, w.tls.na);
       continue;
     }
     const tls = w.tls;
@@ -382,21 +388,25 @@ async function handshakeFigures(warm: Warm[], floor: Floor): Promise<void> {
       label: w.col.label,
       tls,
       rs: [],
-      done: (hs, cpu, ratios) => {
+      done: (hs, cpu, ratios, ratios0) => {
         w.col.cells.set('hs', hs);
         w.col.cells.set('hscpu', cpu);
         w.col.cells.set('hsratio', `${fmt(median(ratios), 2)}×`);
+        w.col.cells.set('hsratio0', `${fmt(median(ratios0), 2)}×`);
       },
     });
   }
-  const bare: Live = {
-    label: 'bare Node.js https',
-    tls: floor.tls,
+  // The floors' row is hsnode: the reference column's other handshake cells are nginx's static server's.
+  const floors: string[] = [];
+  const bare: Live = { label: 'bare Node.js https', tls: floor.tls, rs: [], done: (hs, cpu) => (floors[0] = `${hs} at ${cpu} ms`) };
+  const bareNoTickets: Live = {
+    label: 'bare Node.js https, no session tickets',
+    tls: floor.noTickets,
     rs: [],
-    // Its row is hsnode: the reference column's other handshake cells are nginx's static server's.
-    done: (hs, cpu) => floor.col.cells.set('hsnode', `${hs} at ${cpu} ms`),
+    done: (hs, cpu) => (floors[1] = `without tickets ${hs} at ${cpu} ms`),
   };
-  live.push(bare);
+  const systems = live.length;
+  live.push(bareNoTickets, bare);
   for (const { tls } of live) {
     // Warm the certificate (issued on first use by pullthrough's door) and the handshake path.
     await handshake(tls.port, tls.servername);
@@ -409,12 +419,15 @@ async function handshakeFigures(warm: Warm[], floor: Floor): Promise<void> {
       l.rs.push(await tlsConnectionsPerSecond(l.tls.port, l.tls.servername, HANDSHAKE_SECONDS, l.tls.pids()));
     }
   }
-  for (const { label, rs, done } of live) {
+  for (const [i, { label, rs, done }] of live.entries()) {
     const failed = rs.reduce((a, r) => a + r.failed, 0);
-    const ratios = rs.map((r, i) => r.cpuMs / bare.rs[i]!.cpuMs);
-    done(`${fmt(median(rs.map((r) => r.perSecond)))}${failed ? ` (${failed} failed)` : ''}`, fmt(median(rs.map((r) => r.cpuMs)), 2), ratios);
-    log(`  ${label}: ${rs.map((r) => fmt(r.perSecond)).join(', ')} new TLS connections/s, ${rs.map((r) => fmt(r.cpuMs, 2)).join(', ')} ms of server CPU each (${ratios.map((x) => `${fmt(x, 2)}×`).join(', ')} the bare server's)`);
+    const ratios = rs.map((r, k) => r.cpuMs / bare.rs[k]!.cpuMs);
+    const ratios0 = rs.map((r, k) => r.cpuMs / bareNoTickets.rs[k]!.cpuMs);
+    done(`${fmt(median(rs.map((r) => r.perSecond)))}${failed ? ` (${failed} failed)` : ''}`, fmt(median(rs.map((r) => r.cpuMs)), 2), ratios, ratios0);
+    const against = i < systems ? ` (${ratios.map((x) => `${fmt(x, 2)}×`).join(', ')} the bare server's; ${ratios0.map((x) => `${fmt(x, 2)}×`).join(', ')} without tickets)` : '';
+    log(`  ${label}: ${rs.map((r) => fmt(r.perSecond)).join(', ')} new TLS connections/s, ${rs.map((r) => fmt(r.cpuMs, 2)).join(', ')} ms of server CPU each${against}`);
   }
+  floor.col.cells.set('hsnode', floors.join('; '));
   for (const w of warm) {
     if ('na' in w.tls) continue;
     if (w.key.startsWith('pt')) {
@@ -428,12 +441,28 @@ async function handshakeFigures(warm: Warm[], floor: Floor): Promise<void> {
   }
 }
 
-/** Starts node-https.ts with the peers' certificate on a free port. */
+/** Starts node-https.ts with the peers' certificate on free ports, with and without session tickets. */
 async function startNodeFloor(cert: ServerCert, col: Column): Promise<Floor & { stop(): Promise<void> }> {
-  const port = await freePort();
-  const proc = startProcess(process.execPath, [join(import.meta.dirname, 'node-https.js'), cert.keyFile, cert.certFile, String(port)]);
-  await waitForPort(port, '127.0.0.1', 10_000, proc);
-  return { col, tls: tlsEndpoint(port, 'bare Node.js https', proc.child.pid!), stop: () => proc.stop() };
+  const start = async (mode: string[]): Promise<{ tls: TlsEndpoint; proc: ReturnType<typeof startProcess> }> => {
+    const port = await freePort();
+    const proc = startProcess(process.execPath, [join(import.meta.dirname, 'node-https.js'), cert.keyFile, cert.certFile, String(port), ...mode]);
+    await waitForPort(port, '127.0.0.1', 10_000, proc);
+    return { tls: tlsEndpoint(port, 'bare Node.js https', proc.child.pid!), proc };
+  };
+  const shipped = await start([]);
+  const noTickets = await start(['no-tickets']).catch(async (err: unknown) => {
+    await shipped.proc.stop();
+    throw err;
+  });
+  return {
+    col,
+    tls: shipped.tls,
+    noTickets: noTickets.tls,
+    stop: async () => {
+      await shipped.proc.stop();
+      await noTickets.proc.stop();
+    },
+  };
 }
 
 async function main(): Promise<void> {
