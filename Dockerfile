@@ -6,8 +6,9 @@
 # capability on node, which a container without NET_BIND_SERVICE in its bounding set cannot exec.
 # The Node.js major version matches .node-version (the runtime the test suite runs on).
 ARG NODE_IMAGE=node:24-bookworm-slim
-# The build stage needs a C compiler for the DNS door's native fast path (src/native); the full
-# image of the same Debian release has one, and its glibc matches the slim image's.
+# The build stage needs a C compiler for the native modules (src/native: the DNS door's fast path,
+# the doors' TCP send cap); the full image of the same Debian release has one, and its glibc
+# matches the slim image's.
 ARG BUILD_IMAGE=node:24-bookworm
 
 FROM ${BUILD_IMAGE} AS build
@@ -16,7 +17,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-RUN npm run build && test -f dist/native/dns-fast-path.node
+RUN npm run build && test -f dist/native/dns-fast-path.node && test -f dist/native/tcp-options.node
 
 FROM ${NODE_IMAGE} AS production-deps
 WORKDIR /app
