@@ -41,10 +41,11 @@ export interface DoorOptions {
 /** Options of the TLS door. */
 export interface TlsDoorOptions extends DoorOptions {
   /**
-   * Session ticket keys (48 bytes), used when `tls.sessionTickets` is on. Default: random for this process. Workers get the same keys
-   * from the primary, so a session ticket issued by one worker resumes on any other. (node:cluster
-   * copies the first worker's keys to the others for a listening server, but not for the CONNECT
-   * door's TLS when listen.tls is off, nor after the daily setSecureContext below.)
+   * Session ticket keys (48 bytes), used when `tls.sessionTickets` is on. Default: random for this
+   * process. Workers get the same keys from the primary, so a session ticket issued by one worker
+   * resumes on any other. (node:cluster copies the first worker's keys to the others for a
+   * listening server, but not for the CONNECT door's TLS when listen.tls is off, nor after the
+   * daily setSecureContext below.)
    */
   ticketKeys?: Buffer;
 }

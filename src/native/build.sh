@@ -2,7 +2,7 @@
 # Builds the native modules into dist/native, each with one cc call against Node's own headers
 # (node_api.h: the ABI-stable API, so one build serves every Node version from 20 on):
 # - dns-fast-path.node: the DNS door's UDP fast path (src/native/dns-fast-path.c);
-# - tcp-options.node: TCP_NOTSENT_LOWAT for the TLS door's sockets (src/native/tcp-options.c).
+# - tcp-options.node: TCP_NOTSENT_LOWAT for the doors' sockets (src/native/tcp-options.c).
 # Without a C compiler or the headers it says so and succeeds: the DNS door then answers through
 # Node's dgram (dns.fastPath: auto), and sockets keep the kernel's default, only slower.
 set -u

@@ -3,9 +3,10 @@
  *
  * Why: a socket whose send buffer fills megabytes ahead of its reader hands the reader bytes that
  * left every CPU cache long ago. On loopback and on a node where the client shares the cores, the
- * client then pays for cache misses on every byte it decrypts and copies: curl took a warm 1 GiB
- * blob over TLS ~15 % slower from pullthrough than from nginx, which writes 16 KiB at a time and so
- * keeps its socket shallow. Capping the bytes not yet sent keeps them fresh (docs/performance.md).
+ * client then pays for cache misses on every byte it copies and decrypts: one curl took a warm
+ * 1 GiB blob over TLS at ~860 MB/s from pullthrough and ~990 from nginx, which writes 16 KiB at a
+ * time and so keeps its socket shallow. Capping the bytes not yet sent keeps them fresh: ~990 from
+ * pullthrough too (docs/performance.md, fifteenth round).
  *
  * Loaded by src/net/tcp-options.ts; built by src/native/build.sh (one cc call, like the DNS door's).
  */
