@@ -3,8 +3,8 @@
  * build` when a C compiler is there. A thread answers served names from the socket in batches and
  * hands every other datagram to the door's JavaScript; without it the door answers through dgram.
  */
-import { createRequire } from 'node:module';
 import type { CidrRange } from '../net/cidr-list.js';
+import { nativeModule } from '../util/native-module.js';
 
 /** What the door gives the native side: the answers for served names and who gets RA. */
 export interface FastPathAnswers {
@@ -34,19 +34,9 @@ export interface FastPathBinding {
   close(h: Handle): void;
 }
 
-let binding: FastPathBinding | string | undefined;
-
 /** The native module, or why it cannot be used ("is not built …", "failed to load: …"). */
 export function fastPathBinding(): FastPathBinding | string {
-  if (binding === undefined) {
-    try {
-      binding = createRequire(import.meta.url)('../../native/dns-fast-path.node') as FastPathBinding;
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      binding = e.code === 'MODULE_NOT_FOUND' ? 'is not built (npm run build needs a C compiler)' : `failed to load: ${e.message}`;
-    }
-  }
-  return binding;
+  return nativeModule<FastPathBinding>('dns-fast-path');
 }
 
 /** A UDP socket served by the native thread. */

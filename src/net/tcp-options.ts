@@ -3,8 +3,8 @@
  * a C compiler is there). Without the module every call here is a no-op that says so: sockets keep
  * the kernel's defaults, which are correct, only slower for some clients.
  */
-import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
+import { nativeModule } from '../util/native-module.js';
 
 /** The native module's functions. */
 interface TcpOptionsBinding {
@@ -20,19 +20,9 @@ interface TcpOptionsBinding {
  */
 export const NOT_SENT_LOWAT = 128 * 1024;
 
-let binding: TcpOptionsBinding | string | undefined;
-
 /** The native module, or why it cannot be used. */
 export function tcpOptionsBinding(): TcpOptionsBinding | string {
-  if (binding === undefined) {
-    try {
-      binding = createRequire(import.meta.url)('../../native/tcp-options.node') as TcpOptionsBinding;
-    } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      binding = e.code === 'MODULE_NOT_FOUND' ? 'is not built (npm run build needs a C compiler)' : `failed to load: ${e.message}`;
-    }
-  }
-  return binding;
+  return nativeModule<TcpOptionsBinding>('tcp-options');
 }
 
 /**
