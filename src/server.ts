@@ -179,7 +179,7 @@ export async function startServer(config: Config, baseLog: Logger, opts: ServerO
   const doors: Door[] = [];
   const tcpOptions = tcpOptionsBinding();
   if (typeof tcpOptions === 'string') {
-    log.warn(`the native TCP options module ${tcpOptions}: sockets keep the kernel's deep send buffers, and blob transfers to clients on the same host (a node's own containerd) are 10–15 % slower`);
+    log.warn(`the native TCP options module ${tcpOptions}: sockets keep the kernel's deep send buffers, and blob transfers to clients on the same host (a node's own containerd) are slower (docs/operations.md, Send buffers)`);
   }
   const traffic = new HttpTraffic(log);
 

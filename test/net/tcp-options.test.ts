@@ -2,8 +2,9 @@
  * TCP_NOTSENT_LOWAT (src/net/tcp-options.ts over src/native/tcp-options.c) on real loopback
  * sockets: the cap the kernel then reports, what a capped socket does when its reader stops (the
  * bytes beyond the cap wait in the writer's process instead of the kernel's buffer), no-ops where
- * there is no descriptor, and every door that serves blobs capping the sockets it accepts. What
- * the cap does to throughput is the bench's to show (docs/performance.md, fifteenth round).
+ * there is no descriptor, every door that serves blobs capping the sockets it accepts, and a build
+ * without the module warning at start. What the cap does to throughput is the bench's to show
+ * (docs/performance.md, fifteenth round).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,8 +15,11 @@ import { startMirrorDoor } from '../../src/doors/mirror-door.js';
 import { startTlsDoor } from '../../src/doors/tls-door.js';
 import { startProxyDoor } from '../../src/doors/connect-proxy.js';
 import { CertificateAuthority } from '../../src/pki/index.js';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { testConfig } from '../helpers/config.js';
 import { freePort, tempDir } from '../helpers/process.js';
+import { MAIN, startPullthrough } from '../helpers/pullthrough.js';
 
 let tmp: { path: string; cleanup: () => Promise<void> };
 before(async () => {
@@ -114,4 +118,20 @@ test('the mirror, TLS and CONNECT doors cap every socket they accept', async (t)
     assert.equal(notSentLimit(s), NOT_SENT_LOWAT, `${name} door`);
     c.destroy();
   }
+});
+
+test('a build without the module warns at start, naming it, and serves as before', async (t) => {
+  // A copy of this build's dist/src with no dist/native beside it, inside dist so that its
+  // imports still find node_modules (as the DNS fast path's test does).
+  const copy = mkdtempSync(join(dirname(dirname(MAIN)), 'no-native-'));
+  t.after(() => rmSync(copy, { recursive: true, force: true }));
+  cpSync(dirname(MAIN), join(copy, 'src'), { recursive: true });
+  const pt = await startPullthrough({}, { main: join(copy, 'src', 'main.js') });
+  t.after(() => pt.cleanup());
+  assert.ok(
+    pt.logs().some((l) => l.level === 'warn' && /native TCP options module is not built/.test(String(l.msg))),
+    'a warning says why',
+  );
+  const res = await fetch(`${pt.url}/v2/`);
+  assert.equal(res.status, 200);
 });
