@@ -118,8 +118,9 @@ test('TLS door: with tls.sessionTickets on, sessions resume, with TLS 1.3 ticket
 test('TLS door: by default no session resumes (no tickets: the registry clients never resume)', async () => {
   const port = tlsDoor.bound!.port;
   for (const version of ['TLSv1.3', 'TLSv1.2'] as const) {
-    // TLS 1.3 still hands the client a (stateful) ticket; offering it back resumes nothing.
+    // The client still gets a session (TLS 1.3: a stateful ticket); offering it back resumes nothing.
     const first = await connectOnce(port, version);
+    assert.ok(first.session, `${version}: a session the client can offer`);
     const second = await connectOnce(port, version, first.session);
     assert.equal(second.reused, false, `${version}: a full handshake again`);
   }
