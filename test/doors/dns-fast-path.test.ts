@@ -10,14 +10,14 @@ import { test, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createSocket, type SocketType } from 'node:dgram';
-import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { stringify } from 'yaml';
 import type { Config } from '../../src/config/index.js';
 import { hijackedNames } from '../../src/config/served-names.js';
 import { startDnsDoor, type DnsDoor } from '../../src/doors/dns-server.js';
 import { freePort, run, tempDir } from '../helpers/process.js';
-import { MAIN, metricValue, NODE_FLAGS, startPullthrough } from '../helpers/pullthrough.js';
+import { buildWithoutNative, metricValue, NODE_FLAGS, startPullthrough } from '../helpers/pullthrough.js';
 import { testConfig } from '../helpers/config.js';
 import { query } from './dns-door-suite.js';
 
@@ -215,13 +215,9 @@ test('a burst while JavaScript is busy: 4096 datagrams wait for it, the rest are
 });
 
 test('a build without the fast path: auto warns and answers through dgram; on refuses to start, naming dns.fastPath', async (t) => {
-  // A copy of this build's dist/src with no dist/native beside it, inside dist so that its
-  // imports still find node_modules.
-  const dist = dirname(dirname(MAIN));
-  const copy = mkdtempSync(join(dist, 'no-native-'));
-  t.after(() => rmSync(copy, { recursive: true, force: true }));
-  cpSync(dirname(MAIN), join(copy, 'src'), { recursive: true });
-  const main = join(copy, 'src', 'main.js');
+  const build = buildWithoutNative();
+  t.after(() => build.cleanup());
+  const main = build.main;
   const dns = { answer: ['127.0.0.10'], forwarders: ['127.0.0.1:9'] };
 
   const pt = await startPullthrough({ listen: { mirror: '127.0.0.1:0', dns: '127.0.0.1:0' }, dns }, { main });

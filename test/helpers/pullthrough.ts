@@ -2,13 +2,26 @@
  * Runs the real pullthrough binary (dist/src/main.js) as a child process with a config written to
  * a temp dir; listeners use port 0 and their ports are read from the "listening" log lines.
  */
+import { cpSync, mkdtempSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { ownedTempDir, startProcess, type Proc } from './process.js';
+import { ownedTempDir, removeOnExit, startProcess, type Proc } from './process.js';
 
 /** dist/src/main.js, relative to this compiled file (dist/test/helpers). */
 export const MAIN = resolve(import.meta.dirname, '../../src/main.js');
+
+/**
+ * What a build without a C compiler gives: a copy of this build's dist/src with no dist/native
+ * beside it, inside dist so that its imports still find node_modules. `main` is its main.js;
+ * the copy goes at `cleanup()` or, at the latest, when the test process exits.
+ */
+export function buildWithoutNative(): { main: string; cleanup: () => Promise<void> } {
+  const copy = mkdtempSync(join(dirname(dirname(MAIN)), 'no-native-'));
+  const cleanup = removeOnExit(copy);
+  cpSync(dirname(MAIN), join(copy, 'src'), { recursive: true });
+  return { main: join(copy, 'src', 'main.js'), cleanup };
+}
 /**
  * The Node.js flags pullthrough ships with (package.json's start, the Dockerfile's CMD, main.ts's
  * shebang), so the tests and the bench run it as users do.

@@ -15,11 +15,9 @@ import { startMirrorDoor } from '../../src/doors/mirror-door.js';
 import { startTlsDoor } from '../../src/doors/tls-door.js';
 import { startProxyDoor } from '../../src/doors/connect-proxy.js';
 import { CertificateAuthority } from '../../src/pki/index.js';
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { testConfig } from '../helpers/config.js';
 import { freePort, tempDir } from '../helpers/process.js';
-import { MAIN, startPullthrough } from '../helpers/pullthrough.js';
+import { buildWithoutNative, startPullthrough } from '../helpers/pullthrough.js';
 
 let tmp: { path: string; cleanup: () => Promise<void> };
 before(async () => {
@@ -121,12 +119,9 @@ test('the mirror, TLS and CONNECT doors cap every socket they accept', async (t)
 });
 
 test('a build without the module warns at start, naming it, and serves as before', async (t) => {
-  // A copy of this build's dist/src with no dist/native beside it, inside dist so that its
-  // imports still find node_modules (as the DNS fast path's test does).
-  const copy = mkdtempSync(join(dirname(dirname(MAIN)), 'no-native-'));
-  t.after(() => rmSync(copy, { recursive: true, force: true }));
-  cpSync(dirname(MAIN), join(copy, 'src'), { recursive: true });
-  const pt = await startPullthrough({}, { main: join(copy, 'src', 'main.js') });
+  const build = buildWithoutNative();
+  t.after(() => build.cleanup());
+  const pt = await startPullthrough({}, { main: build.main });
   t.after(() => pt.cleanup());
   assert.ok(
     pt.logs().some((l) => l.level === 'warn' && /native TCP options module is not built/.test(String(l.msg))),
