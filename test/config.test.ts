@@ -225,6 +225,22 @@ test('tls.sessionTickets: off by default, a boolean; errors name the key', async
   }
 });
 
+test('tls.ciphers: unset by default (the door\'s own order), an OpenSSL cipher list; errors name the key', async () => {
+  assert.equal(loadConfig({ env: {} }).tls.ciphers, undefined);
+  const dir = await tempDir();
+  try {
+    const f = join(dir.path, 'c.yml');
+    await writeFile(f, 'tls: { ciphers: "TLS_AES_256_GCM_SHA384:ECDHE-ECDSA-AES256-GCM-SHA384" }\n');
+    assert.equal(loadConfig({ file: f, env: {} }).tls.ciphers, 'TLS_AES_256_GCM_SHA384:ECDHE-ECDSA-AES256-GCM-SHA384');
+    for (const bad of ['"AES-NONSENSE"', '""', '42']) {
+      await writeFile(f, `tls: { ciphers: ${bad} }\n`);
+      assert.match(problems(() => loadConfig({ file: f, env: {} })), /tls\.ciphers: /, bad);
+    }
+  } finally {
+    await dir.cleanup();
+  }
+});
+
 test('upstream.tagListMaxSize: default 8m, a size, at least 1k; errors name the key', async () => {
   assert.equal(loadConfig({ env: {} }).upstream.tagListMaxSize, 8 * 1024 * 1024);
   const dir = await tempDir();

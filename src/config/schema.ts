@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { parseDuration, parseSize } from './units.js';
 import { compileGlob } from '../util/glob.js';
+import { acceptsCiphers } from '../net/tls-ciphers.js';
 
 const duration = z.union([z.string(), z.number()]).transform((v, ctx) => {
   const ms = parseDuration(v);
@@ -275,6 +276,16 @@ export const configSchema = z.strictObject({
        * ticket keys are not rotated while the process runs. On: tickets resume on any worker.
        */
       sessionTickets: z.boolean().default(false),
+      /**
+       * The TLS door's cipher suites in order of preference, as Node's `ciphers` option (OpenSSL's
+       * format; TLS 1.3 suites by their TLS_ names). The server's order wins. Default: Node's own
+       * list with TLS_AES_128_GCM_SHA256 first (see tls-ciphers.ts).
+       */
+      ciphers: z
+        .string()
+        .min(1)
+        .refine((s) => acceptsCiphers(s), 'is not a cipher list OpenSSL accepts (e.g. TLS_AES_128_GCM_SHA256:ECDHE-ECDSA-AES128-GCM-SHA256)')
+        .optional(),
       /**
        * More names (or IPs) the TLS door holds certificates for and the DNS door answers, beyond the
        * registries and their aliases: the names clients use to reach pullthrough itself. The host

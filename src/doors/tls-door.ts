@@ -11,6 +11,7 @@ import { createSecureContext } from 'node:tls';
 import type { Config } from '../config/index.js';
 import type { CertificateAuthority } from '../pki/index.js';
 import { limitNotSent } from '../net/tcp-options.js';
+import { DOOR_CIPHERS } from '../net/tls-ciphers.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
 import type { BoundAddress, Door } from './door.js';
 import { closeServer, listenOn } from './listen.js';
@@ -54,8 +55,8 @@ export interface TlsDoorOptions extends DoorOptions {
 const KEEP_ALIVE_TIMEOUT_MS = 75_000;
 const DAY_MS = 86_400_000;
 
-/** What the TLS door reads: `listen.tls` and `tls.sessionTickets`. */
-export type TlsDoorSettings = Pick<Config, 'listen'> & { readonly tls: Pick<Config['tls'], 'sessionTickets'> };
+/** What the TLS door reads: `listen.tls`, `tls.sessionTickets` and `tls.ciphers`. */
+export type TlsDoorSettings = Pick<Config, 'listen'> & { readonly tls: Pick<Config['tls'], 'sessionTickets' | 'ciphers'> };
 
 /**
  * Creates the TLS server and, when listen.tls is set, starts it there.
@@ -69,15 +70,21 @@ export async function startTlsDoor(config: TlsDoorSettings, handler: RequestHand
   // Without tickets (the default, see tls.sessionTickets in config/schema.ts) OpenSSL issues no
   // encrypted ticket after a handshake, ~7 % of the door's CPU per new connection; it still sends
   // TLS 1.3's short stateful ones, which resume nothing (Node keeps no session cache).
-  // SSL options stay those of the server's own context whatever context the SNI callback picks.
-  const secureOptions = config.tls.sessionTickets ? 0 : cryptoConstants.SSL_OP_NO_TICKET;
+  // The suites in the server's order: AES-128-GCM first unless configured (net/tls-ciphers.ts).
+  // Both stay the server's own whatever context the SNI callback picks, so the default context
+  // set below (setSecureContext replaces all of them) gets them again.
+  const contextOptions = {
+    ticketKeys,
+    secureOptions: config.tls.sessionTickets ? 0 : cryptoConstants.SSL_OP_NO_TICKET,
+    ciphers: config.tls.ciphers ?? DOOR_CIPHERS,
+    honorCipherOrder: true,
+    minVersion: 'TLSv1.2',
+  } as const;
   const noCertificate = createSecureContext({});
   const defaultName = ca.defaultName();
   const server = createServer(
     {
-      ticketKeys,
-      secureOptions,
-      minVersion: 'TLSv1.2',
+      ...contextOptions,
       ALPNProtocols: ['http/1.1'],
       keepAlive: true,
       SNICallback: (servername, done) => {
@@ -127,7 +134,7 @@ export async function startTlsDoor(config: TlsDoorSettings, handler: RequestHand
   if (defaultName) {
     const setDefault = async (): Promise<void> => {
       const leaf = await ca.certificateFor(defaultName);
-      if (leaf) server.setSecureContext({ key: leaf.keyPem, cert: leaf.certPem, ticketKeys, secureOptions });
+      if (leaf) server.setSecureContext({ ...contextOptions, key: leaf.keyPem, cert: leaf.certPem });
     };
     await setDefault();
     renewTimer = setInterval(() => setDefault().catch((err: Error) => log.error('cannot renew the default certificate', { error: err.message })), DAY_MS);
