@@ -1,7 +1,8 @@
 /**
- * The TLS door's cipher suites: the server's order decides, AES-128-GCM first by default (its
- * handshake hashes with SHA-256, not SHA-384: src/net/tls-ciphers.ts), `tls.ciphers` replaces the
- * list. Driven by Node's TLS client and curl (OpenSSL), both of which list AES-256-GCM first.
+ * The TLS door's cipher suites (and so the CONNECT door's, whose tunnels end in it): the server's
+ * order decides, AES-128-GCM first by default (its handshake hashes with SHA-256, not SHA-384:
+ * src/net/tls-ciphers.ts), `tls.ciphers` replaces the list. Driven by Node's TLS client and curl
+ * (OpenSSL), both of which list AES-256-GCM first.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CertificateAuthority } from '../../src/pki/index.js';
 import { startTlsDoor, type TlsDoor } from '../../src/doors/tls-door.js';
+import { startProxyDoor, type ProxyDoor } from '../../src/doors/connect-proxy.js';
 import { freePort, run, tempDir } from '../helpers/process.js';
 import { testConfig } from '../helpers/config.js';
 
@@ -25,19 +27,23 @@ let caFile: string;
 let door: TlsDoor;
 /** tls.ciphers set to AES-256-GCM first. */
 let configured: TlsDoor;
+/** The CONNECT door in front of `door`: its tunnels end in the same TLS server. */
+let proxy: ProxyDoor;
 
 before(async () => {
   tmp = await tempDir();
-  const config = testConfig(tmp.path, { listen: { tls: `127.0.0.1:${await freePort()}` }, tls: { extraNames: ['127.0.0.1'] } });
+  const config = testConfig(tmp.path, { listen: { tls: `127.0.0.1:${await freePort()}`, proxy: `127.0.0.1:${await freePort()}` }, tls: { extraNames: ['127.0.0.1'] } });
   ca = await CertificateAuthority.load(config);
   caFile = join(tmp.path, 'ca.pem');
   writeFileSync(caFile, ca.caPem());
   door = await startTlsDoor(config, handler, ca);
+  proxy = await startProxyDoor(config, handler, door);
   const ciphers = 'TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256:ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256';
   configured = await startTlsDoor(testConfig(tmp.path, { listen: { tls: `127.0.0.1:${await freePort()}` }, tls: { ciphers } }, 'configured.yaml'), handler, ca);
 });
 
 after(async () => {
+  await proxy?.close();
   await configured?.close();
   await door?.close();
   await tmp?.cleanup();
@@ -75,13 +81,16 @@ test('TLS door: AES-128-GCM although the client lists AES-256-GCM first, with SN
   assert.equal(await negotiated(port, { servername: 'quay.io', ciphers: 'TLS_CHACHA20_POLY1305_SHA256' }), 'TLS_CHACHA20_POLY1305_SHA256');
 });
 
-test('TLS door: curl (OpenSSL) settles on TLS_AES_128_GCM_SHA256 and gets its answer', async () => {
+test('TLS and CONNECT doors: curl (OpenSSL) settles on TLS_AES_128_GCM_SHA256 and gets its answer', async () => {
   const port = door.bound!.port;
-  const r = await run('curl', ['-sS', '-v', '--max-time', '10', '--cacert', caFile, '--resolve', `quay.io:${port}:127.0.0.1`, `https://quay.io:${port}/v2/`], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
-  });
-  assert.equal(r.stdout, '{}');
-  assert.match(r.stderr, /TLSv1\.3 \/ TLS_AES_128_GCM_SHA256/);
+  // curl must not pick up proxy settings from the environment.
+  const curl = (args: string[]) => run('curl', ['-sS', '-v', '--max-time', '10', '--cacert', caFile, ...args], { env: { PATH: process.env.PATH ?? '/usr/bin:/bin' } });
+  const direct = await curl(['--resolve', `quay.io:${port}:127.0.0.1`, `https://quay.io:${port}/v2/`]);
+  assert.equal(direct.stdout, '{}');
+  assert.match(direct.stderr, /TLSv1\.3 \/ TLS_AES_128_GCM_SHA256/);
+  const tunnelled = await curl(['-x', `http://127.0.0.1:${proxy.bound.port}`, 'https://quay.io/v2/']);
+  assert.equal(tunnelled.stdout, '{}');
+  assert.match(tunnelled.stderr, /TLSv1\.3 \/ TLS_AES_128_GCM_SHA256/);
 });
 
 test('TLS door: tls.ciphers replaces the list and its order decides', async () => {
