@@ -2,14 +2,13 @@
  * The TLS door's cipher suites: Node.js's default list with TLS_AES_128_GCM_SHA256 first, in the
  * server's order of preference.
  *
- * Why: Node.js, like OpenSSL and nginx, leaves the choice to the client, and the clients a mirror
- * sees (curl, OpenSSL, and Go only on CPUs without AES instructions) list TLS_AES_256_GCM_SHA384
- * first. That suite's handshake runs its transcript hash and key schedule on SHA-384, which no x86
- * CPU accelerates, while TLS_AES_128_GCM_SHA256's run on SHA-256 (SHA-NI): on the bench's machine
- * the SHA-384 work was ~4 % of the server's CPU per new TLS connection and the SHA-256 work ~1 %
- * (docs/performance.md). AES-128-GCM is TLS 1.3's mandatory suite and what Go's TLS server and
- * BoringSSL prefer on AES hardware. TLS 1.2 clients get Node's order, which puts AES-128-GCM
- * first already.
+ * Why: Node.js's default list, which its TLS server follows, puts TLS_AES_256_GCM_SHA384 first (as
+ * OpenSSL's and curl's do), so TLS 1.3 handshakes used it. That suite runs the transcript hash and
+ * key schedule on SHA-384, which no x86 CPU accelerates, while TLS_AES_128_GCM_SHA256 runs them on
+ * SHA-256 (SHA-NI): on the bench's machine the SHA-384 work was ~4 % of the server's CPU per new
+ * TLS connection and the SHA-256 work ~1 % (docs/performance.md). AES-128-GCM is TLS 1.3's
+ * mandatory suite and what Go's TLS server and BoringSSL prefer on AES hardware. TLS 1.2 clients
+ * get Node's order, which puts AES-128-GCM first already.
  */
 import { createSecureContext, DEFAULT_CIPHERS } from 'node:tls';
 
