@@ -13,7 +13,6 @@ import { servedNames } from '../config/served-names.js';
 import type { TunnelPolicySettings } from './tunnel-policy.js';
 import { normalizeHost, parseHostPort } from '../net/host-port.js';
 import { unmapIPv4 } from '../net/ip-bytes.js';
-import { limitNotSent } from '../net/tcp-options.js';
 import { createUpstreamLookup } from '../upstream/dns-lookup.js';
 import { silentLog } from '../util/log-sink.js';
 import type { BoundAddress, Door } from './door.js';
@@ -117,8 +116,6 @@ export async function startProxyDoor(config: ProxyDoorSettings, handler: Request
   let address: AddressInfo | undefined;
   const server = createServer(onRequest);
   server.on('connection', track);
-  // Blobs through http:// proxying and intercepted tunnels alike (tcp-options.ts).
-  server.on('connection', (s: Socket) => limitNotSent(s));
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Socket) => {
     log.debug('malformed proxy request', { error: err.code ?? err.message });
     if (err.code === 'ECONNRESET' || !socket.writable) return socket.destroy();

@@ -1,12 +1,15 @@
-import type { Server } from 'node:net';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server, Socket } from 'node:net';
 import type { ListenAddress } from '../config/index.js';
+import { limitNotSent } from '../net/tcp-options.js';
 
 /**
- * Starts `server` on `addr` and resolves with the bound address.
+ * Starts `server` on `addr` and resolves with the bound address. Every socket it accepts gets the
+ * doors' send cap, so a blob's bytes reach the client fresh from the cache, not megabytes behind
+ * (net/tcp-options.ts); the CONNECT door's intercepted tunnels have it from the proxy's listener.
  * @throws the listen error (EADDRINUSE, EACCES for a low port without the capability, …).
  */
 export function listenOn(server: Server, addr: ListenAddress): Promise<AddressInfo> {
+  server.on('connection', (s: Socket) => limitNotSent(s));
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);

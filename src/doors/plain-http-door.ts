@@ -3,9 +3,7 @@
  * (listen.admin) are this, with different handlers.
  */
 import { createServer, type Server } from 'node:http';
-import type { Socket } from 'node:net';
 import type { ListenAddress } from '../config/index.js';
-import { limitNotSent } from '../net/tcp-options.js';
 import type { BoundAddress, Door, DoorName } from './door.js';
 import { listenOn } from './listen.js';
 import type { RequestHandler } from './request-handler.js';
@@ -29,8 +27,6 @@ export interface PlainHttpDoor<N extends DoorName> extends Door {
  */
 export async function startPlainHttpDoor<N extends DoorName>(name: N, listen: ListenAddress, handler: RequestHandler): Promise<PlainHttpDoor<N>> {
   const server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS }, handler);
-  // A blob's bytes reach the client fresh from the cache, not megabytes behind (tcp-options.ts).
-  server.on('connection', (s: Socket) => limitNotSent(s));
   const bound = await listenOn(server, listen).catch((err: Error) => {
     throw new Error(`listen.${name}: cannot listen on ${listen.host}:${listen.port}: ${err.message}`);
   });

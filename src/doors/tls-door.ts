@@ -10,7 +10,6 @@ import type { Socket } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import type { Config } from '../config/index.js';
 import type { CertificateAuthority } from '../pki/index.js';
-import { limitNotSent } from '../net/tcp-options.js';
 import { DOOR_CIPHERS } from '../net/tls-ciphers.js';
 import { silentLog, type LogSink } from '../util/log-sink.js';
 import type { BoundAddress, Door } from './door.js';
@@ -123,8 +122,6 @@ export async function startTlsDoor(config: TlsDoorSettings, handler: RequestHand
   const sockets = new Set<Socket>();
   // The raw TCP socket, before TLS: also the CONNECT door's tunnels (accept below).
   server.on('connection', (s: Socket) => {
-    // A blob's bytes reach the client fresh from the cache, not megabytes behind (tcp-options.ts).
-    limitNotSent(s);
     sockets.add(s);
     s.once('close', () => sockets.delete(s));
   });
