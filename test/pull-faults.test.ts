@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { get as httpGet, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -155,6 +156,24 @@ test('a client that disconnects does not cancel the download', async () => {
   assert.equal(await eventuallyExists(blobFile(digest)), true, 'the download finished and was committed');
   assert.equal(sha(await readAll(await fetch(blobUrl(digest)))), digest);
   assert.equal(up.count(`GET /v2/team/app/blobs/${digest}`), 1);
+});
+
+test('a client that stops reading holds the download only so long: the blob is committed while it still waits', async () => {
+  // Larger than the loopback socket's buffers, so the client's stop reaches the download (which
+  // keeps pace with its fastest reader, but never below 32 MiB/s).
+  const data = randomBlob(48 << 20);
+  const digest = up.addBlob(data);
+  const res = await new Promise<IncomingMessage>((resolve, reject) => httpGet(blobUrl(digest), resolve).on('error', reject));
+  try {
+    assert.equal(res.statusCode, 200);
+    res.pause();
+    assert.equal(await eventuallyExists(blobFile(digest)), true, 'the download finished and was committed');
+    assert.equal(res.complete, false, 'the client had not read the blob');
+    assert.equal(sha(await readAll(await fetch(blobUrl(digest)))), digest);
+    assert.equal(up.count(`GET /v2/team/app/blobs/${digest}`), 1);
+  } finally {
+    res.destroy();
+  }
 });
 
 test('stale-if-error: 503 and 429 upstream serve the cached manifest with a Warning; uncached tags get the upstream error', async () => {

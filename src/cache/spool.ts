@@ -11,6 +11,20 @@ const READ_CHUNK = 1 << 20;
 /** Recent chunks kept in memory, so readers keeping pace with the download never touch the disk. */
 const RECENT_BYTES = 4 << 20;
 
+/** How a download keeps pace with its readers (see Spool.pace). */
+export interface Pacing {
+  /** How far the download may run ahead of its fastest reader, in bytes. */
+  readonly lead: number;
+  /** The download never waits for readers below this average rate since it began (bytes/s). */
+  readonly minRate: number;
+}
+
+/**
+ * 3 MiB: less than RECENT_BYTES, so the fastest reader always finds its next bytes in memory.
+ * 32 MiB/s: a client that reads slower, or stops reading, holds a 1 GiB download ~32 s at most.
+ */
+export const DEFAULT_PACING: Pacing = { lead: 3 << 20, minRate: 32 << 20 };
+
 /** A chunk of the download kept in memory. */
 interface RecentChunk {
   readonly start: number;
@@ -41,16 +55,25 @@ export class Spool extends EventEmitter {
   private giveBack: ((chunk: Buffer) => void) | undefined;
   /** The chunk each slice lent to a reader came from. */
   private readonly lent = new WeakMap<Buffer, RecentChunk>();
+  /** Where each open reader has got to (the next byte it will push), for pacing. */
+  private readonly cursors = new Set<{ pos: number; end: number }>();
+  /** Wakes the download waiting for its fastest reader (see pace). */
+  private wake: (() => void) | undefined;
+  private readonly startedAt = performance.now();
 
-  private constructor(readonly path: string, private readonly fh: FileHandle) {
+  private constructor(
+    readonly path: string,
+    private readonly fh: FileHandle,
+    private readonly pacing: Pacing,
+  ) {
     super();
     this.setMaxListeners(0);
   }
 
   /** A new empty spool file in `dir`. */
-  static async create(dir: string): Promise<Spool> {
+  static async create(dir: string, pacing: Pacing = DEFAULT_PACING): Promise<Spool> {
     const path = join(dir, randomUUID());
-    return new Spool(path, await open(path, 'w+', 0o600));
+    return new Spool(path, await open(path, 'w+', 0o600), pacing);
   }
 
   get bytesWritten(): number {
@@ -113,6 +136,38 @@ export class Spool extends EventEmitter {
     this.durable = start + total;
     this.trimRecent();
     this.emit('progress');
+    await this.pace();
+  }
+
+  /**
+   * Holds the download while it is more than `pacing.lead` ahead of its fastest reader, so that
+   * reader takes each chunk from memory just after it was hashed rather than from the file later,
+   * and the download's CPU is spread over the transfer instead of spent in a burst that the
+   * client waits out. The wait ends when a reader moves on or goes away. It never holds the
+   * download below `pacing.minRate` on average, so a slow or stalled client cannot keep the
+   * upstream connection (or the blob from the cache) for long. Without readers the download
+   * goes at the upstream's pace.
+   */
+  private async pace(): Promise<void> {
+    while (this.state === 'writing') {
+      let fastest = -1;
+      for (const c of this.cursors) if (c.pos < c.end && c.pos > fastest) fastest = c.pos;
+      if (fastest < 0 || this.written - fastest <= this.pacing.lead) return;
+      const slack = this.startedAt + (this.written / this.pacing.minRate) * 1000 - performance.now();
+      if (slack <= 0) return;
+      await new Promise<void>((resolve) => {
+        // Capped: the loop looks again (a rate low enough for tests would overflow the timer).
+        const timer = setTimeout(() => {
+          this.wake = undefined;
+          resolve();
+        }, Math.min(Math.ceil(slack), 1000));
+        this.wake = () => {
+          clearTimeout(timer);
+          this.wake = undefined;
+          resolve();
+        };
+      });
+    }
   }
 
   private remember(start: number, buf: Buffer): void {
@@ -172,6 +227,7 @@ export class Spool extends EventEmitter {
     if (this.state !== 'writing') return;
     this.state = 'failed';
     this.failure = err;
+    this.wake?.();
     this.emit('progress');
     void rm(this.path, { force: true }).catch(() => {});
   }
@@ -203,9 +259,13 @@ export class Spool extends EventEmitter {
     let pumping = false;
     let released = false;
     const readBuffers = new ReusableBuffers(READ_CHUNK);
+    const cursor = { pos, end: end === undefined ? Infinity : end + 1 };
+    this.cursors.add(cursor);
     const release = (): void => {
       if (released) return;
       released = true;
+      this.cursors.delete(cursor);
+      this.wake?.();
       this.releaseRef();
     };
     const stream = Object.assign(
@@ -254,6 +314,8 @@ export class Spool extends EventEmitter {
               chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
             }
             pos += chunk.length;
+            cursor.pos = pos;
+            this.wake?.();
             if (!stream.push(chunk)) return; // read() is called again when the consumer wants more
             continue;
           }

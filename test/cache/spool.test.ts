@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -174,6 +174,111 @@ test('Spool: a reader that reads the file (joined late) reuses the buffers it ha
     // ~8 MiB read from the file in 1 MiB reads, plus the recent chunks' own buffers.
     const fileBuffers = [...buffers].filter((b) => b.byteLength === 1 << 20).length;
     assert.ok(fileBuffers <= 4, `${fileBuffers} file-read buffers for ~8 MiB`);
+    spool.release();
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+/** Resolves once the spool has taken no new bytes for a few polls: its download is being held. */
+async function settled(spool: Spool): Promise<number> {
+  let last = -1;
+  for (let same = 0; same < 5; ) {
+    await new Promise((r) => setTimeout(r, 20));
+    same = spool.bytesWritten === last ? same + 1 : 0;
+    last = spool.bytesWritten;
+  }
+  return last;
+}
+
+/** `p`, or a failure naming `what` if it has not settled in 10 s (a hang, not a timing figure). */
+async function within10s<T>(p: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const guard = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`${what}: still waiting after 10 s`)), 10_000)));
+  try {
+    return await Promise.race([p, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test('Spool: the download waits for its fastest reader, at most the lead ahead of it, and goes on as the reader does', async () => {
+  const dir = await tempDir();
+  try {
+    const lead = 1 << 20;
+    const data = randomBytes(8 << 20);
+    // One write of the spool takes what queued up meanwhile: up to the writer's 1 MiB and a chunk.
+    const batch = (1 << 20) + (64 << 10);
+    // A minimum rate of 1 byte/s: only the reader can let the download on.
+    const spool = await Spool.create(dir.path, { lead, minRate: 1 });
+    const reader = spool.reader();
+    after(() => reader.destroy()); // a download still held when this test fails
+    let fed = false;
+    const feeding = feed(spool, data, 64 << 10).then((d) => ((fed = true), d));
+    // Nobody reads yet: the download stops within one write past the lead.
+    const held = await settled(spool);
+    assert.ok(held > lead && held <= lead + batch, `held at ${held} bytes`);
+    assert.equal(fed, false);
+    // Reading 1 MiB lets it on by about as much, and no further.
+    let got = 0;
+    while (got < 1 << 20) {
+      const c = reader.read() as Buffer | null;
+      if (c) got += c.length;
+      else await new Promise((r) => reader.once('readable', r));
+    }
+    const moved = await settled(spool);
+    assert.ok(moved > held, 'the download moved on with the reader');
+    // Beyond what was read: the reader's own buffer (up to 1 MiB and a chunk), the lead, one write.
+    assert.ok(moved <= got + (1 << 20) + (64 << 10) + lead + batch, `${moved} bytes downloaded for ${got} read`);
+    const rest = collect(reader);
+    const digest = await within10s(feeding, 'the download with its reader reading');
+    spool.markVerified();
+    await rest.done;
+    assert.equal(digest, createHash('sha256').update(data).digest('hex'));
+    assert.equal(got + rest.bytes().length, data.length);
+    spool.release();
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('Spool: a reader that stops reading holds the download no longer than the minimum rate allows', async () => {
+  const dir = await tempDir();
+  try {
+    const data = randomBytes(8 << 20);
+    const spool = await Spool.create(dir.path, { lead: 256 << 10, minRate: 64 << 20 });
+    const stalled = spool.reader(); // never read
+    try {
+      const digest = await within10s(feed(spool, data, 64 << 10), 'the download held by a stalled reader');
+      assert.equal(digest, createHash('sha256').update(data).digest('hex'));
+      assert.ok((await readFile(spool.path)).equals(data));
+    } finally {
+      // Lets a download that is still held go (when this test fails), so the file can end.
+      stalled.destroy();
+      spool.release();
+    }
+  } finally {
+    await dir.cleanup();
+  }
+});
+
+test('Spool: readers that leave, or finish their range, let the download go on', async () => {
+  const dir = await tempDir();
+  try {
+    const data = randomBytes(4 << 20);
+    const spool = await Spool.create(dir.path, { lead: 256 << 10, minRate: 1 });
+    const ranged = collect(spool.reader({ start: 0, end: 99_999 }));
+    const leaving = spool.reader();
+    after(() => leaving.destroy()); // a download still held when this test fails
+    const feeding = feed(spool, data, 64 << 10);
+    await ranged.done;
+    assert.ok(ranged.bytes().equals(data.subarray(0, 100_000)));
+    // The finished range holds nothing; the reader that never reads does.
+    const held = await settled(spool);
+    assert.ok(held < data.length, `held at ${held} bytes`);
+    leaving.destroy();
+    await within10s(feeding, 'the download after its last reader left');
+    assert.equal(spool.bytesWritten, data.length);
     spool.release();
   } finally {
     await dir.cleanup();
