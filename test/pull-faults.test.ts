@@ -159,8 +159,8 @@ test('a client that disconnects does not cancel the download', async () => {
 });
 
 test('a client that stops reading holds the download only so long: the blob is committed while it still waits', async () => {
-  // Larger than the loopback socket's buffers, so the client's stop reaches the download (which
-  // keeps pace with its fastest reader, but never below 32 MiB/s).
+  // Larger than the loopback socket's buffers, so the client's stop reaches the download, which
+  // keeps pace with its fastest reader only while that reader is within reach (cache/spool.ts).
   const data = randomBlob(48 << 20);
   const digest = up.addBlob(data);
   const res = await new Promise<IncomingMessage>((resolve, reject) => httpGet(blobUrl(digest), resolve).on('error', reject));

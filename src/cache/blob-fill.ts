@@ -21,7 +21,8 @@ export interface FillContext {
  * One upstream download of one blob (`RemoteRepository.openBlob`), shared by every client that
  * wants it meanwhile: the body is hashed and written to a {@link Spool} that readers tail; size
  * and digest are checked before the last byte is released and before the blob is committed to
- * storage. Clients that disconnect do not stop it; only `fillTimeoutMs` bounds it. The body is
+ * storage. It keeps pace with its fastest reader while that reader keeps up (Spool.pace).
+ * Clients that disconnect do not stop it; only `fillTimeoutMs` bounds it. The body is
  * the remote's own stream (ObjectReader's for RegistryRemote): the spool hands its buffers back.
  */
 export class BlobFill {

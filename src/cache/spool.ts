@@ -15,15 +15,19 @@ const RECENT_BYTES = 4 << 20;
 export interface Pacing {
   /** How far the download may run ahead of its fastest reader, in bytes. */
   readonly lead: number;
-  /** The download never waits for readers below this average rate since it began (bytes/s). */
-  readonly minRate: number;
+  /** A reader further behind than this reads the file anyway: the download does not wait for it. */
+  readonly reach: number;
+  /** Longest the download waits at a time before it takes what the upstream sent meanwhile. */
+  readonly maxHoldMs: number;
 }
 
 /**
- * 3 MiB: less than RECENT_BYTES, so the fastest reader always finds its next bytes in memory.
- * 32 MiB/s: a client that reads slower, or stops reading, holds a 1 GiB download ~32 s at most.
+ * 3 MiB: less than RECENT_BYTES, so the fastest reader finds its next bytes in memory. 8 MiB:
+ * twice RECENT_BYTES, so a reader within it is still catching up with what memory holds.
+ * 100 ms: an upstream connection is never left unread longer (servers time idle senders out),
+ * and a reader that stops falls beyond `reach` within a few holds and is no longer waited for.
  */
-export const DEFAULT_PACING: Pacing = { lead: 3 << 20, minRate: 32 << 20 };
+export const DEFAULT_PACING: Pacing = { lead: 3 << 20, reach: 8 << 20, maxHoldMs: 100 };
 
 /** A chunk of the download kept in memory. */
 interface RecentChunk {
@@ -59,7 +63,6 @@ export class Spool extends EventEmitter {
   private readonly cursors = new Set<{ pos: number; end: number }>();
   /** Wakes the download waiting for its fastest reader (see pace). */
   private wake: (() => void) | undefined;
-  private readonly startedAt = performance.now();
 
   private constructor(
     readonly path: string,
@@ -141,26 +144,28 @@ export class Spool extends EventEmitter {
 
   /**
    * Holds the download while it is more than `pacing.lead` ahead of its fastest reader, so that
-   * reader takes each chunk from memory just after it was hashed rather than from the file later,
-   * and the download's CPU is spread over the transfer instead of spent in a burst that the
-   * client waits out. The wait ends when a reader moves on or goes away. It never holds the
-   * download below `pacing.minRate` on average, so a slow or stalled client cannot keep the
-   * upstream connection (or the blob from the cache) for long. Without readers the download
-   * goes at the upstream's pace.
+   * reader takes each chunk from memory just after it was hashed instead of reading it back
+   * from the file later (cold pulls measured faster this way: docs/performance.md, eighteenth
+   * round). The hold ends when the reader comes within the lead or goes away, and after
+   * `pacing.maxHoldMs` at most; then the download takes what queued up meanwhile and may hold
+   * again. A reader more than `pacing.reach` behind is not waited for, so a client that reads
+   * slowly or not at all slows the download only until it falls that far behind. Without
+   * readers the download goes at the upstream's pace.
    */
   private async pace(): Promise<void> {
+    const since = performance.now();
     while (this.state === 'writing') {
       let fastest = -1;
       for (const c of this.cursors) if (c.pos < c.end && c.pos > fastest) fastest = c.pos;
-      if (fastest < 0 || this.written - fastest <= this.pacing.lead) return;
-      const slack = this.startedAt + (this.written / this.pacing.minRate) * 1000 - performance.now();
-      if (slack <= 0) return;
+      const behind = this.written - fastest;
+      if (fastest < 0 || behind <= this.pacing.lead || behind > this.pacing.reach) return;
+      const left = since + this.pacing.maxHoldMs - performance.now();
+      if (left <= 0) return;
       await new Promise<void>((resolve) => {
-        // Capped: the loop looks again (a rate low enough for tests would overflow the timer).
         const timer = setTimeout(() => {
           this.wake = undefined;
           resolve();
-        }, Math.min(Math.ceil(slack), 1000));
+        }, Math.ceil(left));
         this.wake = () => {
           clearTimeout(timer);
           this.wake = undefined;

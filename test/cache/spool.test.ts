@@ -202,6 +202,9 @@ async function within10s<T>(p: Promise<T>, what: string): Promise<T> {
   }
 }
 
+/** Holds that only a reader can end within a test's time. */
+const NO_TIMEOUT = { reach: 64 << 20, maxHoldMs: 600_000 };
+
 test('Spool: the download waits for its fastest reader, at most the lead ahead of it, and goes on as the reader does', async () => {
   const dir = await tempDir();
   try {
@@ -209,8 +212,7 @@ test('Spool: the download waits for its fastest reader, at most the lead ahead o
     const data = randomBytes(8 << 20);
     // One write of the spool takes what queued up meanwhile: up to the writer's 1 MiB and a chunk.
     const batch = (1 << 20) + (64 << 10);
-    // A minimum rate of 1 byte/s: only the reader can let the download on.
-    const spool = await Spool.create(dir.path, { lead, minRate: 1 });
+    const spool = await Spool.create(dir.path, { lead, ...NO_TIMEOUT });
     const reader = spool.reader();
     after(() => reader.destroy()); // a download still held when this test fails
     let fed = false;
@@ -242,11 +244,11 @@ test('Spool: the download waits for its fastest reader, at most the lead ahead o
   }
 });
 
-test('Spool: a reader that stops reading holds the download no longer than the minimum rate allows', async () => {
+test('Spool: a reader that stops reading holds the download a few short holds, until it is out of reach', async () => {
   const dir = await tempDir();
   try {
     const data = randomBytes(8 << 20);
-    const spool = await Spool.create(dir.path, { lead: 256 << 10, minRate: 64 << 20 });
+    const spool = await Spool.create(dir.path, { lead: 256 << 10, reach: 2 << 20, maxHoldMs: 50 });
     const stalled = spool.reader(); // never read
     try {
       const digest = await within10s(feed(spool, data, 64 << 10), 'the download held by a stalled reader');
@@ -262,11 +264,46 @@ test('Spool: a reader that stops reading holds the download no longer than the m
   }
 });
 
+test('Spool: a reader out of reach (joined a download far ahead of it) is not waited for', async () => {
+  const dir = await tempDir();
+  try {
+    const data = randomBytes(8 << 20);
+    const half = data.length / 2;
+    const spool = await Spool.create(dir.path, { lead: 256 << 10, reach: 2 << 20, maxHoldMs: 600_000 });
+    const hash = createHash('sha256');
+    const w = spool.writer(hash);
+    const write = async (part: Buffer): Promise<void> => {
+      for (let off = 0; off < part.length; off += 64 << 10) {
+        if (!w.write(part.subarray(off, off + (64 << 10)))) await new Promise((r) => w.once('drain', r));
+      }
+    };
+    await write(data.subarray(0, half));
+    while (spool.bytesWritten < half) await new Promise((r) => setTimeout(r, 5));
+    const late = spool.reader(); // 4 MiB behind, and never reads
+    try {
+      await within10s(
+        (async () => {
+          await write(data.subarray(half));
+          await new Promise<void>((resolve, reject) => w.end((err?: Error | null) => (err ? reject(err) : resolve())));
+        })(),
+        'the download held by a reader out of reach',
+      );
+      assert.equal(hash.digest('hex'), createHash('sha256').update(data).digest('hex'));
+      assert.equal(spool.bytesWritten, data.length);
+    } finally {
+      late.destroy();
+      spool.release();
+    }
+  } finally {
+    await dir.cleanup();
+  }
+});
+
 test('Spool: readers that leave, or finish their range, let the download go on', async () => {
   const dir = await tempDir();
   try {
     const data = randomBytes(4 << 20);
-    const spool = await Spool.create(dir.path, { lead: 256 << 10, minRate: 1 });
+    const spool = await Spool.create(dir.path, { lead: 256 << 10, ...NO_TIMEOUT });
     const ranged = collect(spool.reader({ start: 0, end: 99_999 }));
     const leaving = spool.reader();
     after(() => leaving.destroy()); // a download still held when this test fails
