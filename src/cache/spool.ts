@@ -22,10 +22,11 @@ export interface Pacing {
 }
 
 /**
- * 3 MiB: less than RECENT_BYTES, so the fastest reader finds its next bytes in memory. 8 MiB:
- * twice RECENT_BYTES, so a reader within it is still catching up with what memory holds.
- * 100 ms: an upstream connection is never left unread longer (servers time idle senders out),
- * and a reader that stops falls beyond `reach` within a few holds and is no longer waited for.
+ * 3 MiB: less than RECENT_BYTES, so the fastest reader finds its next bytes in memory.
+ * 8 MiB: a reader within it that reads the file (it fell behind for a moment) is waited for
+ * while it catches up; one further behind is left to read the file at its own pace.
+ * 100 ms: no upstream connection is left unread longer (servers time idle senders out), and a
+ * reader that stops falls beyond `reach` within a few holds.
  */
 export const DEFAULT_PACING: Pacing = { lead: 3 << 20, reach: 8 << 20, maxHoldMs: 100 };
 
