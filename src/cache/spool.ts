@@ -260,12 +260,12 @@ export class Spool extends EventEmitter {
    */
   reader(range?: ByteRange): Readable & Recycling {
     this.refs++;
-    let pos = range?.start ?? 0;
     const end = range?.end; // inclusive; undefined = to whatever the end turns out to be
     let pumping = false;
     let released = false;
     const readBuffers = new ReusableBuffers(READ_CHUNK);
-    const cursor = { pos, end: end === undefined ? Infinity : end + 1 };
+    // Where this reader has got to (the next byte it pushes); pace() reads it.
+    const cursor = { pos: range?.start ?? 0, end: end === undefined ? Infinity : end + 1 };
     this.cursors.add(cursor);
     const release = (): void => {
       if (released) return;
@@ -301,16 +301,16 @@ export class Spool extends EventEmitter {
           // Hold back the last byte until verified: see the class comment.
           const limit = this.state === 'verified' ? this.written : Math.max(0, this.written - 1);
           const stop = end === undefined ? limit : Math.min(limit, end + 1);
-          if (pos < stop) {
-            let chunk = this.fromMemory(pos, stop);
+          if (cursor.pos < stop) {
+            let chunk = this.fromMemory(cursor.pos, stop);
             if (!chunk) {
               // trimRecent keeps every chunk not yet on disk, so bytes missing from memory are on disk.
-              if (pos >= this.durable) throw new Error('spool bytes neither in memory nor on disk');
-              const n = Math.min(READ_CHUNK, Math.min(stop, this.durable) - pos);
+              if (cursor.pos >= this.durable) throw new Error('spool bytes neither in memory nor on disk');
+              const n = Math.min(READ_CHUNK, Math.min(stop, this.durable) - cursor.pos);
               const buf = readBuffers.take();
               let bytesRead = 0;
               try {
-                ({ bytesRead } = await this.fh.read(buf, 0, n, pos));
+                ({ bytesRead } = await this.fh.read(buf, 0, n, cursor.pos));
               } finally {
                 // A buffer nothing is pushed from (failed, empty or unwanted read) goes straight back.
                 if (bytesRead === 0 || stream.destroyed) readBuffers.giveBack(buf);
@@ -319,13 +319,12 @@ export class Spool extends EventEmitter {
               if (stream.destroyed) return;
               chunk = bytesRead === buf.length ? buf : buf.subarray(0, bytesRead);
             }
-            pos += chunk.length;
-            cursor.pos = pos;
+            cursor.pos += chunk.length;
             this.wake?.();
             if (!stream.push(chunk)) return; // read() is called again when the consumer wants more
             continue;
           }
-          if ((end !== undefined && pos > end) || (this.state === 'verified' && pos >= this.written)) {
+          if ((end !== undefined && cursor.pos > end) || (this.state === 'verified' && cursor.pos >= this.written)) {
             stream.push(null);
             release();
             return;

@@ -2,21 +2,30 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { Spool } from '../../src/cache/spool.js';
 import { tempDir } from '../helpers/process.js';
+
+/** Writes `data` to `w` in `chunk`-byte writes, yielding to the event loop between them. */
+async function writeChunks(w: Writable, data: Buffer, chunk: number, copy = false): Promise<void> {
+  for (let off = 0; off < data.length; off += chunk) {
+    const part = copy ? Buffer.from(data.subarray(off, off + chunk)) : data.subarray(off, off + chunk);
+    if (!w.write(part)) await new Promise((r) => w.once('drain', r));
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+function endWriter(w: Writable): Promise<void> {
+  return new Promise<void>((resolve, reject) => w.end((err?: Error | null) => (err ? reject(err) : resolve())));
+}
 
 /** Feeds `data` to the spool's writer in `chunk`-byte writes, yielding to the event loop between them. */
 async function feed(spool: Spool, data: Buffer, chunk: number, recycle?: (c: Buffer) => void): Promise<string> {
   const hash = createHash('sha256');
   const w = spool.writer(hash, undefined, recycle);
-  for (let off = 0; off < data.length; off += chunk) {
-    // A copy per write when recycling: each chunk is a buffer of its own, as a source's slabs are.
-    const part = recycle ? Buffer.from(data.subarray(off, off + chunk)) : data.subarray(off, off + chunk);
-    if (!w.write(part)) await new Promise((r) => w.once('drain', r));
-    await new Promise((r) => setImmediate(r));
-  }
-  await new Promise<void>((resolve, reject) => w.end((err?: Error | null) => (err ? reject(err) : resolve())));
+  // A copy per write when recycling: each chunk is a buffer of its own, as a source's slabs are.
+  await writeChunks(w, data, chunk, recycle !== undefined);
+  await endWriter(w);
   return hash.digest('hex');
 }
 
@@ -272,20 +281,12 @@ test('Spool: a reader out of reach (joined a download far ahead of it) is not wa
     const spool = await Spool.create(dir.path, { lead: 256 << 10, reach: 2 << 20, maxHoldMs: 600_000 });
     const hash = createHash('sha256');
     const w = spool.writer(hash);
-    const write = async (part: Buffer): Promise<void> => {
-      for (let off = 0; off < part.length; off += 64 << 10) {
-        if (!w.write(part.subarray(off, off + (64 << 10)))) await new Promise((r) => w.once('drain', r));
-      }
-    };
-    await write(data.subarray(0, half));
+    await writeChunks(w, data.subarray(0, half), 64 << 10);
     while (spool.bytesWritten < half) await new Promise((r) => setTimeout(r, 5));
     const late = spool.reader(); // 4 MiB behind, and never reads
     try {
       await within10s(
-        (async () => {
-          await write(data.subarray(half));
-          await new Promise<void>((resolve, reject) => w.end((err?: Error | null) => (err ? reject(err) : resolve())));
-        })(),
+        writeChunks(w, data.subarray(half), 64 << 10).then(() => endWriter(w)),
         'the download held by a reader out of reach',
       );
       assert.equal(hash.digest('hex'), createHash('sha256').update(data).digest('hex'));
