@@ -19,6 +19,7 @@ import { issueEcServerCert, type ServerCert } from './cert.js';
 import { startBenchUpstream, type BenchUpstream } from './upstream.js';
 import { startNginxStatic } from './nginx.js';
 import { HANG_CAP_S, hangFigure, hangRelay } from './hang.js';
+import { saveRun, type Better } from './summary.js';
 import {
   curlDigest,
   curlThroughput,
@@ -89,32 +90,35 @@ const log = (s: string): void => void process.stderr.write(`[bench ${new Date().
 
 /** One column of the table. */
 interface Column {
+  /** The system's key (pt-fs, nginx, …), or `reference`. */
+  key: string;
   label: string;
   cells: Map<string, string>;
 }
 
-const ROWS: Array<[string, string]> = [
-  ['http1', `warm blob ${BIG >> 20} MiB, HTTP, 1 client (MB/s)`],
-  ['http16', `warm blob ${BIG >> 20} MiB, HTTP, 16 clients (MB/s, total)`],
-  ['tls1', `warm blob ${BIG >> 20} MiB, TLS, 1 client (MB/s)`],
-  ['tls16', `warm blob ${BIG >> 20} MiB, TLS, 16 clients (MB/s, total)`],
+/** The table's rows: key, label, and which way the figure is better (for bench:summary). */
+const ROWS: Array<[string, string, Better?]> = [
+  ['http1', `warm blob ${BIG >> 20} MiB, HTTP, 1 client (MB/s)`, 'higher'],
+  ['http16', `warm blob ${BIG >> 20} MiB, HTTP, 16 clients (MB/s, total)`, 'higher'],
+  ['tls1', `warm blob ${BIG >> 20} MiB, TLS, 1 client (MB/s)`, 'higher'],
+  ['tls16', `warm blob ${BIG >> 20} MiB, TLS, 16 clients (MB/s, total)`, 'higher'],
   ['tlsvia', 'TLS terminated by'],
-  ['rss', 'peak RSS during the rows above (MB)'],
-  ['cold', 'cold pull ~120 MB image, skopeo (s; server warmed up on another image)'],
-  ['coldratio', `cold pull / direct pull made just before it (median of ${COLD_REPS})`],
-  ['coldcpu', `CPU per cold pull (s, median of ${COLD_REPS}): the server's own (+ its S3 server and Redis) / the upstream's`],
-  ['pull8', `slowest of ${CONCURRENT_PULLS} concurrent cold pulls (s)`],
+  ['rss', 'peak RSS during the rows above (MB)', 'lower'],
+  ['cold', 'cold pull ~120 MB image, skopeo (s; server warmed up on another image)', 'lower'],
+  ['coldratio', `cold pull / direct pull made just before it (median of ${COLD_REPS})`, 'lower'],
+  ['coldcpu', `CPU per cold pull (s, median of ${COLD_REPS}): the server's own (+ its S3 server and Redis) / the upstream's`, 'lower'],
+  ['pull8', `slowest of ${CONCURRENT_PULLS} concurrent cold pulls (s)`, 'lower'],
   ['up8', `upstream requests, ${CONCURRENT_PULLS} concurrent cold pulls (blob GET / manifest GET / HEAD)`],
   ['warmman', 'upstream manifest GETs per warm pull, unchanged tag (HEADs)'],
-  ['hs', `new TLS connections/s, cached certificate (full handshake + one local 404; ab -c 8; median of ${HANDSHAKE_REPS} after a warm-up run)`],
-  ['hscpu', 'server CPU per new TLS connection (ms)'],
-  ['hsratio', `server CPU per new TLS connection / the bare Node.js server's in the same repetition (median of ${HANDSHAKE_REPS})`],
-  ['hsratio0', `the same / a bare Node.js server's that issues no session tickets (pullthrough's default), same repetition (median of ${HANDSHAKE_REPS})`],
+  ['hs', `new TLS connections/s, cached certificate (full handshake + one local 404; ab -c 8; median of ${HANDSHAKE_REPS} after a warm-up run)`, 'higher'],
+  ['hscpu', 'server CPU per new TLS connection (ms)', 'lower'],
+  ['hsratio', `server CPU per new TLS connection / the bare Node.js server's in the same repetition (median of ${HANDSHAKE_REPS})`, 'lower'],
+  ['hsratio0', `the same / a bare Node.js server's that issues no session tickets (pullthrough's default), same repetition (median of ${HANDSHAKE_REPS})`, 'lower'],
   ['hsnode', "new TLS connections/s of a bare Node.js https server, Node's floor (same certificate and 404, same runs; server CPU each), and of one without session tickets"],
-  ['firstcert', 'first-certificate handshake (ms)'],
-  ['dns', `DNS answers/s (dnsperf -c 4 -q 200; median of ${DNS_REPS} run(s) of ${DNS_SECONDS} s)`],
-  ['dnsdgram', "DNS answers/s without the fast path (dns.fastPath: off: Node's dgram only; same runs)"],
-  ['hang', `cached tag while the upstream hangs: time until the manifest is served (s, capped at ${HANG_CAP_S} s)`],
+  ['firstcert', 'first-certificate handshake (ms)', 'lower'],
+  ['dns', `DNS answers/s (dnsperf -c 4 -q 200; median of ${DNS_REPS} run(s) of ${DNS_SECONDS} s)`, 'higher'],
+  ['dnsdgram', "DNS answers/s without the fast path (dns.fastPath: off: Node's dgram only; same runs)", 'higher'],
+  ['hang', `cached tag while the upstream hangs: time until the manifest is served (s, capped at ${HANG_CAP_S} s)`, 'lower'],
 ];
 
 const FOOTNOTES: Record<string, string> = {
@@ -494,9 +498,9 @@ async function main(): Promise<void> {
         new RegistryProxySystem(url, cert),
       ].filter((sys) => !ONLY_SYSTEMS || ONLY_SYSTEMS.has(sys.key));
     systems.push(...make(up.url));
-    const cols = new Map(systems.map((sys) => [sys, { label: sys.label, cells: new Map<string, string>() } as Column]));
+    const cols = new Map(systems.map((sys) => [sys, { key: sys.key, label: sys.label, cells: new Map<string, string>() } as Column]));
     const byKey = new Map(systems.map((sys) => [sys.key, cols.get(sys)!]));
-    const refCol: Column = { label: 'reference', cells: new Map() };
+    const refCol: Column = { key: 'reference', label: 'reference', cells: new Map() };
     const hangKeys = systems.map((s) => s.key);
     const wants = (figure: string): boolean => !ONLY || ONLY === figure;
     if (ONLY === 'hang') {
@@ -574,12 +578,36 @@ async function main(): Promise<void> {
   }
 
   printTable(columns, load0);
+  try {
+    log(`kept as ${keepRun(columns)} (npm run bench:summary lays the last runs side by side)`);
+  } catch (err) {
+    // The table is out already; a run that cannot be kept is still a run.
+    log(`could not keep this run for bench:summary: ${(err as Error).message}`);
+  }
   log(`done in ${((Date.now() - started) / 60000).toFixed(1)} min`);
+}
+
+/** The rows this run measured (all, or BENCH_ONLY's). */
+function rowsShown(): typeof ROWS {
+  return ROWS.filter(([key]) => !ONLY || ONLY_FIGURES[ONLY]!.includes(key));
+}
+
+/** Keeps this run's table for bench:summary; returns the file. */
+function keepRun(columns: Column[]): string {
+  return saveRun({
+    version: 1,
+    finished: new Date().toISOString(),
+    only: ONLY ?? null,
+    quick: QUICK,
+    machine: `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'})`,
+    rows: rowsShown().map(([key, label, better]) => ({ key, label, ...(better ? { better } : {}) })),
+    columns: columns.map((c) => ({ key: c.key, label: c.label, cells: Object.fromEntries(c.cells) })),
+  });
 }
 
 function printTable(columns: Column[], load0: number): void {
   const header = ['figure', ...columns.map((c) => c.label)];
-  const rows = ROWS.filter(([key]) => !ONLY || ONLY_FIGURES[ONLY]!.includes(key)).map(([key, label]) => [label, ...columns.map((c) => c.cells.get(key) ?? '–')]);
+  const rows = rowsShown().map(([key, label]) => [label, ...columns.map((c) => c.cells.get(key) ?? '–')]);
   const lines = [
     `| ${header.join(' | ')} |`,
     `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
