@@ -75,7 +75,7 @@ test('bench summary: a column missing from some runs shows a dash there; runs th
   assert.match(table, /measured different things \(all figures \/ all figures, quick\)/);
 });
 
-test('bench summary: runs are kept as files and read back newest first by count, or by name; a foreign file is refused by name', async () => {
+test('bench summary: runs are kept as files and read back newest first by count, or by name; a foreign or broken file is refused by name', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'pullthrough-bench-runs-'));
   const before = process.env.BENCH_RUNS_DIR;
   process.env.BENCH_RUNS_DIR = dir;
@@ -95,6 +95,10 @@ test('bench summary: runs are kept as files and read back newest first by count,
     const foreign = join(dir, 'other.json');
     await writeFile(foreign, JSON.stringify({ version: 2 }));
     assert.throws(() => loadRuns([foreign]), new RegExp(`${foreign}: not a bench run`));
+    const broken = join(dir, 'broken.json');
+    await writeFile(broken, '{"version": 1,');
+    assert.throws(() => loadRuns([broken]), new RegExp(`${broken}: .*JSON`));
+    assert.throws(() => loadRuns(['0']), /a count of runs is 1 or more/);
   } finally {
     if (before === undefined) delete process.env.BENCH_RUNS_DIR;
     else process.env.BENCH_RUNS_DIR = before;

@@ -117,11 +117,18 @@ export function summarize(runs: readonly BenchRun[], ours = 'pt-fs', peer = 'ngi
 
 /** The runs named by `args`: files, or a count of the newest kept runs (default 3). */
 export function loadRuns(args: readonly string[]): BenchRun[] {
-  const files = args.length > 0 && !/^\d+$/.test(args[0]!) ? [...args] : newestRuns(args.length > 0 ? Number(args[0]) : 3);
+  const count = args.length === 1 && /^\d+$/.test(args[0]!) ? Number(args[0]) : args.length === 0 ? 3 : undefined;
+  if (count === 0) throw new Error('a count of runs is 1 or more');
+  const files = count === undefined ? [...args] : newestRuns(count);
   return files
     .map((f) => {
-      const run = JSON.parse(readFileSync(f, 'utf8')) as BenchRun;
-      if (run.version !== 1) throw new Error(`${f}: not a bench run this summary reads (version ${String(run.version)})`);
+      let run: BenchRun;
+      try {
+        run = JSON.parse(readFileSync(f, 'utf8')) as BenchRun;
+      } catch (err) {
+        throw new Error(`${f}: ${(err as Error).message}`, { cause: err });
+      }
+      if (run?.version !== 1) throw new Error(`${f}: not a bench run this summary reads (version ${String(run?.version)})`);
       return run;
     })
     .sort((a, b) => a.finished.localeCompare(b.finished));
