@@ -12,6 +12,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { median } from './measure.js';
 import { cacheDir } from './upstream.js';
 
 /** Which way a figure is better; absent for figures that are not a measure (who terminated TLS). */
@@ -53,12 +54,6 @@ export function figureOf(cell: string | undefined): number | undefined {
   const m = /^\s*(>\s*)?(\d+(?:\.\d+)?)/.exec(cell ?? '');
   if (!m) return undefined;
   return m[1] ? Infinity : Number(m[2]);
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = s.length >> 1;
-  return s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
 /** As the bench prints figures: up to two decimals, as many as the values had. */
