@@ -26,6 +26,7 @@ import { StatusHistory } from './observability/history.js';
 import { RecentEvents } from './observability/recent-events.js';
 import { createUpstreamLookup } from './upstream/dns-lookup.js';
 import { tcpOptionsBinding } from './net/tcp-options.js';
+import { sendFileBinding } from './net/send-file.js';
 import { UpstreamFailureLog } from './observability/upstream-failure-log.js';
 import { setupScript, corednsConfig, type SetupClient, SETUP_CLIENTS } from './setup/scripts.js';
 import { AccessControl } from './http/access.js';
@@ -180,6 +181,10 @@ export async function startServer(config: Config, baseLog: Logger, opts: ServerO
   const tcpOptions = tcpOptionsBinding();
   if (typeof tcpOptions === 'string') {
     log.warn(`the native TCP options module ${tcpOptions}: sockets keep the kernel's deep send buffers, and blob transfers to clients on the same host (a node's own containerd) are slower (docs/operations.md, Send buffers)`);
+  }
+  const sendFile = config.storage.driver === 'fs' && config.storage.sendfile ? sendFileBinding() : null;
+  if (typeof sendFile === 'string') {
+    log.warn(`the native send-file module ${sendFile}: cached blobs are streamed to plain-HTTP clients instead of sent by sendfile, at more CPU per byte (docs/performance.md, twentieth round)`);
   }
   const traffic = new HttpTraffic(log);
 

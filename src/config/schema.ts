@@ -306,7 +306,17 @@ export const configSchema = z.strictObject({
     .prefault({}),
   storage: z
     .discriminatedUnion('driver', [
-      z.strictObject({ driver: z.literal('fs'), root: z.string().min(1).optional() }),
+      z.strictObject({
+        driver: z.literal('fs'),
+        root: z.string().min(1).optional(),
+        /**
+         * Cached blobs go to plain-HTTP clients by sendfile (src/native/send-file.c, built when a C
+         * compiler was there): the kernel sends the file's pages, pullthrough copies no byte. TLS
+         * clients are always streamed. false: stream every body (a filesystem whose sendfile
+         * misbehaves; one that refuses it is streamed anyway).
+         */
+        sendfile: z.boolean().default(true),
+      }),
       z.strictObject({
         driver: z.literal('s3'),
         bucket: z.string().min(1),
@@ -320,7 +330,7 @@ export const configSchema = z.strictObject({
         redirect: z.boolean().default(false),
       }),
     ])
-    .default({ driver: 'fs' }),
+    .prefault({ driver: 'fs' }),
   metadata: z
     .discriminatedUnion('driver', [
       z.strictObject({ driver: z.literal('file'), dir: z.string().min(1).optional() }),

@@ -5,6 +5,8 @@ import { parseReadReference } from '../oci/reference.js';
 import { acceptedTypes } from '../oci/media-types.js';
 import type { PullThroughCache } from '../cache/pull-through.js';
 import { recyclerOf } from '../util/reusable-buffers.js';
+import { fileSpanOf } from '../util/file-span.js';
+import { sendFileBody, unsupportedBySendfile } from '../net/send-file.js';
 import { OciError } from '../oci/errors.js';
 import { parseRange } from './range.js';
 import type { DoorAuth } from './door-auth.js';
@@ -114,6 +116,27 @@ export async function servePull(view: RequestView, res: ServerResponse, route: P
     headers['content-length'] = blob.size;
   }
   res.writeHead(range ? 206 : 200, headers);
+  sendBody(view, res, stream, headers['content-length'] as number | undefined);
+}
+
+/**
+ * Sends a blob's body: by sendfile when it is a file in the cache not read yet and the socket is
+ * plain TCP (net/send-file.ts: no copy on the server's side, as nginx serves it), else streamed.
+ * @param length the bytes promised in content-length, when known
+ */
+function sendBody(view: RequestView, res: ServerResponse, stream: Readable, length: number | undefined): void {
+  const span = fileSpanOf(stream);
+  if (span && length !== undefined && !res.destroyed && !view.socket.destroyed) {
+    const started = sendFileBody(res, view.socket, span, length, (sent, err) => {
+      view.state.bytes += sent;
+      view.state.sendfileBytes = sent;
+      if (err && unsupportedBySendfile(err, sent)) return streamBody(view, res, stream);
+      stream.destroy();
+      if (err) res.destroy();
+      else res.end();
+    });
+    if (started) return;
+  }
   streamBody(view, res, stream);
 }
 

@@ -10,6 +10,8 @@ export interface RequestState {
   cache?: CacheStatus;
   /** Body bytes written (streams count as they go). */
   bytes: number;
+  /** Of `bytes`, those sent by sendfile (net/send-file.ts). */
+  sendfileBytes?: number;
   errorCode?: string;
   staleReason?: string;
   /** Who the client proved to be (set for /v2 requests; anonymous while authentication is off). */

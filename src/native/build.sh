@@ -2,7 +2,8 @@
 # Builds the native modules into dist/native, each with one cc call against Node's own headers
 # (node_api.h: the ABI-stable API, so one build serves every Node version from 20 on):
 # - dns-fast-path.node: the DNS door's UDP fast path (src/native/dns-fast-path.c);
-# - tcp-options.node: TCP_NOTSENT_LOWAT for the doors' sockets (src/native/tcp-options.c).
+# - tcp-options.node: TCP_NOTSENT_LOWAT for the doors' sockets (src/native/tcp-options.c);
+# - send-file.node: warm blobs sent to plain-TCP clients with sendfile (src/native/send-file.c).
 # Without a C compiler or the headers it says so and succeeds: the DNS door then answers through
 # Node's dgram (dns.fastPath: auto), and sockets keep the kernel's default, only slower.
 set -u
@@ -19,7 +20,7 @@ if [ ! -f "$inc/node_api.h" ]; then
   exit 0
 fi
 mkdir -p dist/native
-for name in dns-fast-path tcp-options; do
+for name in dns-fast-path tcp-options send-file; do
   out=dist/native/$name.node
   if ! "$cc" -O2 -Wall -Wextra -std=gnu11 -fPIC -shared -pthread -I"$inc" -o "$out.tmp" "src/native/$name.c"; then
     rm -f "$out.tmp"

@@ -50,7 +50,8 @@ export function notSentLimit(socket: Socket): number | undefined {
   return bytes < 0 ? undefined : bytes;
 }
 
-function descriptorOf(socket: Socket): number | undefined {
+/** `socket`'s file descriptor, or undefined when it has none (not TCP, or already closed). */
+export function descriptorOf(socket: Socket): number | undefined {
   // Node keeps the descriptor on the socket's libuv handle (internal, but there since Node 0.x).
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;

@@ -55,6 +55,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly sendfileBytes = new Counter({
+    name: 'pullthrough_served_sendfile_bytes_total',
+    help: 'Of the bytes sent to clients from the cache, those the kernel sent from the file by sendfile (plain HTTP; storage.sendfile)',
+    registers: [this.registry],
+  });
+
   readonly upstreamRequests = new Counter({
     name: 'pullthrough_upstream_requests_total',
     help: 'Requests pullthrough made upstream, by registry, method, kind and status (0 = no answer)',

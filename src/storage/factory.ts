@@ -24,7 +24,7 @@ export async function openBlobStore(config: StoreSettings, opts: StoreOptions = 
   const s = config.storage;
   switch (s.driver) {
     case 'fs': {
-      const store = new FsBlobStore(s.root ?? config.paths.blobs, config.paths.blobsTmp);
+      const store = new FsBlobStore(s.root ?? config.paths.blobs, config.paths.blobsTmp, { sendfile: s.sendfile });
       await store.cleanup();
       return store;
     }

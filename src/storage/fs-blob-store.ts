@@ -6,6 +6,7 @@ import type { BlobEntry, BlobStore, ByteRange } from './blob-store.js';
 import { BlobNotFoundError } from './errors.js';
 import { isErrno } from '../util/atomic-file.js';
 import { ReusableBuffers } from '../util/reusable-buffers.js';
+import type { FileSpan } from '../util/file-span.js';
 
 /** File bodies being read right now, in this process. */
 let openReaders = 0;
@@ -37,16 +38,28 @@ export function readChunkSize(othersOpen: number): number {
 export class FileRangeReadable extends Readable {
   /** Its buffers' size is this body's read size. */
   private readonly buffers: ReusableBuffers;
+  private started = false;
 
+  /** @param offerSpan whether fileSpan() offers the file (storage.sendfile) */
   constructor(
     private readonly fh: FileHandle,
     private pos: number,
     private readonly end: number,
+    private readonly offerSpan = true,
   ) {
     const chunk = readChunkSize(openReaders);
     super({ highWaterMark: chunk });
     openReaders++;
     this.buffers = new ReusableBuffers(chunk);
+  }
+
+  /**
+   * The file and the bytes this body would read, for a sender that reads the file itself
+   * (util/file-span.ts); undefined once this stream has started reading or is destroyed.
+   */
+  fileSpan(): FileSpan | undefined {
+    if (!this.offerSpan || this.started || this.destroyed) return undefined;
+    return { fd: this.fh.fd, start: this.pos, end: this.end };
   }
 
   /** Hands back a chunk this stream produced, once the consumer no longer needs its bytes. */
@@ -55,6 +68,7 @@ export class FileRangeReadable extends Readable {
   }
 
   override _read(): void {
+    this.started = true;
     const n = Math.min(this.buffers.size, this.end - this.pos);
     if (n <= 0) {
       this.push(null);
@@ -105,10 +119,12 @@ export class FsBlobStore implements BlobStore {
    * @param tmpDir where copies from another filesystem are staged (on `root`'s filesystem), owned
    *   by this process alone: `cleanup()` wipes it. Default `<root>/_tmp`; workers each get their
    *   own directory below it, so a restarting worker never deletes another's copy in progress.
+   * @param opts.sendfile whether bodies offer their file to a sendfile sender (storage.sendfile)
    */
   constructor(
     private readonly root: string,
     tmpDir?: string,
+    private readonly opts: { sendfile: boolean } = { sendfile: true },
   ) {
     this.tmpDir = tmpDir ?? join(root, '_tmp');
   }
@@ -138,7 +154,7 @@ export class FsBlobStore implements BlobStore {
       throw err;
     }
     // The stream owns the handle and closes it exactly once (see FileRangeReadable).
-    return new FileRangeReadable(fh, range?.start ?? 0, range ? range.end + 1 : Infinity);
+    return new FileRangeReadable(fh, range?.start ?? 0, range ? range.end + 1 : Infinity, this.opts.sendfile);
   }
 
   async putFile(key: string, path: string, _size: number): Promise<void> {

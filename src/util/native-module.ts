@@ -10,7 +10,7 @@ const loaded = new Map<string, unknown>();
  * dist/native/<name>.node, or why it cannot be used ("is not built …", "failed to load: …").
  * `T` is the module's exports as its C file defines them.
  */
-export function nativeModule<T>(name: 'dns-fast-path' | 'tcp-options'): T | string {
+export function nativeModule<T>(name: 'dns-fast-path' | 'tcp-options' | 'send-file'): T | string {
   if (!loaded.has(name)) {
     try {
       loaded.set(name, createRequire(import.meta.url)(`../../native/${name}.node`));
