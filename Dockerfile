@@ -7,7 +7,7 @@
 # The Node.js major version matches .node-version (the runtime the test suite runs on).
 ARG NODE_IMAGE=node:24-bookworm-slim
 # The build stage needs a C compiler for the native modules (src/native: the DNS door's fast path,
-# the doors' TCP send cap); the full image of the same Debian release has one, and its glibc
+# the doors' TCP send cap, sendfile for warm blobs); the full image of the same Debian release has one, and its glibc
 # matches the slim image's.
 ARG BUILD_IMAGE=node:24-bookworm
 
@@ -17,7 +17,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json ./
 COPY src ./src
-RUN npm run build && test -f dist/native/dns-fast-path.node && test -f dist/native/tcp-options.node
+RUN npm run build && test -f dist/native/dns-fast-path.node && test -f dist/native/tcp-options.node && test -f dist/native/send-file.node
 
 FROM ${NODE_IMAGE} AS production-deps
 WORKDIR /app

@@ -5,7 +5,8 @@
 # - tcp-options.node: TCP_NOTSENT_LOWAT for the doors' sockets (src/native/tcp-options.c);
 # - send-file.node: warm blobs sent to plain-TCP clients with sendfile (src/native/send-file.c).
 # Without a C compiler or the headers it says so and succeeds: the DNS door then answers through
-# Node's dgram (dns.fastPath: auto), and sockets keep the kernel's default, only slower.
+# Node's dgram (dns.fastPath: auto), sockets keep the kernel's default, and warm blobs are streamed
+# by Node instead of sent by sendfile: correct, only slower.
 set -u
 cd "$(dirname "$0")/../.." || exit 1
 cc=${CC:-cc}
