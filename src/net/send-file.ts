@@ -31,6 +31,14 @@ export function sendFileBinding(): SendFileBinding | string {
  */
 const UNSUPPORTED = new Set(['EINVAL', 'ENOSYS', 'EOPNOTSUPP']);
 
+/**
+ * Transfers by sendfile at once in this process, each on a thread; beyond it bodies are streamed.
+ * A thread waiting on a slow client costs little (a 64 KiB stack), but threads count against a
+ * container's pids limit (often 1024–4096 a pod), which the process's other threads need too.
+ */
+export const MAX_TRANSFERS = 256;
+let transfers = 0;
+
 /** Whether a failed sendFileBody left the body to be streamed instead (nothing of it was sent). */
 export function unsupportedBySendfile(err: NodeJS.ErrnoException, sent: number): boolean {
   return sent === 0 && UNSUPPORTED.has(err.code ?? '');
@@ -40,8 +48,8 @@ export function unsupportedBySendfile(err: NodeJS.ErrnoException, sent: number):
  * Sends `length` bytes of `span` as the body of `res`, whose head is set (writeHead) and whose
  * body has not begun. The head goes out first; the socket is left alone by Node while the bytes go.
  * @returns false when sendfile cannot be used here: no native module, a TLS or descriptor-less
- *   socket, or bytes still queued on the socket after the head. The head may have been sent; the
- *   caller streams the body, and `done` is never called.
+ *   socket, {@link MAX_TRANSFERS} under way, or bytes still queued on the socket after the head.
+ *   The head may have been sent; the caller streams the body, and `done` is never called.
  *   true when the transfer started: `done(sent, err)` is called once it has ended, with `err`
  *   unset when every byte went, or the error (ECANCELED when the response closed first; see
  *   {@link unsupportedBySendfile} for the one kind that leaves the body to stream).
@@ -56,7 +64,7 @@ export function sendFileBody(
   const native = sendFileBinding();
   if (typeof native === 'string' || (socket as TLSSocket).encrypted) return false;
   const fd = descriptorOf(socket);
-  if (fd === undefined || length > span.end - span.start) return false;
+  if (fd === undefined || length > span.end - span.start || transfers >= MAX_TRANSFERS) return false;
   res.flushHeaders();
   // The head must be in the kernel before the body: a write Node still holds (the socket was
   // full) would land behind bytes the thread sends.
@@ -66,12 +74,14 @@ export function sendFileBody(
   const cancel = (): void => native.cancel(handle);
   try {
     handle = native.sendFile(fd, span.fd, span.start, length, (errno, sent) => {
+      transfers--;
       res.off('close', cancel);
       done(sent, errno === 0 ? undefined : errnoError(errno));
     });
   } catch {
     return false; // no descriptor or thread to spare right now: stream it
   }
+  transfers++;
   res.once('close', cancel);
   return true;
 }

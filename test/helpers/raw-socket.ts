@@ -1,5 +1,28 @@
-/** Raw TCP exchanges with a door, for what clients would never send. */
-import { connect } from 'node:net';
+/** Raw TCP exchanges with a door, for what clients would never send; connected loopback pairs. */
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * A connected loopback pair: `client` from connect(), `peer` as a server accepted it. The peer
+ * ignores socket errors (a client a test destroys resets the connection).
+ */
+export async function socketPair(): Promise<{ client: Socket; peer: Socket; close(): void }> {
+  const server: Server = createServer();
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const client = connect((server.address() as { port: number }).port, '127.0.0.1');
+  const [[peer]] = await Promise.all([once(server, 'connection') as Promise<[Socket]>, once(client, 'connect')]);
+  peer.on('error', () => {});
+  return {
+    client,
+    peer,
+    close() {
+      client.destroy();
+      peer.destroy();
+      server.close();
+    },
+  };
+}
 
 /**
  * Connects to 127.0.0.1:port, writes `data`, and resolves with everything received until the

@@ -15,13 +15,14 @@ import { once } from 'node:events';
 import { open, readdir, readFile, writeFile, type FileHandle } from 'node:fs/promises';
 import { Agent, get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { TLSSocket } from 'node:tls';
 import { getSystemErrorName } from 'node:util';
 import { sendFileBinding, sendFileBody } from '../../src/net/send-file.js';
 import { descriptorOf } from '../../src/net/tcp-options.js';
 import { tempDir } from '../helpers/process.js';
+import { socketPair } from '../helpers/raw-socket.js';
 import { startUpstreamRegistry, type Upstream } from '../helpers/upstream-registry.js';
 import { makeImage, pushImage } from '../helpers/images.js';
 import { metricValue, startPullthrough, type Pullthrough } from '../helpers/pullthrough.js';
@@ -51,25 +52,6 @@ const native = (): Exclude<ReturnType<typeof sendFileBinding>, string> => {
 
 /** Descriptors this process holds open. */
 const openDescriptors = async (pid: number | 'self' = 'self'): Promise<number> => (await readdir(`/proc/${pid}/fd`)).length;
-
-/** A connected loopback pair: `client` from connect(), `peer` as the server accepted it. */
-async function socketPair(): Promise<{ client: Socket; peer: Socket; close(): void }> {
-  const server: Server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const client = connect((server.address() as { port: number }).port, '127.0.0.1');
-  const [[peer]] = await Promise.all([once(server, 'connection') as Promise<[Socket]>, once(client, 'connect')]);
-  peer.on('error', () => {}); // a client that goes away resets the connection
-  return {
-    client,
-    peer,
-    close() {
-      client.destroy();
-      peer.destroy();
-      server.close();
-    },
-  };
-}
 
 /** Runs a native transfer of [start, start + length) to a fresh pair's client; what it sent and got. */
 async function transfer(

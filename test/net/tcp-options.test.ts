@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect, createServer, Socket, type Server } from 'node:net';
+import { connect, Socket } from 'node:net';
 import { limitNotSent, notSentLimit, tcpOptionsBinding, NOT_SENT_LOWAT } from '../../src/net/tcp-options.js';
 import { startMirrorDoor } from '../../src/doors/mirror-door.js';
 import { startTlsDoor } from '../../src/doors/tls-door.js';
@@ -18,6 +18,7 @@ import { CertificateAuthority } from '../../src/pki/index.js';
 import { testConfig } from '../helpers/config.js';
 import { freePort, tempDir } from '../helpers/process.js';
 import { buildWithoutNative, startPullthrough } from '../helpers/pullthrough.js';
+import { socketPair } from '../helpers/raw-socket.js';
 
 let tmp: { path: string; cleanup: () => Promise<void> };
 before(async () => {
@@ -26,24 +27,6 @@ before(async () => {
 after(async () => {
   await tmp?.cleanup();
 });
-
-/** A connected loopback pair: `client` from connect(), `peer` as the server accepted it. */
-async function socketPair(): Promise<{ client: Socket; peer: Socket; close(): void }> {
-  const server: Server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const client = connect((server.address() as { port: number }).port, '127.0.0.1');
-  const [[peer]] = await Promise.all([once(server, 'connection') as Promise<[Socket]>, once(client, 'connect')]);
-  return {
-    client,
-    peer,
-    close() {
-      client.destroy();
-      peer.destroy();
-      server.close();
-    },
-  };
-}
 
 /** Bytes the kernel took from 8 MiB written in 64 KiB writes to a peer that reads nothing. */
 async function bytesTakenByKernel(cap: number | undefined): Promise<number> {
