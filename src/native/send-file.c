@@ -154,7 +154,9 @@ static napi_value js_send_file(napi_env env, napi_callback_info info) {
   job->left = len;
   job->tsfn = inst->tsfn;
   job->refs = 2; /* the completion and the JS handle */
-  if (napi_create_reference(env, argv[4], 1, &job->callback) != napi_ok || napi_create_external(env, job, finalize_handle, NULL, &handle) != napi_ok) {
+  int referenced = napi_create_reference(env, argv[4], 1, &job->callback) == napi_ok;
+  if (!referenced || napi_create_external(env, job, finalize_handle, NULL, &handle) != napi_ok) {
+    if (referenced) napi_delete_reference(env, job->callback);
     close(job->sock);
     close(job->file);
     close(job->wake);
