@@ -53,6 +53,7 @@ export function unsupportedBySendfile(err: NodeJS.ErrnoException, sent: number):
  *   true when the transfer started: `done(sent, err)` is called once it has ended, with `err`
  *   unset when every byte went, or the error (ECANCELED when the response closed first; see
  *   {@link unsupportedBySendfile} for the one kind that leaves the body to stream).
+ * @param maxTransfers the cap on transfers under way in this process (a test lowers it)
  */
 export function sendFileBody(
   res: ServerResponse,
@@ -60,11 +61,12 @@ export function sendFileBody(
   span: FileSpan,
   length: number,
   done: (sent: number, err?: NodeJS.ErrnoException) => void,
+  maxTransfers = MAX_TRANSFERS,
 ): boolean {
   const native = sendFileBinding();
   if (typeof native === 'string' || (socket as TLSSocket).encrypted) return false;
   const fd = descriptorOf(socket);
-  if (fd === undefined || length > span.end - span.start || transfers >= MAX_TRANSFERS) return false;
+  if (fd === undefined || length > span.end - span.start || transfers >= maxTransfers) return false;
   res.flushHeaders();
   // The head must be in the kernel before the body: a write Node still holds (the socket was
   // full) would land behind bytes the thread sends.

@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { open, readdir, readFile, writeFile, type FileHandle } from 'node:fs/promises';
-import { Agent, get as httpGet, type IncomingMessage } from 'node:http';
+import { Agent, createServer as createHttpServer, get as httpGet, type IncomingMessage } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -129,6 +129,42 @@ test('sendFileBody declines a TLS socket and a span shorter than the body, writi
   } finally {
     pair.close();
   }
+});
+
+test('past the cap on transfers under way, a body is left to stream; a finished transfer frees its place', async (t) => {
+  const started: boolean[] = [];
+  const server = createHttpServer((req, res) => {
+    res.writeHead(200, { 'content-length': SIZE });
+    const ok = sendFileBody(res, req.socket, { fd: file.fd, start: 0, end: SIZE }, SIZE, (_sent, err) => (err ? res.destroy() : res.end()), 1);
+    started.push(ok);
+    if (!ok) res.end(data); // what the caller does when sendfile declines: stream the body
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/`;
+  // The first client reads nothing: its transfer stays under way, holding the only place.
+  const stalled = connect((server.address() as { port: number }).port, '127.0.0.1');
+  stalled.on('error', () => {});
+  t.after(() => {
+    stalled.destroy();
+    server.closeAllConnections();
+    server.close();
+  });
+  stalled.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+  stalled.pause();
+  while (started.length < 1) await new Promise((r) => setTimeout(r, 10));
+  const second = await get(url);
+  assert.ok(second.body.equals(data), 'the second body, streamed, is whole');
+  assert.deepEqual(started, [true, false]);
+  stalled.destroy();
+  // The stalled transfer ends (the client went away) and gives its place back.
+  let third = await get(url);
+  for (let i = 0; i < 20 && started.at(-1) !== true; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    third = await get(url);
+  }
+  assert.equal(started.at(-1), true, 'sendfile again once the place is free');
+  assert.ok(third.body.equals(data));
 });
 
 // Through pullthrough's doors, with a real upstream registry.
