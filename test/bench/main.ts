@@ -19,7 +19,7 @@ import { issueEcServerCert, type ServerCert } from './cert.js';
 import { startBenchUpstream, type BenchUpstream } from './upstream.js';
 import { startNginxStatic } from './nginx.js';
 import { HANG_CAP_S, hangFigure, hangRelay } from './hang.js';
-import { saveRun, type Better } from './summary.js';
+import { markdownTable, saveRun, type Better } from './summary.js';
 import {
   curlDigest,
   curlThroughput,
@@ -608,12 +608,7 @@ function keepRun(columns: Column[]): string {
 function printTable(columns: Column[], load0: number): void {
   const header = ['figure', ...columns.map((c) => c.label)];
   const rows = rowsShown().map(([key, label]) => [label, ...columns.map((c) => c.cells.get(key) ?? '–')]);
-  const lines = [
-    `| ${header.join(' | ')} |`,
-    `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ];
-  process.stdout.write(`\n${lines.join('\n')}\n\n`);
+  process.stdout.write(`\n${markdownTable(header, rows)}\n\n`);
   if (ONLY) {
     process.stdout.write(`${FOOTNOTES[ONLY] ?? ''}\n`);
     return;

@@ -63,6 +63,15 @@ function show(x: number, like: string[]): string {
   return x.toFixed(Math.min(decimals, 2));
 }
 
+/** The bench's markdown table: the first column (the figure's label) left, the others right. */
+export function markdownTable(header: readonly string[], rows: ReadonlyArray<readonly string[]>): string {
+  return [
+    `| ${header.join(' | ')} |`,
+    `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
+    ...rows.map((r) => `| ${r.join(' | ')} |`),
+  ].join('\n');
+}
+
 /**
  * A markdown table of `runs` (oldest first): per figure and column, each run's cell and the
  * median of their figures; and, for figures with a direction, in how many runs `ours` did better
@@ -80,7 +89,7 @@ export function summarize(runs: readonly BenchRun[], ours = 'pt-fs', peer = 'ngi
   const peerLabel = columns.find((c) => c.key === peer)?.label ?? peer;
 
   const header = ['figure', ...columns.map((c) => c.label), `${ourLabel} against ${peerLabel}`];
-  const lines = [`| ${header.join(' | ')} |`, `|${header.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`];
+  const table: string[][] = [];
   for (const row of rows) {
     const cells = columns.map((col) => {
       const raw = runs.map((r) => cellOf(r, col.key, row.key));
@@ -100,14 +109,14 @@ export function summarize(runs: readonly BenchRun[], ours = 'pt-fs', peer = 'ngi
         versus = `better in ${won} of ${pairs.length}`;
       }
     }
-    lines.push(`| ${row.label} | ${cells.join(' | ')} | ${versus} |`);
+    table.push([row.label, ...cells, versus]);
   }
   const kinds = new Set(runs.map((r) => `${r.only ?? 'all figures'}${r.quick ? ', quick' : ''}`));
   const notes = [
     `${runs.length} run(s), ${runs[0]!.finished} to ${newest.finished}, on ${newest.machine}; cells list the runs oldest first (·), the median is of their leading figures.`,
     ...(kinds.size > 1 ? [`The runs measured different things (${[...kinds].join(' / ')}): compare with care.`] : []),
   ];
-  return `${lines.join('\n')}\n\n${notes.join('\n')}\n`;
+  return `${markdownTable(header, table)}\n\n${notes.join('\n')}\n`;
 }
 
 /** The runs named by `args`: files, or a count of the newest kept runs (default 3). */
