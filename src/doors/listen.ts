@@ -9,15 +9,27 @@ import { limitNotSent } from '../net/tcp-options.js';
  * @throws the listen error (EADDRINUSE, EACCES for a low port without the capability, …).
  */
 export function listenOn(server: Server, addr: ListenAddress): Promise<AddressInfo> {
-  server.on('connection', (s: Socket) => limitNotSent(s));
   return new Promise((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
     server.listen(addr.port, addr.host, () => {
       server.off('error', onError);
+      capAcceptedSockets(server);
       resolve(server.address() as AddressInfo);
     });
   });
+}
+
+/**
+ * Gives the send cap to every socket `server` accepts. Linux copies a listening socket's TCP
+ * options into each connection it accepts, so the cap is set once, on the listener: no system
+ * call and no listener per connection, which a new TLS connection's CPU shows (docs/performance.md,
+ * twenty-first round). A listener without a descriptor of its own (a node:cluster worker's, whose
+ * connections the primary accepts) caps each socket as it comes instead.
+ */
+function capAcceptedSockets(server: Server): void {
+  if (limitNotSent(server)) return;
+  server.on('connection', (s: Socket) => limitNotSent(s));
 }
 
 /** Closes `server` and destroys `sockets` still open; resolves when it has closed. */

@@ -85,7 +85,9 @@ export async function startTlsDoor(config: TlsDoorSettings, handler: RequestHand
     {
       ...contextOptions,
       ALPNProtocols: ['http/1.1'],
-      keepAlive: true,
+      // No TCP keepalive (Node's `keepAlive` option): at the kernel's default of two idle hours its
+      // first probe never came before the idle (75 s) and request timeouts closed the connection,
+      // and it cost a system call per connection. The plain-HTTP doors never had it.
       SNICallback: (servername, done) => {
         const hit = ca.cachedContext(servername);
         if (hit) return done(null, hit);

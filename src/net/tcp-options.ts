@@ -3,7 +3,7 @@
  * a C compiler is there). Without the module every call here is a no-op that says so: sockets keep
  * the kernel's defaults, which are correct, only slower for some clients.
  */
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import { nativeModule } from '../util/native-module.js';
 
 /** The native module's functions. */
@@ -27,11 +27,12 @@ export function tcpOptionsBinding(): TcpOptionsBinding | string {
 
 /**
  * Caps the bytes `socket` holds unsent at `bytes` (TCP_NOTSENT_LOWAT): a write beyond it waits
- * until the kernel has handed earlier bytes on, as a shallow buffer would.
+ * until the kernel has handed earlier bytes on, as a shallow buffer would. On a listening server,
+ * the sockets it accepts from then on start with the cap (Linux copies it into each).
  * @returns whether it was set: false without the native module, for a socket without a descriptor
- *   (not TCP, or already closed), or when the kernel refused it
+ *   (not TCP, or already closed; a node:cluster worker's listener), or when the kernel refused it
  */
-export function limitNotSent(socket: Socket, bytes = NOT_SENT_LOWAT): boolean {
+export function limitNotSent(socket: Socket | Server, bytes = NOT_SENT_LOWAT): boolean {
   const native = tcpOptionsBinding();
   const fd = descriptorOf(socket);
   if (typeof native === 'string' || fd === undefined) return false;
@@ -42,7 +43,7 @@ export function limitNotSent(socket: Socket, bytes = NOT_SENT_LOWAT): boolean {
  * `socket`'s TCP_NOTSENT_LOWAT as the kernel has it: 0 for a socket never capped (the system's
  * net.ipv4.tcp_notsent_lowat applies, unlimited by default); undefined when it cannot be read.
  */
-export function notSentLimit(socket: Socket): number | undefined {
+export function notSentLimit(socket: Socket | Server): number | undefined {
   const native = tcpOptionsBinding();
   const fd = descriptorOf(socket);
   if (typeof native === 'string' || fd === undefined) return undefined;
@@ -51,7 +52,7 @@ export function notSentLimit(socket: Socket): number | undefined {
 }
 
 /** `socket`'s file descriptor, or undefined when it has none (not TCP, or already closed). */
-export function descriptorOf(socket: Socket): number | undefined {
+export function descriptorOf(socket: Socket | Server): number | undefined {
   // Node keeps the descriptor on the socket's libuv handle (internal, but there since Node 0.x).
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;

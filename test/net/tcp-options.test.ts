@@ -2,7 +2,8 @@
  * TCP_NOTSENT_LOWAT (src/net/tcp-options.ts over src/native/tcp-options.c) on real loopback
  * sockets: the cap the kernel then reports, what a capped socket does when its reader stops (the
  * bytes beyond the cap wait in the writer's process instead of the kernel's buffer), no-ops where
- * there is no descriptor, every door that serves blobs capping the sockets it accepts, and a build
+ * there is no descriptor, every door that serves blobs capping the sockets it accepts (once, on its
+ * listener; per socket in a node:cluster worker, whose listener is the primary's), and a build
  * without the module warning at start. What the cap does to throughput is the bench's to show
  * (docs/performance.md, fifteenth round).
  */
@@ -10,13 +11,14 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, Socket } from 'node:net';
+import { join } from 'node:path';
 import { limitNotSent, notSentLimit, tcpOptionsBinding, NOT_SENT_LOWAT } from '../../src/net/tcp-options.js';
 import { startMirrorDoor } from '../../src/doors/mirror-door.js';
 import { startTlsDoor } from '../../src/doors/tls-door.js';
 import { startProxyDoor } from '../../src/doors/connect-proxy.js';
 import { CertificateAuthority } from '../../src/pki/index.js';
 import { testConfig } from '../helpers/config.js';
-import { freePort, tempDir } from '../helpers/process.js';
+import { freePort, startProcess, tempDir } from '../helpers/process.js';
 import { buildWithoutNative, startPullthrough } from '../helpers/pullthrough.js';
 import { socketPair } from '../helpers/raw-socket.js';
 
@@ -92,13 +94,37 @@ test('the mirror, TLS and CONNECT doors cap every socket they accept', async (t)
     ['tls', tls.server, tlsPort],
     ['proxy', proxy.server, proxyPort],
   ] as const) {
-    // Registered after the door's own listener, so it sees the socket as the door left it.
+    // Set once on the listening socket, which the kernel copies into every socket it accepts.
+    assert.equal(notSentLimit(server), NOT_SENT_LOWAT, `${name} door's listener`);
+    // Registered after the door's own listeners, so it sees the socket as the door left it.
     const accepted = once(server, 'connection') as Promise<[Socket]>;
     const c = connect(port, '127.0.0.1');
     const [s] = await accepted;
     assert.equal(notSentLimit(s), NOT_SENT_LOWAT, `${name} door`);
     c.destroy();
   }
+});
+
+test('a node:cluster worker, whose listener has no descriptor of its own, caps each socket it is handed', async (t) => {
+  const port = await freePort();
+  const proc = startProcess(process.execPath, [join(import.meta.dirname, '../helpers/cluster-listener-main.js'), String(port)]);
+  t.after(() => proc.stop());
+  const lines = async (n: number): Promise<Array<Record<string, unknown>>> => {
+    for (let i = 0; i < 200; i++) {
+      const got = proc.output().split('\n').filter((l) => l.startsWith('{'));
+      if (got.length >= n) return got.map((l) => JSON.parse(l) as Record<string, unknown>);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    throw new Error(`the worker reported too little:\n${proc.output()}`);
+  };
+  await lines(1);
+  for (let i = 0; i < 2; i++) {
+    const c = connect(port, '127.0.0.1');
+    c.on('error', () => {});
+    await once(c, 'close');
+  }
+  const reports = (await lines(3)).slice(1);
+  for (const r of reports) assert.deepEqual(r, { socket: NOT_SENT_LOWAT, listener: null });
 });
 
 test('a build without the module warns at start, naming it, and serves as before', async (t) => {
