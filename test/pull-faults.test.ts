@@ -4,7 +4,7 @@
  * clients that leave, bodyTimeout), a trickle (fillTimeout), 429/503 answers (stale-if-error), and
  * a slow or hung answer to a push relayed through the TLS door (relayTimeout).
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { get as httpGet, type IncomingMessage } from 'node:http';
@@ -12,18 +12,13 @@ import { request as httpsRequest } from 'node:https';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { startFaultUpstream, randomBlob, type FaultUpstream } from './helpers/fault-upstream.js';
-import { startFaultMirror, type FaultMirror } from './helpers/fault-mirror.js';
+import { useFaultMirror } from './helpers/fault-mirror.js';
 import { startPullthrough, type Pullthrough } from './helpers/pullthrough.js';
 import { errorCode } from './helpers/http.js';
 
 let up: FaultUpstream;
 let pt: Pullthrough;
-let mirror: FaultMirror | undefined;
-before(async () => {
-  mirror = await startFaultMirror();
-  ({ up, pt } = mirror);
-});
-after(() => mirror?.stop());
+useFaultMirror((m) => ({ up, pt } = m));
 
 const sha = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex');
 const blobUrl = (digest: string, repo = 'team/app'): string => `${pt.url}/v2/${repo}/blobs/${digest}`;

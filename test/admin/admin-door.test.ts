@@ -3,21 +3,16 @@
  * registry doors on it and nothing of it on them, and downloads in progress listed with their
  * bytes while a blob streams from a (stalled) upstream. Real processes and sockets on loopback.
  */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startPullthrough, type Pullthrough } from '../helpers/pullthrough.js';
 import { randomBlob, type FaultUpstream } from '../helpers/fault-upstream.js';
-import { startFaultMirror, type FaultMirror } from '../helpers/fault-mirror.js';
+import { useFaultMirror } from '../helpers/fault-mirror.js';
 import { rawRequest } from '../helpers/http.js';
 
 let up: FaultUpstream;
 let pt: Pullthrough;
-let mirror: FaultMirror | undefined;
-before(async () => {
-  mirror = await startFaultMirror();
-  ({ up, pt } = mirror);
-});
-after(() => mirror?.stop());
+useFaultMirror((m) => ({ up, pt } = m));
 
 const admin = (): string => `http://127.0.0.1:${pt.ports.admin}`;
 

@@ -4,22 +4,17 @@
  * demand), a purge is refused with 409 IN_PROGRESS naming the blob, and nothing is deleted; once
  * the download landed the same purge goes through.
  */
-import { test, after, before } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import type { Pullthrough } from '../helpers/pullthrough.js';
 import { randomBlob, type FaultUpstream } from '../helpers/fault-upstream.js';
-import { startFaultMirror, type FaultMirror } from '../helpers/fault-mirror.js';
+import { useFaultMirror } from '../helpers/fault-mirror.js';
 import { until } from '../helpers/replicas.js';
 
 let up: FaultUpstream;
 let pt: Pullthrough;
-let mirror: FaultMirror | undefined;
-before(async () => {
-  mirror = await startFaultMirror();
-  ({ up, pt } = mirror);
-});
-after(() => mirror?.stop());
+useFaultMirror((m) => ({ up, pt } = m));
 
 const sha = (b: Buffer): string => `sha256:${createHash('sha256').update(b).digest('hex')}`;
 const admin = (path: string, init?: RequestInit): Promise<Response> => fetch(`http://127.0.0.1:${pt.ports.admin}${path}`, init);

@@ -2,6 +2,7 @@
  * The fixture several test files share: a fault upstream (a real server on a socket, see
  * fault-upstream.ts) as registry `fault.test`, the default one, of a real pullthrough process.
  */
+import { after, before } from 'node:test';
 import { startFaultUpstream, type FaultUpstream } from './fault-upstream.js';
 import { startPullthrough, type Pullthrough } from './pullthrough.js';
 
@@ -30,4 +31,17 @@ export async function startFaultMirror(): Promise<FaultMirror> {
       await up.close();
     },
   };
+}
+
+/**
+ * A fault mirror for a whole test file: started in node:test's `before` hook, which hands it to
+ * `started` (the file keeps `up` and `pt` from it), and stopped in `after`.
+ */
+export function useFaultMirror(started: (mirror: FaultMirror) => void): void {
+  let mirror: FaultMirror | undefined;
+  before(async () => {
+    mirror = await startFaultMirror();
+    started(mirror);
+  });
+  after(() => mirror?.stop());
 }
