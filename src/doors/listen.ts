@@ -24,8 +24,9 @@ export function listenOn(server: Server, addr: ListenAddress): Promise<AddressIn
  * Gives the send cap to every socket `server` accepts. Linux copies a listening socket's TCP
  * options into each connection it accepts, so the cap is set once, on the listener: no system
  * call and no listener per connection, which a new TLS connection's CPU shows (docs/performance.md,
- * twenty-first round). A listener without a descriptor of its own (a node:cluster worker's, whose
- * connections the primary accepts) caps each socket as it comes instead.
+ * twenty-first round). A connection the kernel completed in the instant between listen() and
+ * this call starts without it: correct, only slower. A listener without a descriptor of its own
+ * (a node:cluster worker's, whose connections the primary accepts) caps each socket as it comes.
  */
 function capAcceptedSockets(server: Server): void {
   if (limitNotSent(server)) return;
