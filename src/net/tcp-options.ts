@@ -51,7 +51,10 @@ export function notSentLimit(socket: Socket | Server): number | undefined {
   return bytes < 0 ? undefined : bytes;
 }
 
-/** `socket`'s file descriptor, or undefined when it has none (not TCP, or already closed). */
+/**
+ * The descriptor of a socket, or of a listening server's socket; undefined when there is none (not
+ * TCP, already closed, or a node:cluster worker's listener).
+ */
 export function descriptorOf(socket: Socket | Server): number | undefined {
   // Node keeps the descriptor on the socket's libuv handle (internal, but there since Node 0.x).
   const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;

@@ -22,6 +22,7 @@ import { getSystemErrorName } from 'node:util';
 import { sendFileBinding, sendFileBody } from '../../src/net/send-file.js';
 import { descriptorOf } from '../../src/net/tcp-options.js';
 import { tempDir } from '../helpers/process.js';
+import { until } from '../helpers/replicas.js';
 import { socketPair } from '../helpers/raw-socket.js';
 import { startUpstreamRegistry, type Upstream } from '../helpers/upstream-registry.js';
 import { makeImage, pushImage } from '../helpers/images.js';
@@ -152,19 +153,23 @@ test('past the cap on transfers under way, a body is left to stream; a finished 
   });
   stalled.write('GET / HTTP/1.1\r\nhost: x\r\n\r\n');
   stalled.pause();
-  while (started.length < 1) await new Promise((r) => setTimeout(r, 10));
+  await until('the stalled request to start its transfer', () => started.length >= 1, 5000);
   const second = await get(url);
   assert.ok(second.body.equals(data), 'the second body, streamed, is whole');
   assert.deepEqual(started, [true, false]);
   stalled.destroy();
   // The stalled transfer ends (the client went away) and gives its place back.
-  let third = await get(url);
-  for (let i = 0; i < 20 && started.at(-1) !== true; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    third = await get(url);
-  }
+  let third: Awaited<ReturnType<typeof get>> | undefined;
+  await until(
+    'a body sent by sendfile again',
+    async () => {
+      third = await get(url);
+      return started.at(-1) === true;
+    },
+    5000,
+  );
   assert.equal(started.at(-1), true, 'sendfile again once the place is free');
-  assert.ok(third.body.equals(data));
+  assert.ok(third?.body.equals(data));
 });
 
 // Through pullthrough's doors, with a real upstream registry.
@@ -193,12 +198,8 @@ const sent = async (): Promise<number> => metricValue(await pt.metrics(), 'pullt
  * counted once its response has ended, which may come a moment after the client's last byte.
  */
 async function sentSince(from: number, expected: number): Promise<number> {
-  let grown = (await sent()) - from;
-  for (let i = 0; i < 50 && grown < expected; i++) {
-    await new Promise((r) => setTimeout(r, 50));
-    grown = (await sent()) - from;
-  }
-  return grown;
+  await until(`the sendfile metric to grow by ${expected}`, async () => (await sent()) - from >= expected, 2500);
+  return (await sent()) - from;
 }
 
 test('warm blobs over plain HTTP go by sendfile: whole, by range, and back to back on one connection', async () => {
@@ -230,7 +231,7 @@ test('warm blobs over plain HTTP go by sendfile: whole, by range, and back to ba
   }
   // The request log counts the bytes sent: its line comes a moment after the response.
   const ranges = (): unknown[] => pt.requests().filter((l) => l.path === `/v2/library/big/blobs/${layer.digest}` && l.status === 206).map((l) => l.bytes);
-  for (let i = 0; i < 50 && ranges().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  await until('both ranged requests in the request log', () => ranges().length >= 2, 2500);
   assert.deepEqual(ranges(), [2_000_000, 100]);
 });
 
@@ -271,7 +272,7 @@ test('over TLS, and with storage.sendfile false, the same bytes are streamed ins
     const warm = await get(`${off.url}/v2/library/big/blobs/${layer.digest}`);
     assert.equal(sha(warm.body), layer.digest);
     const fromCache = async (): Promise<number> => metricValue(await off.metrics(), 'pullthrough_served_bytes_total', { source: 'cache' });
-    for (let i = 0; i < 50 && (await fromCache()) < layer.data.length; i++) await new Promise((r) => setTimeout(r, 50));
+    await until('the bytes served from the cache counted', async () => (await fromCache()) >= layer.data.length, 2500);
     assert.ok((await fromCache()) >= layer.data.length, 'served from the cache');
     assert.equal(metricValue(await off.metrics(), 'pullthrough_served_sendfile_bytes_total'), 0, 'streamed');
   } finally {

@@ -21,6 +21,7 @@ import { testConfig } from '../helpers/config.js';
 import { freePort, startProcess, tempDir } from '../helpers/process.js';
 import { buildWithoutNative, startPullthrough } from '../helpers/pullthrough.js';
 import { socketPair } from '../helpers/raw-socket.js';
+import { until } from '../helpers/replicas.js';
 
 let tmp: { path: string; cleanup: () => Promise<void> };
 before(async () => {
@@ -109,13 +110,15 @@ test('a node:cluster worker, whose listener has no descriptor of its own, caps e
   const port = await freePort();
   const proc = startProcess(process.execPath, [join(import.meta.dirname, '../helpers/cluster-listener-main.js'), String(port)]);
   t.after(() => proc.stop());
+  const reported = (): Array<Record<string, unknown>> =>
+    proc
+      .output()
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   const lines = async (n: number): Promise<Array<Record<string, unknown>>> => {
-    for (let i = 0; i < 200; i++) {
-      const got = proc.output().split('\n').filter((l) => l.startsWith('{'));
-      if (got.length >= n) return got.map((l) => JSON.parse(l) as Record<string, unknown>);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    throw new Error(`the worker reported too little:\n${proc.output()}`);
+    await until(`${n} report(s) from the worker`, () => reported().length >= n, 10_000);
+    return reported();
   };
   await lines(1);
   for (let i = 0; i < 2; i++) {
