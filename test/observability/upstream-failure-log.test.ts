@@ -12,6 +12,7 @@ import { freePort } from '../helpers/process.js';
 import { startPullthrough } from '../helpers/pullthrough.js';
 import { startTestResolver } from '../helpers/dns-fixture.js';
 import { skopeoCopy } from '../helpers/clients.js';
+import { until } from '../helpers/replicas.js';
 
 function recorder(): { log: Logger; lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> } {
   const lines: Array<{ level: string; msg: string; fields: Record<string, unknown> }> = [];
@@ -132,6 +133,9 @@ test('a real pullthrough: several failing pulls give exactly one warn line per r
     }
   }
   const failed = (registry: string) => pt.requests().filter((l) => l.registry === registry && l.status === 503 && l.error === 'UNAVAILABLE').length;
+  // A request's log line is written once its response has closed, which may come a moment after
+  // skopeo, the client, has exited.
+  await until('three UNAVAILABLE 503s in the request log for each registry', () => failed('docker.io') >= 3 && failed('broken.invalid') >= 3, 5000);
   assert.ok(failed('docker.io') >= 3, `three or more 503s for docker.io (got ${failed('docker.io')})`);
   assert.ok(failed('broken.invalid') >= 3, `three or more 503s for broken.invalid (got ${failed('broken.invalid')})`);
 
