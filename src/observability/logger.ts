@@ -1,18 +1,24 @@
 /**
- * One JSON object per line on stdout, written by pino through an asynchronous destination: a
- * request's log line is formatted on the request path and written off it (the synchronous
- * `JSON.stringify` + `process.stdout.write` it replaced cost more per request; figures in
+ * One JSON object per line on stdout, written through pino's asynchronous destination (SonicBoom
+ * on fd 1): a request's log line is formatted on the request path and written off it (the
+ * synchronous `process.stdout.write` it replaced cost more per request; figures in
  * docs/performance.md). Callers pass fields explicitly: nothing logs headers.
  *
- * Lines keep the shape tests, docs and log pipelines rely on: `level` as a name (`info`, not 30),
- * `time` as an ISO string, `msg`, the logger's base fields (a worker's `worker` number), then the
- * call's fields; undefined fields are left out.
+ * Lines keep pino's shape, which tests, docs and log pipelines rely on: `level` as a name
+ * (`info`, not 30), `time` as an ISO string, the logger's base fields (a worker's `worker`
+ * number), the call's fields, then `msg`; undefined fields are left out. The line is formatted
+ * here, by one `JSON.stringify` of the call's fields, not by a pino logger: pino's field-by-field
+ * formatting was a fifth of a new TLS connection's request line (docs/performance.md).
  */
-import { pino, type DestinationStream } from 'pino';
+import { pino } from 'pino';
 import { LineBatch } from './line-batch.js';
 
-/** With log.flushMs, lines are written once this many characters are gathered (below SonicBoom's 16 KiB write size). */
-const LOG_BATCH_CHARS = 8192;
+/**
+ * With log.flushMs, lines are written once this many characters are gathered. Each write costs
+ * the event loop ~30 µs however short (a string copy and a thread-pool request), so batches of
+ * ~200 request lines cost a third per line of batches of ~30 (docs/performance.md).
+ */
+const LOG_BATCH_CHARS = 65_536;
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 
@@ -51,10 +57,11 @@ export function createLogger(
   flushMs = 0,
 ): FlushingLogger {
   let idle = true;
-  let dest: DestinationStream;
+  let write: (line: string) => void;
   let sonic: ReturnType<typeof pino.destination> | undefined;
   let batch: LineBatch | undefined;
   if (out === process.stdout) {
+    // pino's destination flushes what it holds synchronously on any exit, a crash included.
     const s = pino.destination({ dest: 1, sync: false });
     sonic = s;
     // SonicBoom emits 'drain' when a write ends and nothing is left to write.
@@ -70,28 +77,26 @@ export function createLogger(
       const b = new LineBatch(send, LOG_BATCH_CHARS, flushMs);
       batch = b;
       atExit(() => {
-        // pino's own exit hook writes what SonicBoom holds; this hands over what the batch holds
-        // first, or writes it after, whichever hook runs first.
+        // The destination's own exit hook writes what SonicBoom holds; this hands over what the
+        // batch holds first, or writes it after, whichever hook runs first.
         b.handOver();
         s.flushSync();
       });
-      dest = { write: (line: string) => b.add(line) };
-    } else dest = { write: send };
-  } else dest = out as unknown as DestinationStream;
-  const p = pino(
-    {
-      level,
-      base: base ?? null,
-      timestamp: () => isoTime(),
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    dest,
-  );
+      write = (line) => b.add(line);
+    } else write = send;
+  } else write = (line) => void out.write(line);
+  const threshold = LEVELS[level];
+  const baseText = base && Object.keys(base).length > 0 ? `,${fieldsText(base)}` : '';
+  const line = (name: LogLevel, msg: string, fields: Record<string, unknown> | undefined): void => {
+    if (LEVELS[name] < threshold) return;
+    const text = fields === undefined ? '' : fieldsText(fields);
+    write(`{"level":"${name}"${isoTime()}${baseText}${text === '' ? '' : `,${text}`},"msg":${JSON.stringify(msg)}}\n`);
+  };
   return {
-    debug: (m, f) => p.debug(f ?? {}, m),
-    info: (m, f) => p.info(f ?? {}, m),
-    warn: (m, f) => p.warn(f ?? {}, m),
-    error: (m, f) => p.error(f ?? {}, m),
+    debug: (m, f) => line('debug', m, f),
+    info: (m, f) => line('info', m, f),
+    warn: (m, f) => line('warn', m, f),
+    error: (m, f) => line('error', m, f),
     async settle(timeoutMs = 2000) {
       const s = sonic;
       if (!s) return;
@@ -109,6 +114,39 @@ export function createLogger(
         });
       }
     },
+  };
+}
+
+/** pino's level numbers: a line is written at or above the logger's level. */
+const LEVELS: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error: 50 };
+
+/**
+ * `fields` as the inside of a JSON object (`"a":1,"b":"x"`), or '' when none is defined. One
+ * `JSON.stringify` leaves out undefined and function values, writes non-finite numbers as null
+ * and honours toJSON, as pino's formatter does; a value it cannot write (a cycle, a BigInt) is
+ * written as a string instead of losing the line.
+ */
+export function fieldsText(fields: Record<string, unknown>): string {
+  let json: string;
+  try {
+    json = JSON.stringify(fields);
+  } catch {
+    json = JSON.stringify(fields, unserializable());
+  }
+  return json.length <= 2 ? '' : json.slice(1, -1);
+}
+
+/** A replacer for what JSON.stringify refuses: a BigInt as its digits, a cycle as "[Circular]". */
+function unserializable(): (this: unknown, key: string, value: unknown) => unknown {
+  const ancestors: unknown[] = [];
+  return function (this: unknown, _key, value) {
+    if (typeof value === 'bigint') return value.toString();
+    if (typeof value !== 'object' || value === null) return value;
+    // `this` is the object holding `value`: drop the ancestors that are not on its path.
+    while (ancestors.length > 0 && ancestors.at(-1) !== this) ancestors.pop();
+    if (ancestors.includes(value)) return '[Circular]';
+    ancestors.push(value);
+    return value;
   };
 }
 

@@ -1,6 +1,6 @@
 /**
  * µs per request log line: the synchronous JSON line pullthrough wrote before (JSON.stringify +
- * process.stdout.write, synchronous on a pipe) against pino with its asynchronous destination
+ * process.stdout.write, synchronous on a pipe) against createLogger's line on pino's asynchronous destination
  * (src/observability/logger.ts). Both run in one child process whose stdout is a pipe the parent
  * drains, as under a supervisor or container runtime; rounds alternate the order. Reports, per
  * variant, the median over rounds of the time on the caller (what a request pays: the logging
@@ -16,7 +16,7 @@ import { createLogger, type Logger } from '../../src/observability/logger.js';
 /** Lines logged between two turns of the event loop. */
 const BATCH = 10;
 
-type Variant = 'sync JSON line (before)' | 'pino, async destination (after)';
+type Variant = 'sync JSON line (before)' | 'createLogger, async destination (after)';
 
 /** The logger as it was before pino, kept verbatim for the comparison. */
 function legacyLogger(out: NodeJS.WritableStream = process.stdout): Logger {
@@ -55,12 +55,12 @@ async function child(rounds: number, lines: number): Promise<void> {
   const legacy = legacyLogger();
   const fast = createLogger('info');
   const drained = async (v: Variant): Promise<void> => {
-    if (v === 'pino, async destination (after)') await fast.settle(60_000);
+    if (v === 'createLogger, async destination (after)') await fast.settle(60_000);
     // Polled: a 'drain' listener alone does not keep the event loop alive.
     else while (process.stdout.writableLength > 0) await new Promise((r) => setTimeout(r, 1));
   };
-  const results: Record<Variant, Array<{ call: number; total: number }>> = { 'sync JSON line (before)': [], 'pino, async destination (after)': [] };
-  const variants: Variant[] = ['sync JSON line (before)', 'pino, async destination (after)'];
+  const results: Record<Variant, Array<{ call: number; total: number }>> = { 'sync JSON line (before)': [], 'createLogger, async destination (after)': [] };
+  const variants: Variant[] = ['sync JSON line (before)', 'createLogger, async destination (after)'];
   // Warm-up: both code paths optimised before anything is counted.
   for (const v of variants) {
     const log = v === 'sync JSON line (before)' ? legacy : fast;

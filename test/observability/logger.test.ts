@@ -1,5 +1,5 @@
 /**
- * The process logger (pino, asynchronous destination on stdout): the line shape tests and log
+ * The process logger (lines formatted as pino's, pino's asynchronous destination on stdout): the line shape tests and log
  * pipelines read, and no line lost when the process exits right after logging, on SIGTERM (as
  * `pullthrough serve` exits after draining: settle(), then exit) and on a crash (an uncaught
  * exception: pino's exit hook). Each case runs
@@ -8,8 +8,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { pino, type DestinationStream } from 'pino';
 import { run, startProcess } from '../helpers/process.js';
-import { isoTime } from '../../src/observability/logger.js';
+import { createLogger, isoTime, type LogLevel } from '../../src/observability/logger.js';
 
 const LOGGER = new URL('../../src/observability/logger.js', import.meta.url).href;
 const LINES = 20_000;
@@ -108,4 +110,72 @@ test("the time field is Date's own ISO string, across milliseconds, seconds and 
   const start = Date.UTC(2026, 11, 31, 23, 59, 58, 990);
   const times = [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1010, 2009, 2010, 2011, -5, 86_400_000 + 7, 3].map((d) => start + d);
   for (const t of times) assert.equal(isoTime(t), `,"time":"${new Date(t).toISOString()}"`, `at ${t}`);
+});
+
+/** Lines written to a stream other than stdout (synchronously), collected. */
+function collected(): { stream: NodeJS.WritableStream; lines: string[] } {
+  const lines: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer | string, _enc, cb) {
+      lines.push(String(chunk));
+      cb();
+    },
+  });
+  return { stream, lines };
+}
+
+// The line is formatted by pullthrough, not by a pino logger (docs/performance.md); log pipelines
+// were built on pino's lines, so they are compared text for text, the time field aside.
+test("a line is pino's line for the same call, text for text", () => {
+  const ours = collected();
+  const log = createLogger('debug', ours.stream, { worker: 2 });
+  const theirs = collected();
+  const p = pino(
+    { level: 'debug', base: { worker: 2 }, timestamp: () => isoTime(), formatters: { level: (label) => ({ level: label }) } },
+    theirs.stream as unknown as DestinationStream,
+  );
+  const calls: Array<[LogLevel, string, Record<string, unknown> | undefined]> = [
+    ['info', 'request', { door: 'tls', method: 'GET', path: '/v2/library/app/blobs/sha256:' + 'ab'.repeat(32), ns: undefined, status: 200, bytes: 1234, ms: 0.3, aborted: undefined, client: '127.0.0.1' }],
+    ['warn', 'quotes "and" \\ back\nslash', { text: 'tab\there, é, \u2028, \u0001', nested: { a: [1, 'two', null, { b: false }] } }],
+    ['error', 'numbers', { nan: Number.NaN, inf: Number.POSITIVE_INFINITY, neg: -0.5, big: 2 ** 60 }],
+    ['debug', 'no fields', undefined],
+    ['info', 'empty fields', {}],
+    ['info', 'only undefined', { a: undefined }],
+    ['info', 'a date and a function', { at: new Date(0), fn: () => 1 }],
+  ];
+  for (const [level, msg, fields] of calls) {
+    log[level](msg, fields);
+    p[level](fields ?? {}, msg);
+  }
+  const noTime = (l: string): string => l.replace(/,"time":"[^"]*"/, '');
+  assert.equal(ours.lines.length, calls.length);
+  assert.deepEqual(ours.lines.map(noTime), theirs.lines.map(noTime));
+});
+
+test('a field JSON cannot write (a cycle, a BigInt) is written as a string; the line is not lost', () => {
+  const c = collected();
+  const log = createLogger('info', c.stream);
+  const cyclic: Record<string, unknown> = { name: 'a' };
+  cyclic.self = cyclic;
+  const shared = { x: 1 };
+  log.info('odd fields', { n: 10n, cyclic, twice: [shared, shared] });
+  assert.equal(c.lines.length, 1);
+  const line = JSON.parse(c.lines[0]!) as Record<string, unknown>;
+  assert.deepEqual(line.n, '10');
+  assert.deepEqual(line.cyclic, { name: 'a', self: '[Circular]' });
+  assert.deepEqual(line.twice, [{ x: 1 }, { x: 1 }], 'a value seen twice, not inside itself, is no cycle');
+  assert.equal(line.msg, 'odd fields');
+});
+
+test('lines below the level are not written', () => {
+  const c = collected();
+  const log = createLogger('warn', c.stream);
+  log.debug('d');
+  log.info('i');
+  log.warn('w');
+  log.error('e');
+  assert.deepEqual(
+    c.lines.map((l) => (JSON.parse(l) as { level: string }).level),
+    ['warn', 'error'],
+  );
 });
