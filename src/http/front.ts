@@ -46,8 +46,7 @@ export function createFront(deps: FrontDeps, koa: RequestHandler): RequestHandle
     const ms = Number(process.hrtime.bigint() - started) / 1e6;
     const cache = state.cache ?? 'none';
     const status = res.statusCode;
-    metrics.requests.inc({ kind: state.kind, cache, status: String(status) });
-    metrics.requestDuration.observe({ kind: state.kind, cache }, ms / 1000);
+    metrics.requests.record(state.kind, cache, status, ms / 1000);
     if (state.bytes && state.kind !== 'ops' && state.kind !== 'token') metrics.bytesServed.inc({ source: cache === 'miss' || cache === 'pass' ? 'upstream' : 'cache' }, state.bytes);
     if (state.sendfileBytes) metrics.sendfileBytes.inc(state.sendfileBytes);
     deps.history?.request({ registry: state.registry, repo: state.repo, kind: state.kind, cache: state.cache, bytes: state.bytes });

@@ -1,4 +1,5 @@
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type CounterConfiguration, type LabelValues } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type CounterConfiguration, type LabelValues } from 'prom-client';
+import { RequestMetrics } from './request-metrics.js';
 
 const DNS_RESULTS = ['answered', 'forwarded', 'refused', 'failed', 'malformed', 'dropped'] as const;
 
@@ -33,19 +34,13 @@ function dnsCounter<L extends string>(
 export class Metrics {
   readonly registry = new Registry();
 
-  readonly requests = new Counter({
-    name: 'pullthrough_requests_total',
-    help: 'Client requests by kind (manifest, blob, tags, referrers, base, push, token, ops, other), cache result and status',
-    labelNames: ['kind', 'cache', 'status'] as const,
-    registers: [this.registry],
-  });
-
-  readonly requestDuration = new Histogram({
-    name: 'pullthrough_request_duration_seconds',
-    help: 'Time to complete a client request, by kind and cache result',
-    labelNames: ['kind', 'cache'] as const,
+  /** pullthrough_requests_total and pullthrough_request_duration_seconds, counted on every request. */
+  readonly requests = new RequestMetrics(this.registry, {
+    requestsName: 'pullthrough_requests_total',
+    requestsHelp: 'Client requests by kind (manifest, blob, tags, referrers, base, push, token, ops, other), cache result and status',
+    durationName: 'pullthrough_request_duration_seconds',
+    durationHelp: 'Time to complete a client request, by kind and cache result',
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 30, 120],
-    registers: [this.registry],
   });
 
   readonly bytesServed = new Counter({
