@@ -76,11 +76,12 @@ const CAP = QUICK ? 4 : 8;
 const CONCURRENT_PULLS = 8;
 const HANDSHAKE_SECONDS = QUICK ? 2 : 3;
 /**
- * Repetitions of the handshake figure (the table shows the median), after one warm-up run. Five:
+ * Repetitions of the handshake figure (the table shows the median), after one warm-up run. Seven:
  * one repetition's CPU per connection moves by up to ±30 % on this kind of machine, for the bare
- * server too, so the ratio to it is taken per repetition and its median shown.
+ * server too, so the ratio to it is taken per repetition and its median shown; with five, the
+ * median of the same build moved by ±0.07 from run to run (docs/performance.md).
  */
-const HANDSHAKE_REPS = 5;
+const HANDSHAKE_REPS = QUICK ? 3 : 7;
 const DNS_SECONDS = QUICK ? 2 : 5;
 /** Repetitions of the DNS figure (the table shows the median). */
 const DNS_REPS = QUICK ? 1 : 3;
@@ -374,7 +375,7 @@ interface Floor {
  * Figure (6) for every system, and for Node.js's floor as shipped and without session tickets
  * (pullthrough's TLS door issues none by default; both floors are shown): one warm-up run each (a fresh Node.js
  * process runs its handshake path in the interpreter for the first thousand or so connections:
- * ~0.9 ms of CPU each instead of ~0.7), then HANDSHAKE_REPS repetitions with the servers in turn,
+ * ~0.9 ms of CPU each instead of ~0.7), as long as a repetition, then HANDSHAKE_REPS repetitions with the servers in turn,
  * the order rotated each time as for throughput. The ratio to the bare server is taken within
  * each repetition (the two measured seconds apart, not minutes) and its median shown: the bare
  * server's own figure drifts across a run by more than the margins being compared.
@@ -412,9 +413,11 @@ async function handshakeFigures(warm: Warm[], floor: Floor): Promise<void> {
   const systems = live.length;
   live.push(bareNoTickets, bare);
   for (const { tls } of live) {
-    // Warm the certificate (issued on first use by pullthrough's door) and the handshake path.
+    // Warm the certificate (issued on first use by pullthrough's door) and the handshake path,
+    // as long as one repetition: after 1 s a fresh process's CPU per connection was still falling
+    // for several more seconds, pullthrough's by more than the bare server's (docs/performance.md).
     await handshake(tls.port, tls.servername);
-    await tlsConnectionsPerSecond(tls.port, tls.servername, 1, tls.pids());
+    await tlsConnectionsPerSecond(tls.port, tls.servername, HANDSHAKE_SECONDS, tls.pids());
   }
   for (let i = 0; i < HANDSHAKE_REPS; i++) {
     // Rotate the order so no server is always measured first or last.
