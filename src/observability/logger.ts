@@ -126,7 +126,7 @@ const LEVELS: Record<LogLevel, number> = { debug: 20, info: 30, warn: 40, error:
  * and honours toJSON, as pino's formatter does; a value it cannot write (a cycle, a BigInt) is
  * written as a string instead of losing the line.
  */
-export function fieldsText(fields: Record<string, unknown>): string {
+function fieldsText(fields: Record<string, unknown>): string {
   let json: string;
   try {
     json = JSON.stringify(fields);

@@ -58,6 +58,7 @@ export class RequestMetrics {
 
   constructor(registry: Registry, o: RequestMetricsOptions) {
     this.bounds = [...o.buckets];
+    // The two metrics are one tally: resetting either (Registry.resetMetrics resets both) empties both.
     const reset = (): void => this.byKind.clear();
     const requests: ExportedMetric = {
       name: o.requestsName,
