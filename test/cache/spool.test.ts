@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Readable, Writable } from 'node:stream';
 import { Spool } from '../../src/cache/spool.js';
-import { tempDir } from '../helpers/process.js';
+import { inTempDir } from '../helpers/process.js';
 
 /** Writes `data` to `w` in `chunk`-byte writes, yielding to the event loop between them. */
 async function writeChunks(w: Writable, data: Buffer, chunk: number, copy = false): Promise<void> {
@@ -40,8 +40,7 @@ function collect(r: Readable): { bytes: () => Buffer; done: Promise<void> } {
 }
 
 test('Spool: a reader keeping pace, one that starts late (reads the file) and a range reader get the right bytes; the last byte waits for verification', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const data = randomBytes(12 << 20); // larger than the chunks kept in memory
     const spool = await Spool.create(dir.path);
     const early = collect(spool.reader());
@@ -62,14 +61,11 @@ test('Spool: a reader keeping pace, one that starts late (reads the file) and a 
     assert.ok(late.bytes().equals(data));
     assert.ok((await readFile(spool.path)).equals(data));
     spool.release();
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('Spool: a failed download aborts its readers and removes the file', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const spool = await Spool.create(dir.path);
     const r = collect(spool.reader());
     await feed(spool, randomBytes(3 << 20), 1 << 20);
@@ -79,14 +75,11 @@ test('Spool: a failed download aborts its readers and removes the file', async (
     await new Promise((res) => setTimeout(res, 50));
     await assert.rejects(readFile(spool.path), { code: 'ENOENT' });
     spool.release();
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('Spool: source chunks are handed back for reuse once on disk and returned by every reader, never earlier', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const chunk = 256 << 10;
     const data = randomBytes(16 << 20);
     const spool = await Spool.create(dir.path);
@@ -125,14 +118,11 @@ test('Spool: source chunks are handed back for reuse once on disk and returned b
     assert.ok(recycled.size >= (data.length - (4 << 20)) / chunk - 1, `${recycled.size} of ${data.length / chunk} chunks recycled`);
     assert.ok((await readFile(spool.path)).equals(data));
     spool.release();
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('Spool: once the owner and every reader are gone, the recent chunks come back too; a slice still lent, when it is handed back', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const chunk = 256 << 10;
     const data = randomBytes(6 << 20);
     const spool = await Spool.create(dir.path);
@@ -156,14 +146,11 @@ test('Spool: once the owner and every reader are gone, the recent chunks come ba
     reader.recycle(last);
     assert.equal(recycled.length, data.length / chunk);
     assert.equal(new Set(recycled).size, recycled.length, 'each chunk came back once');
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('Spool: a reader that reads the file (joined late) reuses the buffers it hands back, and gets the right bytes', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const data = randomBytes(12 << 20);
     const spool = await Spool.create(dir.path);
     await feed(spool, data, 256 << 10);
@@ -184,9 +171,7 @@ test('Spool: a reader that reads the file (joined late) reuses the buffers it ha
     const fileBuffers = [...buffers].filter((b) => b.byteLength === 1 << 20).length;
     assert.ok(fileBuffers <= 4, `${fileBuffers} file-read buffers for ~8 MiB`);
     spool.release();
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 /** Resolves once the spool has taken no new bytes for a few polls: its download is being held. */
@@ -215,8 +200,7 @@ async function within10s<T>(p: Promise<T>, what: string): Promise<T> {
 const NO_TIMEOUT = { reach: 64 << 20, maxHoldMs: 600_000 };
 
 test('Spool: the download waits for its fastest reader, at most the lead ahead of it, and goes on as the reader does', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const lead = 1 << 20;
     const data = randomBytes(8 << 20);
     // One write of the spool takes what queued up meanwhile: up to the writer's 1 MiB and a chunk.
@@ -248,14 +232,11 @@ test('Spool: the download waits for its fastest reader, at most the lead ahead o
     assert.equal(digest, createHash('sha256').update(data).digest('hex'));
     assert.equal(got + rest.bytes().length, data.length);
     spool.release();
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('Spool: a reader that stops reading holds the download a few short holds, until it is out of reach', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const data = randomBytes(8 << 20);
     const spool = await Spool.create(dir.path, { lead: 256 << 10, reach: 2 << 20, maxHoldMs: 50 });
     const stalled = spool.reader(); // never read
@@ -268,14 +249,11 @@ test('Spool: a reader that stops reading holds the download a few short holds, u
       stalled.destroy();
       spool.release();
     }
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('Spool: a reader out of reach (joined a download far ahead of it) is not waited for', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const data = randomBytes(8 << 20);
     const half = data.length / 2;
     const spool = await Spool.create(dir.path, { lead: 256 << 10, reach: 2 << 20, maxHoldMs: 600_000 });
@@ -295,14 +273,11 @@ test('Spool: a reader out of reach (joined a download far ahead of it) is not wa
       late.destroy();
       spool.release();
     }
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('Spool: readers that leave, or finish their range, let the download go on', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const data = randomBytes(4 << 20);
     const spool = await Spool.create(dir.path, { lead: 256 << 10, ...NO_TIMEOUT });
     const ranged = collect(spool.reader({ start: 0, end: 99_999 }));
@@ -318,7 +293,5 @@ test('Spool: readers that leave, or finish their range, let the download go on',
     await within10s(feeding, 'the download after its last reader left');
     assert.equal(spool.bytesWritten, data.length);
     spool.release();
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });

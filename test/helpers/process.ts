@@ -29,6 +29,16 @@ export async function tempDir(prefix = 'pullthrough-test-'): Promise<{ path: str
   return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
 }
 
+/** Runs `body` with a fresh temp directory and removes the directory afterwards, whatever `body` did. */
+export async function inTempDir<T>(body: (dir: { path: string }) => Promise<T>): Promise<T> {
+  const dir = await tempDir();
+  try {
+    return await body(dir);
+  } finally {
+    await dir.cleanup();
+  }
+}
+
 /** A started child process. */
 export interface Proc {
   readonly pid: number;
