@@ -43,6 +43,13 @@ interface ExportedMetric extends Omit<Exposition, 'values'> {
   reset(): void;
 }
 
+/** Registers a metric whose values `values()` builds at each scrape. */
+function exportMetric(registry: Registry, about: Omit<Exposition, 'values'>, values: () => Value[], reset: () => void): void {
+  const metric: ExportedMetric = { ...about, get: async () => ({ ...about, values: values() }), reset };
+  // The Registry needs only what ExportedMetric has; its type names prom-client's classes.
+  registry.registerMetric(metric as unknown as Metric);
+}
+
 export interface RequestMetricsOptions {
   readonly requestsName: string;
   readonly requestsHelp: string;
@@ -60,25 +67,8 @@ export class RequestMetrics {
     this.bounds = [...o.buckets];
     // The two metrics are one tally: resetting either (Registry.resetMetrics resets both) empties both.
     const reset = (): void => this.byKind.clear();
-    const requests: ExportedMetric = {
-      name: o.requestsName,
-      help: o.requestsHelp,
-      type: 'counter',
-      aggregator: 'sum',
-      get: async () => ({ name: o.requestsName, help: o.requestsHelp, type: 'counter', aggregator: 'sum', values: this.counts() }),
-      reset,
-    };
-    const duration: ExportedMetric = {
-      name: o.durationName,
-      help: o.durationHelp,
-      type: 'histogram',
-      aggregator: 'sum',
-      get: async () => ({ name: o.durationName, help: o.durationHelp, type: 'histogram', aggregator: 'sum', values: this.histogram(o.durationName) }),
-      reset,
-    };
-    // The Registry needs only what ExportedMetric has; its type names prom-client's classes.
-    registry.registerMetric(requests as unknown as Metric);
-    registry.registerMetric(duration as unknown as Metric);
+    exportMetric(registry, { name: o.requestsName, help: o.requestsHelp, type: 'counter', aggregator: 'sum' }, () => this.counts(), reset);
+    exportMetric(registry, { name: o.durationName, help: o.durationHelp, type: 'histogram', aggregator: 'sum' }, () => this.histogram(o.durationName), reset);
   }
 
   /** Counts one finished request. */
