@@ -69,8 +69,13 @@ if (BASELINE && !existsSync(join(BASELINE, 'dist/src/main.js'))) {
 const BIG = QUICK ? 256 << 20 : 1 << 30;
 /** Repetitions of each throughput figure (the table shows the median). */
 const REPS = 3;
-/** Repetitions of the single cold pull (the table shows the median). */
-const COLD_REPS = QUICK ? 1 : 7;
+/**
+ * Repetitions of the single cold pull (the table shows the median). Fifteen: one pull's ratio to
+ * the direct pull before it spreads by ±10 % on this kind of machine, through nginx as through
+ * pullthrough, while the two medians differ by ~0.03; with seven, which one came out lower moved
+ * from run to run (docs/performance.md, twenty-third round).
+ */
+const COLD_REPS = QUICK ? 1 : 15;
 /** Longest a single throughput transfer runs (curl --max-time), seconds. */
 const CAP = QUICK ? 4 : 8;
 const CONCURRENT_PULLS = 8;
