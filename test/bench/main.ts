@@ -29,6 +29,7 @@ import {
   cpuSeconds,
   median,
   sampleRss,
+  settleDisk,
   timedPull,
   type Target,
 } from './measure.js';
@@ -176,11 +177,13 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
       const run = await sys.startCold();
       try {
         await warmUp(up, run.host);
+        await settleDisk();
         const u0 = cpuSeconds([up.pid]);
         const direct = await timedPull(app(up.hostPort));
         upCpu.push(cpuSeconds([up.pid]) - u0);
         // CPU of every process of the system (nginx's workers, pullthrough's workers), of its S3
         // server and Redis, and of the upstream, during the pull alone.
+        await settleDisk();
         const c0 = { own: cpuSeconds(run.pids()), side: cpuSeconds(run.sidePids()), up: cpuSeconds([up.pid]) };
         const t = await timedPull(app(run.host));
         cpu.set(sys, [...(cpu.get(sys) ?? []), { own: cpuSeconds(run.pids()) - c0.own, side: cpuSeconds(run.sidePids()) - c0.side, up: cpuSeconds([up.pid]) - c0.up }]);
@@ -224,6 +227,7 @@ async function coldFigures(sys: System, col: Column, up: BenchUpstream): Promise
     log(`${sys.label}: ${CONCURRENT_PULLS} concurrent cold pulls`);
     await warmUp(up, run.host);
     up.resetLog();
+    await settleDisk();
     const results = await Promise.allSettled(Array.from({ length: CONCURRENT_PULLS }, () => timedPull(ref(run.host))));
     const failed = results.filter((r) => r.status === 'rejected');
     const c = countUpstream(up);

@@ -140,6 +140,17 @@ export function sampleRss(roots: () => number[], combine: 'max' | 'sum' = 'max')
 }
 
 /** Seconds a `skopeo copy` of `ref` (plain HTTP) into a fresh dir: takes; throws when it fails. */
+/**
+ * Writes out what earlier work left dirty in the page cache (`sync`) before a timed pull. The
+ * systems before it leave their caches' writes behind (s3rver keeps ~120 MB per pull), which the
+ * kernel writes back 30 s later, in the middle of whichever pull is running then: on this kind
+ * of machine, hundreds of MB at a time during the cold rows (docs/performance.md, twenty-third
+ * round). The pull's own writes, and skopeo's syncs of them, still count.
+ */
+export async function settleDisk(): Promise<void> {
+  await run('sync', [], { timeoutMs: 120_000 });
+}
+
 export async function timedPull(ref: string): Promise<number> {
   const t0 = process.hrtime.bigint();
   const r = await skopeoCopy(ref, 'dir', { tlsVerify: false, timeoutMs: 600_000 });
