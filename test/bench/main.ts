@@ -72,9 +72,9 @@ const BIG = QUICK ? 256 << 20 : 1 << 30;
 const REPS = 3;
 /**
  * Repetitions of the single cold pull (the table shows the median). Fifteen: one pull's ratio to
- * the direct pull before it spreads by ±10 % on this kind of machine, through nginx as through
- * pullthrough, while the two medians differ by ~0.03; with seven, which one came out lower moved
- * from run to run (docs/performance.md, twenty-third round).
+ * the direct pull before it spreads by about ±10 % on this kind of machine, through nginx as
+ * through pullthrough, more than the two proxies' medians differ; a median of 15 moves about a
+ * third less from run to run than one of 7 (docs/performance.md, twenty-third round).
  */
 const COLD_REPS = QUICK ? 1 : 15;
 /** Longest a single throughput transfer runs (curl --max-time), seconds. */

@@ -139,7 +139,6 @@ export function sampleRss(roots: () => number[], combine: 'max' | 'sum' = 'max')
   };
 }
 
-/** Seconds a `skopeo copy` of `ref` (plain HTTP) into a fresh dir: takes; throws when it fails. */
 /**
  * Writes out what earlier work left dirty in the page cache (`sync`) before a timed pull. The
  * systems before it leave their caches' writes behind (s3rver keeps ~120 MB per pull), which the
@@ -151,6 +150,7 @@ export async function settleDisk(): Promise<void> {
   await run('sync', [], { timeoutMs: 120_000 });
 }
 
+/** Seconds a `skopeo copy` of `ref` (plain HTTP) into a fresh dir: takes; throws when it fails. */
 export async function timedPull(ref: string): Promise<number> {
   const t0 = process.hrtime.bigint();
   const r = await skopeoCopy(ref, 'dir', { tlsVerify: false, timeoutMs: 600_000 });
