@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import { loadConfig, ConfigError } from '../src/config/index.js';
 import { hijackedNames } from '../src/config/served-names.js';
-import { tempDir, run } from './helpers/process.js';
+import { inTempDir, run } from './helpers/process.js';
 import { MAIN } from './helpers/pullthrough.js';
 
 function problems(fn: () => unknown): string {
@@ -33,8 +33,7 @@ test('embedded defaults: mirror on 127.0.0.1:5000, docker.io default, fs + file 
 });
 
 test('YAML file: registries merge over built-ins, null removes one, relative paths resolve against the file', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await writeFile(join(dir.path, 'ca.pem'), 'not checked here beyond readability');
     await writeFile(
       join(dir.path, 'c.yml'),
@@ -47,14 +46,11 @@ test('YAML file: registries merge over built-ins, null removes one, relative pat
     assert.ok(c.registries['registry.k8s.io'], 'built-ins stay');
     assert.equal(c.cache.maxSize, 512 * 1024 * 1024);
     assert.equal(c.cache.tags[0]!.revalidate, 600_000);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('a registries entry for a built-in registry keeps its built-in aliases unless it sets its own', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const load = async (name: string, lines: string[]) => {
       await writeFile(join(dir.path, name), lines.join('\n'));
       return loadConfig({ file: join(dir.path, name), env: {} });
@@ -76,14 +72,11 @@ test('a registries entry for a built-in registry keeps its built-in aliases unle
     // Registries that are not built in have no aliases unless given.
     const other = await load('other.yml', ['registries:', '  registry.example.com: { upstream: https://registry.example.com }']);
     assert.deepEqual(other.registries['registry.example.com']!.aliases, []);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('errors name the key and the reason, all at once', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const f = join(dir.path, 'bad.yml');
     await writeFile(f, ['listen: { mirror: "nope" }', 'registries:', '  quay.io: { upstream: "ftp://x" }', 'storage: { driver: tape }', 'cache: { maxSize: lots }', 'log: { flushMs: -5 }', 'surprise: 1'].join('\n'));
     const msg = problems(() => loadConfig({ file: f, env: {} }));
@@ -97,9 +90,7 @@ test('errors name the key and the reason, all at once', async () => {
     assert.match(problems(() => loadConfig({ file: f, env: {} })), /bad\.yml \(line \d+\): not valid YAML/);
     assert.match(problems(() => loadConfig({ env: { PULLTHROUGH_DEFAULT_REGISTRY: 'nowhere.example' } })), /defaultRegistry: nowhere\.example is not a configured registry/);
     assert.match(problems(() => loadConfig({ env: { PULLTHROUGH_LISTEN_DNS: '127.0.0.1:0' } })), /dns\.answer: required when listen\.dns is set/);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('PULLTHROUGH_* variables override the file and are named in errors', () => {
@@ -154,8 +145,7 @@ test('cache.fillLease and cache.evictionGrace: defaults, durations, lower bounds
   const c = loadConfig({ env: {} });
   assert.equal(c.cache.fillLease, 30_000);
   assert.equal(c.cache.evictionGrace, 60_000);
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const ok = join(dir.path, 'ok.yml');
     await writeFile(ok, 'cache: { fillLease: 5s, evictionGrace: 2m }\n');
     const o = loadConfig({ file: ok, env: {} });
@@ -166,9 +156,7 @@ test('cache.fillLease and cache.evictionGrace: defaults, durations, lower bounds
     const msg = problems(() => loadConfig({ file: bad, env: {} }));
     assert.match(msg, /cache\.fillLease: must be at least 1s/);
     assert.match(msg, /cache\.evictionGrace: must be at least 3s/);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('workers: default 1, a whole number or auto (one per core), PULLTHROUGH_WORKERS; more than one needs Redis metadata', async () => {
@@ -176,8 +164,7 @@ test('workers: default 1, a whole number or auto (one per core), PULLTHROUGH_WOR
   const redis = { PULLTHROUGH_REDIS_URL: 'redis://127.0.0.1:6379' };
   assert.equal(loadConfig({ env: { ...redis, PULLTHROUGH_WORKERS: '3' } }).workers, 3);
   assert.equal(loadConfig({ env: { ...redis, PULLTHROUGH_WORKERS: 'auto' } }).workers, availableParallelism());
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const f = join(dir.path, 'w.yml');
     await writeFile(f, 'workers: 2\nmetadata: { driver: redis, url: "redis://127.0.0.1:6379" }\nstorage: { driver: fs }\n');
     assert.equal(loadConfig({ file: f, env: {} }).workers, 2);
@@ -190,14 +177,11 @@ test('workers: default 1, a whole number or auto (one per core), PULLTHROUGH_WOR
       assert.match(problems(() => loadConfig({ file: f, env: {} })), /workers: .*must be a whole number from 1 to 256, or auto/, `workers: ${bad}`);
     }
     assert.match(problems(() => loadConfig({ env: { ...redis, PULLTHROUGH_WORKERS: 'many' } })), /workers \(from PULLTHROUGH_WORKERS\): must be a whole number from 1 to 256, or auto \(one per core\): "many"/);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('registries.<name>.allowPrivateRedirects: off by default (built-ins too), a boolean, errors name the key', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const f = join(dir.path, 'c.yml');
     await writeFile(f, ['registries:', '  onprem.example: { upstream: "https://10.0.0.5", allowPrivateRedirects: true }', '  quay.io: { upstream: "https://quay.io" }'].join('\n'));
     const c = loadConfig({ file: f, env: {} });
@@ -206,29 +190,23 @@ test('registries.<name>.allowPrivateRedirects: off by default (built-ins too), a
     assert.equal(c.registries['ghcr.io']!.allowPrivateRedirects, false, 'built-in');
     await writeFile(f, ['registries:', '  quay.io: { upstream: "https://quay.io", allowPrivateRedirects: "yes" }'].join('\n'));
     assert.match(problems(() => loadConfig({ file: f, env: {} })), /registries\."quay\.io"\.allowPrivateRedirects: /);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('tls.sessionTickets: off by default, a boolean; errors name the key', async () => {
   assert.equal(loadConfig({ env: {} }).tls.sessionTickets, false);
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const f = join(dir.path, 'c.yml');
     await writeFile(f, 'tls: { sessionTickets: true }\n');
     assert.equal(loadConfig({ file: f, env: {} }).tls.sessionTickets, true);
     await writeFile(f, 'tls: { sessionTickets: "yes" }\n');
     assert.match(problems(() => loadConfig({ file: f, env: {} })), /tls\.sessionTickets: /);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('tls.ciphers: unset by default (the door\'s own order), an OpenSSL cipher list; errors name the key', async () => {
   assert.equal(loadConfig({ env: {} }).tls.ciphers, undefined);
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const f = join(dir.path, 'c.yml');
     await writeFile(f, 'tls: { ciphers: "TLS_AES_256_GCM_SHA384:ECDHE-ECDSA-AES256-GCM-SHA384" }\n');
     assert.equal(loadConfig({ file: f, env: {} }).tls.ciphers, 'TLS_AES_256_GCM_SHA384:ECDHE-ECDSA-AES256-GCM-SHA384');
@@ -236,15 +214,12 @@ test('tls.ciphers: unset by default (the door\'s own order), an OpenSSL cipher l
       await writeFile(f, `tls: { ciphers: ${bad} }\n`);
       assert.match(problems(() => loadConfig({ file: f, env: {} })), /tls\.ciphers: /, bad);
     }
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('upstream.tagListMaxSize: default 8m, a size, at least 1k; errors name the key', async () => {
   assert.equal(loadConfig({ env: {} }).upstream.tagListMaxSize, 8 * 1024 * 1024);
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const ok = join(dir.path, 'ok.yml');
     await writeFile(ok, 'upstream: { tagListMaxSize: 64k }\n');
     assert.equal(loadConfig({ file: ok, env: {} }).upstream.tagListMaxSize, 64 * 1024);
@@ -257,16 +232,13 @@ test('upstream.tagListMaxSize: default 8m, a size, at least 1k; errors name the 
       await writeFile(bad, `upstream: { tagListMaxSize: ${value} }\n`);
       assert.match(problems(() => loadConfig({ file: bad, env: {} })), message, value);
     }
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('upstream.relayTimeout: default 1h (what pushes had), its own duration apart from fillTimeout; errors name the key', async () => {
   const d = loadConfig({ env: {} });
   assert.equal(d.upstream.relayTimeout, 3_600_000);
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const ok = join(dir.path, 'ok.yml');
     // Tuning fillTimeout no longer moves the push relay's bound, and the other way round.
     await writeFile(ok, 'upstream: { fillTimeout: 5m }\n');
@@ -286,7 +258,5 @@ test('upstream.relayTimeout: default 1h (what pushes had), its own duration apar
       await writeFile(bad, `upstream: { relayTimeout: ${value} }\n`);
       assert.match(problems(() => loadConfig({ file: bad, env: {} })), message, value);
     }
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
