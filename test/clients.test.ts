@@ -10,7 +10,7 @@ import { startUpstreamRegistry, type Upstream } from './helpers/upstream-registr
 import { makeImage, pushImage, type PushResult } from './helpers/images.js';
 import { podmanPull, startContainerd, writeHostsToml, startDockerd } from './helpers/clients.js';
 import { startPullthrough, type Pullthrough } from './helpers/pullthrough.js';
-import { tempDir } from './helpers/process.js';
+import { inTempDir, tempDir } from './helpers/process.js';
 
 let hub: Upstream; // answers as docker.io
 let quay: Upstream; // answers as quay.io
@@ -36,8 +36,7 @@ after(async () => {
 });
 
 test('podman pulls docker.io and quay.io names through registries.conf mirrors', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const conf = join(dir.path, 'registries.conf');
     await writeFile(
       conf,
@@ -57,9 +56,7 @@ test('podman pulls docker.io and quay.io names through registries.conf mirrors',
     assert.ok(quay.count({ kind: 'blob', method: 'GET' }) > 0, 'quay.io content came from the quay.io upstream');
     const paths = pt.requests().map((l) => String(l.path));
     assert.ok(paths.some((p) => p.startsWith('/v2/quay.io/team/tool/')), 'podman named the registry in the path');
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('containerd: docker.io and quay.io through one pullthrough to two upstreams by ?ns=', async () => {

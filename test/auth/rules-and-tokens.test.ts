@@ -19,7 +19,7 @@ import { loadTokenSecret, TokenSecretError } from '../../src/auth/token-secret.j
 import { TokenBuckets } from '../../src/util/token-bucket.js';
 import { loadConfig, ConfigError, type Config } from '../../src/config/index.js';
 import { silentLogger } from '../../src/observability/logger.js';
-import { run, tempDir } from '../helpers/process.js';
+import { inTempDir, run } from '../helpers/process.js';
 
 test('globs: * stays within a segment, ** crosses, ? is one character, the rest is literal', () => {
   const g = (p: string, s: string): boolean => compileGlob(p).test(s);
@@ -60,8 +60,7 @@ function problems(doc: Record<string, unknown>): string {
 }
 
 test('rules: first match decides, for pull and push; no match denies; anonymous, authenticated, users, groups', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await writeFile(join(dir.path, 'htpasswd'), '');
     const c = loadFrom({
       auth: { enabled: true, htpasswd: join(dir.path, 'htpasswd'), groups: { ci: ['robot'] } },
@@ -91,30 +90,24 @@ test('rules: first match decides, for pull and push; no match denies; anonymous,
     assert.deepEqual(r.decide('ghcr.io', 'other/x', 'pull', robot), { allowed: false, rule: null, signInMayHelp: false });
     assert.equal(describeRule({ index: 2, match: 'quay.io/team/**' }), 'rules[2] ("quay.io/team/**")');
     assert.equal(describeRule(null), 'no rule matches (denied by default)');
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('rules defaults: without rules everyone may pull and push while auth is off, only signed-in users while it is on', async () => {
   const off = new AccessRules(loadFrom({}));
   assert.deepEqual(off.decide('docker.io', 'library/alpine', 'pull', ANONYMOUS), { allowed: true, rule: { index: null, match: '**' }, signInMayHelp: false });
   assert.equal(off.decide('quay.io', 'a/b', 'push', ANONYMOUS).allowed, true);
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     await writeFile(join(dir.path, 'htpasswd'), '');
     const on = new AccessRules(loadFrom({ auth: { enabled: true, htpasswd: join(dir.path, 'htpasswd') } }));
     assert.deepEqual(on.decide('docker.io', 'library/alpine', 'pull', ANONYMOUS), { allowed: false, rule: { index: null, match: '**' }, signInMayHelp: true });
     assert.equal(on.decide('docker.io', 'library/alpine', 'pull', { user: 'x', groups: [] }).allowed, true);
     assert.equal(describeRule({ index: null, match: '**' }), 'the default rule ("**")');
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('config: every new key is validated and the message names it', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const msg = problems({
       auth: { enabled: true, tokenSecret: 'short', tokenTtl: '1s', groups: { 'bad group': ['x'] }, realm: 'ftp://x' },
       rules: [
@@ -161,9 +154,7 @@ test('config: every new key is validated and the message names it', async () => 
     // The token secret can come from the environment (a Kubernetes Secret), and names its variable.
     assert.equal(loadConfig({ env: { PULLTHROUGH_AUTH_TOKEN_SECRET: 'x'.repeat(40) } }).auth.tokenSecret, 'x'.repeat(40));
     assert.throws(() => loadConfig({ env: { PULLTHROUGH_AUTH_TOKEN_SECRET: 'short' } }), /auth\.tokenSecret \(from PULLTHROUGH_AUTH_TOKEN_SECRET\): must be at least 32/);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('tokens: signed with the secret, typed, expiring; anything else is refused with the reason', () => {
@@ -190,8 +181,7 @@ test('tokens: signed with the secret, typed, expiring; anything else is refused 
 });
 
 test('htpasswd: bcrypt entries from htpasswd -B; other hashes, reserved and repeated names refused by line', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const a = (await run('htpasswd', ['-Bbn', 'alice', 'alice-pw'])).stdout.trim();
     const md5 = (await run('htpasswd', ['-mbn', 'bob', 'bob-pw'])).stdout.trim();
     const users = parseHtpasswd(`# comment\n\n${a}\n`, 'f');
@@ -212,9 +202,7 @@ test('htpasswd: bcrypt entries from htpasswd -B; other hashes, reserved and repe
     assert.equal(await u.verify('alice', 'alice-pw'), undefined, 'the old password stops working once the file changed');
     assert.equal((await u.verify('carol', 'c-pw'))?.name, 'carol');
     assert.notEqual((await u.lookup('alice'))!.fingerprint, before);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 
 test('token bucket: burst, then one per 1/rate seconds, with the wait in whole seconds', () => {
@@ -229,8 +217,7 @@ test('token bucket: burst, then one per 1/rate seconds, with the wait in whole s
 });
 
 test('token secret file: created once with mode 0600, reused, refused when others can read it', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const c = loadFrom({ dataDir: join(dir.path, 'data') });
     const s1 = await loadTokenSecret(c);
     const file = c.paths.tokenSecret;
@@ -242,8 +229,6 @@ test('token secret file: created once with mode 0600, reused, refused when other
     await assert.rejects(loadTokenSecret(c), (e: Error) => e instanceof TokenSecretError && /readable by other users \(mode 644\)/.test(e.message));
     const fromConfig = await loadTokenSecret(loadFrom({ auth: { tokenSecret: 'k'.repeat(32) } }));
     assert.equal(fromConfig.toString(), 'k'.repeat(32));
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });
 

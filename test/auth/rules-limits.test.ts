@@ -14,7 +14,7 @@ import { startUpstreamRegistry, type Upstream } from '../helpers/upstream-regist
 import { makeImage, pushImage, type PushResult } from '../helpers/images.js';
 import { readDirLayout, skopeoCopy } from '../helpers/clients.js';
 import { MAIN, metricValue, startPullthrough, type Pullthrough } from '../helpers/pullthrough.js';
-import { run, tempDir } from '../helpers/process.js';
+import { inTempDir, run, tempDir } from '../helpers/process.js';
 
 let hub: Upstream;
 let pt: Pullthrough;
@@ -133,8 +133,7 @@ test('rate limit: a burst, then 429 TOOMANYREQUESTS with Retry-After; per client
 });
 
 test('start-up refuses a non-bcrypt htpasswd entry and a token secret file others can read, naming the key', async () => {
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const htpasswd = join(dir.path, 'htpasswd');
     // htpasswd -n prints the entry and an empty line.
     await writeFile(htpasswd, `${(await run('htpasswd', ['-Bbn', 'ok', 'pw'])).stdout.trim()}\n${(await run('htpasswd', ['-mbn', 'legacy', 'pw'])).stdout.trim()}\n`);
@@ -153,7 +152,5 @@ test('start-up refuses a non-bcrypt htpasswd entry and a token secret file other
     const r2 = await run(process.execPath, [MAIN, 'serve', '--config', cfg], { allowFail: true, timeoutMs: 20_000 });
     assert.equal(r2.code, 1);
     assert.match(r2.stderr, /auth\.tokenSecret: .*token-secret is readable by other users \(mode 644\); chmod 600 it/);
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });

@@ -9,7 +9,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { deadlineReason, withinDeadline } from '../../src/cache/revalidation-deadline.js';
 import { ConfigError, loadConfig } from '../../src/config/index.js';
-import { tempDir } from '../helpers/process.js';
+import { inTempDir } from '../helpers/process.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -54,8 +54,7 @@ test('deadlineReason names the deadline', () => {
 
 test('cache.revalidateDeadline: default 1s, a duration, bounds named by key', async () => {
   assert.equal(loadConfig({ env: {} }).cache.revalidateDeadline, 1000);
-  const dir = await tempDir();
-  try {
+  await inTempDir(async (dir) => {
     const ok = join(dir.path, 'ok.yml');
     await writeFile(ok, 'cache: { revalidateDeadline: 250ms }\n');
     assert.equal(loadConfig({ file: ok, env: {} }).cache.revalidateDeadline, 250);
@@ -75,7 +74,5 @@ test('cache.revalidateDeadline: default 1s, a duration, bounds named by key', as
       }
       assert.match(msg, why, `${value} refused`);
     }
-  } finally {
-    await dir.cleanup();
-  }
+  });
 });

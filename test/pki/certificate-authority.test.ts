@@ -11,7 +11,7 @@ import { chmodSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSy
 import { join } from 'node:path';
 import { CertificateAuthority } from '../../src/pki/index.js';
 import { startTlsDoor } from '../../src/doors/tls-door.js';
-import { freePort, run, tempDir } from '../helpers/process.js';
+import { freePort, inTempDir, run, tempDir } from '../helpers/process.js';
 import { testConfig } from '../helpers/config.js';
 
 const DAY = 86_400_000;
@@ -30,8 +30,7 @@ function handshake(port: number, servername: string, ca: string): Promise<PeerCe
 }
 
 test('first start creates an owner-only CA; leaves carry the name, backdated, within leafValidityDays, and verify with openssl', async () => {
-  const tmp = await tempDir();
-  try {
+  await inTempDir(async (tmp) => {
     const config = testConfig(tmp.path, { tls: { leafValidityDays: 30, extraNames: ['127.0.0.1', 'mirror.internal'] } });
     const ca = await CertificateAuthority.load(config);
     const caDir = config.paths.ca;
@@ -72,9 +71,7 @@ test('first start creates an owner-only CA; leaves carry the name, backdated, wi
     assert.equal(await ca.certificateFor('example.com'), null);
     assert.equal(await ca.secureContextFor('quay.io.example.com'), null);
     assert.equal(ca.stats().issued, 3);
-  } finally {
-    await tmp.cleanup();
-  }
+  });
 });
 
 test('a handshake for an unserved name fails without a certificate (an alert); one without SNI gets the IP name certificate', async () => {
@@ -154,8 +151,7 @@ test('100 concurrent handshakes over 20 new names issue each certificate exactly
 });
 
 test('leaves are reissued when near expiry, when leafValidityDays shrinks, and when the CA changes (a user RSA CA from openssl)', async () => {
-  const tmp = await tempDir();
-  try {
+  await inTempDir(async (tmp) => {
     const config = testConfig(tmp.path);
     const ca = await CertificateAuthority.load(config);
     const first = (await ca.certificateFor('quay.io'))!;
@@ -195,14 +191,11 @@ test('leaves are reissued when near expiry, when leafValidityDays shrinks, and w
     await run('openssl', ['verify', '-CAfile', crt, '-verify_hostname', 'quay.io', join(tmp.path, 'leaf.pem')]);
     // The leaf never outlives its CA.
     assert.ok(underUser.notAfter.getTime() <= Date.parse(new X509Certificate(userCa.caPem()).validTo));
-  } finally {
-    await tmp.cleanup();
-  }
+  });
 });
 
 test('two processes starting at once on a new data directory end up with one CA; a loosened key is tightened', async () => {
-  const tmp = await tempDir();
-  try {
+  await inTempDir(async (tmp) => {
     const config = testConfig(tmp.path);
     const [a, b, c] = await Promise.all([CertificateAuthority.load(config), CertificateAuthority.load(config), CertificateAuthority.load(config)]);
     assert.equal(a.fingerprint, b.fingerprint);
@@ -212,14 +205,11 @@ test('two processes starting at once on a new data directory end up with one CA;
     const d = await CertificateAuthority.load(config);
     assert.equal(d.fingerprint, a.fingerprint);
     assert.equal(mode(join(config.paths.ca, 'ca.key')), 0o600);
-  } finally {
-    await tmp.cleanup();
-  }
+  });
 });
 
 test('two CA instances on one data directory (workers) issuing the same names at once: each name issued once, key and certificate on disk match', async () => {
-  const tmp = await tempDir();
-  try {
+  await inTempDir(async (tmp) => {
     const names = Array.from({ length: 20 }, (_, i) => `shared${i}.test`);
     const config = testConfig(tmp.path, { registries: Object.fromEntries(names.map((n) => [n, { upstream: `https://${n}` }])) });
     // As each worker does: its own instance, loading the CA the primary created.
@@ -244,7 +234,5 @@ test('two CA instances on one data directory (workers) issuing the same names at
     const c = await CertificateAuthority.load(late);
     assert.ok(await c.certificateFor('late.test'));
     assert.equal(c.stats().issued, 1);
-  } finally {
-    await tmp.cleanup();
-  }
+  });
 });
