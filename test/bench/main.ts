@@ -249,11 +249,12 @@ async function concurrentPullFigures(systems: System[], cols: Map<System, Column
         const results = await Promise.allSettled(Array.from({ length: CONCURRENT_PULLS }, () => timedPull(ref(run.host))));
         const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
         const c = countUpstream(up);
-        const s = Math.max(...results.map((r) => (r.status === 'fulfilled' ? r.value : 0)));
+        // A failed pull counts as the slowest possible, so failures can only raise the median.
+        const s = Math.max(...results.map((r) => (r.status === 'fulfilled' ? r.value : Infinity)));
         slowest.set(sys, [...(slowest.get(sys) ?? []), s]);
         counts.set(sys, [...(counts.get(sys) ?? []), `${c.blobGet} / ${c.manGet} / ${c.head}`]);
         failures.set(sys, (failures.get(sys) ?? 0) + failed.length);
-        line.push(`${sys.label} ${s.toFixed(2)} s (upstream ${JSON.stringify(c)}${failed.length ? `; ${failed.length} failed: ${failed[0]!.reason}` : ''})`);
+        line.push(`${sys.label} ${fmt(s, 2)} s (upstream ${JSON.stringify(c)}${failed.length ? `; ${failed.length} failed: ${failed[0]!.reason}` : ''})`);
       } finally {
         await run.stop();
       }
