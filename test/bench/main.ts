@@ -172,7 +172,6 @@ interface Warm {
  * direct pulls.
  */
 async function coldPullFigures(systems: System[], cols: Map<System, Column>, up: BenchUpstream, refCol: Column): Promise<void> {
-  const app = (host: string): string => `${host}/${up.content.app.repo}:${up.content.app.tag}`;
   const directs: number[] = [];
   const times = new Map<System, number[]>();
   const ratios = new Map<System, number[]>();
@@ -187,13 +186,13 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
         await warmUp(up, run.host);
         await settleDisk();
         const u0 = cpuSeconds([up.pid]);
-        const direct = await timedPull(app(up.hostPort));
+        const direct = await timedPull(appRef(up, up.hostPort));
         upCpu.push(cpuSeconds([up.pid]) - u0);
         // CPU of every process of the system (nginx's workers, pullthrough's workers), of its S3
         // server and Redis, and of the upstream, during the pull alone.
         await settleDisk();
         const c0 = { own: cpuSeconds(run.pids()), side: cpuSeconds(run.sidePids()), up: cpuSeconds([up.pid]) };
-        const t = await timedPull(app(run.host));
+        const t = await timedPull(appRef(up, run.host));
         cpu.set(sys, [...(cpu.get(sys) ?? []), { own: cpuSeconds(run.pids()) - c0.own, side: cpuSeconds(run.sidePids()) - c0.side, up: cpuSeconds([up.pid]) - c0.up }]);
         directs.push(direct);
         times.set(sys, [...(times.get(sys) ?? []), t]);
@@ -226,6 +225,16 @@ function warmUp(up: BenchUpstream, host: string): Promise<number> {
   return timedPull(`${host}/${up.content.warmup.repo}:${up.content.warmup.tag}`);
 }
 
+/** The ~120 MB image every cold figure pulls, by tag, through `host`. */
+function appRef(up: BenchUpstream, host: string): string {
+  return `${host}/${up.content.app.repo}:${up.content.app.tag}`;
+}
+
+/** `items` in repetition `i`'s order: rotated by `i`, so no system is always measured first or last. */
+function rotated<T>(items: readonly T[], i: number): T[] {
+  return items.map((_, j) => items[(i + j) % items.length]!);
+}
+
 /**
  * Figure (3), interleaved like figure (2): each repetition starts every system in turn with an
  * empty cache, warms it up on another image and pulls the same image 8 times at once. The table
@@ -233,20 +242,18 @@ function warmUp(up: BenchUpstream, host: string): Promise<number> {
  * (one of each blob and manifest when the system merges concurrent misses).
  */
 async function concurrentPullFigures(systems: System[], cols: Map<System, Column>, up: BenchUpstream): Promise<void> {
-  const ref = (host: string): string => `${host}/${up.content.app.repo}:${up.content.app.tag}`;
   const slowest = new Map<System, number[]>();
   const counts = new Map<System, string[]>();
   const failures = new Map<System, number>();
   for (let i = 0; i < PULL8_REPS; i++) {
     const line: string[] = [];
-    // Rotate the order so no system is always measured first or last.
-    for (const sys of systems.map((_, j) => systems[(i + j) % systems.length]!)) {
+    for (const sys of rotated(systems, i)) {
       const run = await sys.startCold();
       try {
         await warmUp(up, run.host);
         up.resetLog();
         await settleDisk();
-        const results = await Promise.allSettled(Array.from({ length: CONCURRENT_PULLS }, () => timedPull(ref(run.host))));
+        const results = await Promise.allSettled(Array.from({ length: CONCURRENT_PULLS }, () => timedPull(appRef(up, run.host))));
         const failed = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
         const c = countUpstream(up);
         // A failed pull counts as the slowest possible, so failures can only raise the median.
@@ -270,15 +277,14 @@ async function concurrentPullFigures(systems: System[], cols: Map<System, Column
 
 /** Figure (4) on a fresh cache filled by one pull, then the big blob fetched once through it (cold fill, checked). */
 async function coldFigures(sys: System, col: Column, up: BenchUpstream): Promise<Warm> {
-  const ref = (host: string): string => `${host}/${up.content.app.repo}:${up.content.app.tag}`;
 
   const run = await sys.startCold();
   try {
     log(`${sys.label}: a pull to fill the cache, then a warm pull`);
     await warmUp(up, run.host);
-    await timedPull(ref(run.host));
+    await timedPull(appRef(up, run.host));
     up.resetLog();
-    await timedPull(ref(run.host));
+    await timedPull(appRef(up, run.host));
     const w = countUpstream(up);
     col.cells.set('warmman', `${w.manGet} (${w.head})`);
     log(`  warm pull upstream: ${JSON.stringify(w)}`);
@@ -323,9 +329,7 @@ async function throughputFigures(warm: Warm[]): Promise<void> {
       const key = `${proto}${clients}`;
       const runs = new Map<Warm, Array<{ mbps: number; failures: number }>>();
       for (let i = 0; i < REPS; i++) {
-        // Rotate the order so no system is always measured first or last.
-        const order = warm.map((_, j) => warm[(i + j) % warm.length]!);
-        for (const w of order) {
+        for (const w of rotated(warm, i)) {
           const target = proto === 'http' ? w.http : 'na' in w.tls ? undefined : w.tls.target;
           if (!target) continue;
           const r = await curlThroughput(target, clients, CAP);
@@ -470,9 +474,7 @@ async function handshakeFigures(warm: Warm[], floor: Floor): Promise<void> {
     await tlsConnectionsPerSecond(tls.port, tls.servername, HANDSHAKE_SECONDS, tls.pids());
   }
   for (let i = 0; i < HANDSHAKE_REPS; i++) {
-    // Rotate the order so no server is always measured first or last.
-    for (let j = 0; j < live.length; j++) {
-      const l = live[(i + j) % live.length]!;
+    for (const l of rotated(live, i)) {
       l.rs.push(await tlsConnectionsPerSecond(l.tls.port, l.tls.servername, HANDSHAKE_SECONDS, l.tls.pids()));
     }
   }
