@@ -118,8 +118,15 @@ export class UpstreamHealth {
     this.clock.clearTimer(this.timer);
     this.events.skipped(reason, forMs);
     if (this.closed) return;
-    if (state.kind === 'rate-limited') this.timer = this.clock.setTimer(() => this.available(), forMs);
-    else this.timer = this.clock.setTimer(() => void this.runProbe(), forMs);
+    if (state.kind === 'rate-limited') {
+      // The timer itself takes the entry back, without comparing the clock: Node's timers can fire
+      // a millisecond before Date.now() reaches `until`, and a check here would then leave the
+      // entry skipped (and pullthrough_upstream_up at 0) until some request happened to ask.
+      const epoch = this.epoch;
+      this.timer = this.clock.setTimer(() => {
+        if (!this.closed && epoch === this.epoch) this.takeBack('retry-after');
+      }, forMs);
+    } else this.timer = this.clock.setTimer(() => void this.runProbe(), forMs);
   }
 
   private takeBack(how: 'probe' | 'retry-after'): void {

@@ -10,6 +10,8 @@ import { UpstreamHealth, retryAfterMs, type Clock, type HealthOptions, type Prob
 /** A clock whose time moves only when told; timers fire as it passes them. */
 class ManualClock implements Clock {
   t = 1_000_000;
+  /** How many ms before its deadline (by now()) a timer fires, as Node's can against Date.now(). */
+  early = 0;
   private timers: Array<{ at: number; fn: () => void; id: number }> = [];
   private next = 0;
   now(): number {
@@ -33,7 +35,7 @@ class ManualClock implements Clock {
       const due = this.timers.filter((x) => x.at <= end).sort((a, b) => a.at - b.at)[0];
       if (!due) break;
       this.timers = this.timers.filter((x) => x !== due);
-      this.t = due.at;
+      this.t = due.at - this.early;
       due.fn();
       for (let i = 0; i < 5; i++) await Promise.resolve();
       await new Promise((r) => setImmediate(r));
@@ -105,6 +107,18 @@ describe('UpstreamHealth', () => {
     assert.equal(health.available(), true);
     assert.equal(probes(), 0);
     assert.deepEqual(events.slice(1), ['back retry-after']);
+  });
+
+  it('the Retry-After timer takes it back by itself, even when it fires before the clock reads the deadline', async () => {
+    const { clock, health, events } = setup();
+    health.rateLimited('5');
+    // Node's setTimeout can fire a millisecond before Date.now() reaches the deadline: the
+    // timer fires here with the clock 1 ms short, and nothing else asks the entry.
+    clock.early = 1;
+    await clock.advance(5_000);
+    assert.deepEqual(events.slice(1), ['back retry-after'], 'taken back by the timer, not by the next request');
+    assert.equal(health.available(), true);
+    assert.equal(clock.pending, 0);
   });
 
   it('Retry-After as an HTTP date; absent → the cool-down; bounded by maxRetryAfter; a later, shorter 429 does not shorten the skip', async () => {
