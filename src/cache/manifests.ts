@@ -13,6 +13,7 @@ import { countStale, staleCauseOf, logStale } from './stale-if-error.js';
 import { answerWithin, reportOnce } from './revalidation-deadline.js';
 import type { TagPolicy } from './tag-policy.js';
 import type { ManifestResult } from './results.js';
+import { ManifestLease } from './manifest-lease.js';
 
 export interface ManifestPolicyDeps {
   readonly meta: MetadataStore;
@@ -22,6 +23,8 @@ export interface ManifestPolicyDeps {
   readonly log: Logger;
   /** `cache.revalidateDeadline`: longest a request with a cached answer waits for revalidation. */
   readonly revalidateDeadlineMs: number;
+  /** `cache.fillLease`: how long the cross-replica lease on one manifest fetch lasts. */
+  readonly fillLeaseMs: number;
 }
 
 /**
@@ -32,11 +35,16 @@ export interface ManifestPolicyDeps {
  * served stale for up to its `staleIfError`, and when it is slower than `cache.revalidateDeadline`
  * the cached tag is served stale at the deadline while the revalidation goes on and updates the
  * record (revalidation-deadline.ts). Tag records are kept per Accept class (`~single`).
+ * Concurrent misses share one upstream `GET`: within a process by flight, across replicas and
+ * workers by the lease `manifest:<digest>` (manifest-lease.ts).
  */
 export class ManifestPolicy {
   private readonly flights = new SingleFlight<ManifestResult>();
+  private readonly lease: ManifestLease;
 
-  constructor(private readonly d: ManifestPolicyDeps) {}
+  constructor(private readonly d: ManifestPolicyDeps) {
+    this.lease = new ManifestLease(d.meta, d.fillLeaseMs);
+  }
 
   /**
    * A manifest by digest; `head` answers from an upstream HEAD on a miss, fetching no body.
@@ -44,22 +52,36 @@ export class ManifestPolicy {
    *   UpstreamManifestInvalidError, UpstreamTooLargeError; StorageUnavailableError from the store.
    */
   async byDigest(at: RemoteTarget, digest: string, head: boolean): Promise<ManifestResult> {
-    const rec = await this.d.meta.getManifest(digest);
-    // A record of another media type was stored before manifests were checked: fetched again.
-    if (rec && isServedManifestType(rec.mediaType)) {
-      await this.d.confirmations.confirm(at, digest, 'manifest');
-      return { digest, mediaType: rec.mediaType, size: rec.body.length, body: rec.body, cache: 'hit' };
-    }
+    const cached = await this.digestFromStore(at, digest, 'hit');
+    if (cached) return cached;
     return this.flights.run(`${at.key}@${digest}|${head}`, async () => {
       if (head) {
         const h = await at.remote.headManifest(digest, ALL_MANIFEST_TYPES);
         if (!h) throw notFoundUpstream(at.t.registry.name);
         return { digest, mediaType: h.mediaType, size: h.size, cache: 'pass' };
       }
-      const m = await at.remote.getManifest(digest, ALL_MANIFEST_TYPES);
-      await this.store(at, digest, m);
-      return { digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'miss' };
+      return this.lease.once(
+        digest,
+        () => this.digestFromStore(at, digest, 'miss'),
+        async () => {
+          const m = await at.remote.getManifest(digest, ALL_MANIFEST_TYPES);
+          await this.store(at, digest, m);
+          return { digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'miss' };
+        },
+      );
     });
+  }
+
+  /**
+   * The manifest from the store, once the repository is confirmed to have it; null when the store
+   * has none. `cache` says how the answer came: found at once, or fetched by another replica.
+   */
+  private async digestFromStore(at: RemoteTarget, digest: string, cache: 'hit' | 'miss'): Promise<ManifestResult | null> {
+    const rec = await this.d.meta.getManifest(digest);
+    // A record of another media type was stored before manifests were checked: fetched again.
+    if (!rec || !isServedManifestType(rec.mediaType)) return null;
+    await this.d.confirmations.confirm(at, digest, 'manifest');
+    return { digest, mediaType: rec.mediaType, size: rec.body.length, body: rec.body, cache };
   }
 
   /**
@@ -115,15 +137,29 @@ export class ManifestPolicy {
       // A HEAD whose Content-Type names no manifest: the GET finds out what the body is.
     }
     if (h?.digest) {
-      const cached = await this.d.meta.getManifest(h.digest);
-      if (cached && isServedManifestType(cached.mediaType)) {
-        await this.record(at, key, h.digest, cached.mediaType, cached.body.length);
-        return { digest: h.digest, mediaType: cached.mediaType, size: cached.body.length, body: cached.body, cache: rec?.digest === h.digest ? 'revalidated' : 'miss' };
-      }
-      if (head) return { digest: h.digest, mediaType: h.mediaType, size: h.size, cache: 'pass' };
+      const digest = h.digest;
+      const fromStore = () => this.tagFromStore(at, key, digest, rec);
+      const cached = await fromStore();
+      if (cached) return cached;
+      if (head) return { digest, mediaType: h.mediaType, size: h.size, cache: 'pass' };
+      // What changed is fetched once between replicas: the others find it in the store.
+      return this.lease.once(digest, fromStore, () => this.fetchTag(at, tag, key, accept));
     }
-    // Otherwise a GET: it fetches what changed, or (after a HEAD error or 404, which have no
-    // body) the upstream's own error message for the client.
+    // Otherwise a GET: after a HEAD error or 404, which have no body, it fetches the upstream's
+    // own error message for the client.
+    return this.fetchTag(at, tag, key, accept);
+  }
+
+  /** The tag's manifest when the store has it (the tag's record now names it); else null. */
+  private async tagFromStore(at: RemoteTarget, key: string, digest: string, rec: TagRecord | null): Promise<ManifestResult | null> {
+    const cached = await this.d.meta.getManifest(digest);
+    if (!cached || !isServedManifestType(cached.mediaType)) return null;
+    await this.record(at, key, digest, cached.mediaType, cached.body.length);
+    return { digest, mediaType: cached.mediaType, size: cached.body.length, body: cached.body, cache: rec?.digest === digest ? 'revalidated' : 'miss' };
+  }
+
+  /** GETs the tag's manifest and keeps it, with the tag's record naming it. */
+  private async fetchTag(at: RemoteTarget, tag: string, key: string, accept: readonly string[]): Promise<ManifestResult> {
     const m = await at.remote.getManifest(tag, accept);
     await this.store(at, m.digest, m);
     await this.putTag(at, key, m.digest, m.mediaType, m.body.length);

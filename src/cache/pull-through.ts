@@ -66,7 +66,7 @@ export class PullThroughCache {
     const tagPolicy = new TagPolicy(s.cache);
     const confirmations = new Confirmations(d.meta);
     this.remoteOnly = new RemoteOnly({ blobs: d.blobs, fill, metrics: d.metrics, log: d.log, downloads: d.downloads });
-    this.manifests = new ManifestPolicy({ meta: d.meta, confirmations, tagPolicy, metrics: d.metrics, log: d.log, revalidateDeadlineMs: s.cache.revalidateDeadline });
+    this.manifests = new ManifestPolicy({ meta: d.meta, confirmations, tagPolicy, metrics: d.metrics, log: d.log, revalidateDeadlineMs: s.cache.revalidateDeadline, fillLeaseMs: s.cache.fillLease });
     this.blobPolicy = new BlobPolicy({
       settings: { fill, fillLeaseMs: s.cache.fillLease, evictionGraceMs: s.cache.evictionGrace },
       blobs: d.blobs,

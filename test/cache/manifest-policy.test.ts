@@ -197,6 +197,30 @@ describe('manifests: single-flight and confirmation', () => {
     }
   });
 
+  it('pulls of one tag with different Accept sets at once (no shared flight): one GET between them, by the manifest lease', async () => {
+    const f = await cacheFixture();
+    try {
+      const img = await makeImage({ format: 'oci', seed: 'lease-accept', layerSize: [400] });
+      f.fake.addImage('lib/app', 'v1', img);
+      const release = f.hold('getManifest');
+      const t = f.target('lib/app');
+      const accepts = [null, new Set([MediaType.OciManifest]), new Set([MediaType.OciManifest, MediaType.DockerManifest])];
+      const pending = Promise.all(accepts.map((a) => f.cache.manifest(t, tag('v1'), a, false)));
+      await settle();
+      release();
+      const all = await pending;
+      for (const m of all) {
+        assert.equal(m.digest, img.manifestDigest);
+        assert.deepEqual(m.body, img.manifest);
+      }
+      assert.equal(f.fake.count('headManifest'), 3, 'each Accept class revalidates');
+      assert.equal(f.fake.count('getManifest'), 1, 'one GET: the others found it in the store');
+      for (const key of ['v1', 'v1~single']) assert.equal((await f.meta.getTag('fake.test', 'lib/app', key))?.digest, img.manifestDigest, `tag record ${key}`);
+    } finally {
+      await f.close();
+    }
+  });
+
   it('a manifest cached by digest for repository A is served to B only after B\'s upstream HEAD; B\'s 404 is a 404', async () => {
     const f = await cacheFixture();
     try {

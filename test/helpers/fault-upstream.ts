@@ -45,6 +45,8 @@ export interface FaultUpstream {
   tagListStatus: number | undefined;
   /** Every manifest request answers `status` until set back to undefined; 0 = never answer. */
   manifestStatus: number | undefined;
+  /** When set, manifest GETs (not HEADs) are answered this long after they arrive: a slow registry. */
+  manifestDelayMs: number | undefined;
   /** When set, /v2 requests without this Authorization header get 401 with a Basic challenge. */
   requireAuthorization: string | undefined;
   /** When set, blob GETs are redirected (307) to `${redirectBlobsTo}/cdn/<digest>`, served by this server too. */
@@ -73,6 +75,7 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
   const seen: FaultUpstream['seen'] = [];
   const state = {
     manifestStatus: undefined as number | undefined,
+    manifestDelayMs: undefined as number | undefined,
     tagListStatus: undefined as number | undefined,
     requireAuthorization: undefined as string | undefined,
     redirectBlobsTo: undefined as string | undefined,
@@ -136,8 +139,12 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
       const man = manifests.get(`${repo}:${ref}`) ?? manifests.get(`${repo}@${ref}`);
       if (!man) return error(res, 404, 'MANIFEST_UNKNOWN');
       // Docker Hub's rate-limit headers, so the gauge has something to report.
-      res.writeHead(200, { 'content-type': man.mediaType, 'docker-content-digest': man.digest, 'content-length': man.body.length, 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '76;w=21600' });
-      res.end(req.method === 'HEAD' ? undefined : man.body);
+      const answer = (): void => {
+        res.writeHead(200, { 'content-type': man.mediaType, 'docker-content-digest': man.digest, 'content-length': man.body.length, 'ratelimit-limit': '100;w=21600', 'ratelimit-remaining': '76;w=21600' });
+        res.end(req.method === 'HEAD' ? undefined : man.body);
+      };
+      if (state.manifestDelayMs && req.method === 'GET') setTimeout(answer, state.manifestDelayMs);
+      else answer();
       return;
     }
     const blob = blobs.get(ref);
@@ -222,6 +229,12 @@ export async function startFaultUpstream(host = '127.0.0.1'): Promise<FaultUpstr
     },
     set manifestStatus(v) {
       state.manifestStatus = v;
+    },
+    get manifestDelayMs() {
+      return state.manifestDelayMs;
+    },
+    set manifestDelayMs(v) {
+      state.manifestDelayMs = v;
     },
     addBlob(data, behaviour = { kind: 'ok' }) {
       const digest = 'sha256:' + createHash('sha256').update(data).digest('hex');

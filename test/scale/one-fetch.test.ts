@@ -1,7 +1,9 @@
 /**
  * Three replicas sharing one Redis and one S3 bucket: nine concurrent cold skopeo pulls spread
- * over them cause exactly one upstream GET per blob. The replica that takes a blob's lease
- * downloads it; the others wait for it to land in S3 and serve it from there.
+ * over them cause exactly one upstream GET per blob and one of the manifest. The replica that
+ * takes a blob's lease downloads it; the others wait for it to land in S3 and serve it from
+ * there. Manifests likewise, by their own lease, against an upstream slow enough that every
+ * replica misses at once.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,6 +13,8 @@ import { readDirLayout, skopeoCopy } from '../helpers/clients.js';
 import { startRedis } from '../helpers/redis-server.js';
 import { startS3rver } from '../helpers/s3-server.js';
 import { metricValue } from '../helpers/pullthrough.js';
+import { startFaultUpstream } from '../helpers/fault-upstream.js';
+import { MediaType } from '../../src/oci/media-types.js';
 import { corruptBlobs, openS3Store, redisMetadata, s3Storage, startReplicas, storedDigests } from '../helpers/replicas.js';
 
 test('9 concurrent cold pulls over 3 replicas: one upstream GET per blob, every digest right', async (t) => {
@@ -63,6 +67,7 @@ test('9 concurrent cold pulls over 3 replicas: one upstream GET per blob, every 
   const waits = texts.reduce((n, m) => n + metricValue(m, 'pullthrough_blob_fill_waits_total'), 0);
   t.diagnostic(`upstream: ${JSON.stringify(figures)}; requests that waited for another replica: ${waits}`);
   assert.equal(figures.blobGets, pushed.blobs.length);
+  assert.equal(figures.manifestGets, 1, 'one upstream GET of the manifest between the replicas');
   assert.equal(metricValue(texts.join('\n'), 'pullthrough_blob_fill_waits_total', { outcome: 'gave_up' }), 0);
 
   // Every blob landed once in the shared bucket, intact.
@@ -83,4 +88,36 @@ test('9 concurrent cold pulls over 3 replicas: one upstream GET per blob, every 
     await Promise.all(again.map((p) => p.cleanup()));
   }
   assert.equal(up.count({ kind: 'blob', method: 'GET' }), 0);
+});
+
+test('3 replicas miss one tag at once against a slow upstream: one manifest GET between them, every answer the same bytes', async (t) => {
+  const [up, redis] = await Promise.all([startFaultUpstream(), startRedis()]);
+  t.after(async () => {
+    await Promise.all([up.close(), redis.stop()]);
+  });
+  const image = await makeImage({ format: 'oci', seed: 'scale-one-manifest', layerSize: [1000] });
+  up.addManifest('team/app', 'v1', image.manifest, MediaType.OciManifest);
+  // Each replica's HEAD is answered at once, the GET 400 ms later: all three miss before any lands.
+  up.manifestDelayMs = 400;
+  const replicas = await startReplicas(3, {
+    registries: { 'up.test': { upstream: up.url } },
+    defaultRegistry: 'up.test',
+    metadata: redisMetadata(redis),
+  });
+  t.after(async () => {
+    await Promise.all(replicas.map((r) => r.cleanup()));
+  });
+  const accept = { accept: MediaType.OciManifest };
+  const answers = await Promise.all(replicas.map((r) => fetch(`${r.url}/v2/team/app/manifests/v1`, { headers: accept })));
+  for (const res of answers) {
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get('docker-content-digest'), image.manifestDigest);
+    assert.deepEqual(Buffer.from(await res.arrayBuffer()), image.manifest);
+  }
+  assert.equal(up.count('HEAD /v2/team/app/manifests/v1'), 3, 'each replica revalidated the tag');
+  assert.equal(up.count('GET /v2/team/app/manifests/v1'), 1, 'one GET between the three replicas');
+  // Every replica recorded the tag: the next pull on each is a HEAD only.
+  for (const r of replicas) assert.equal((await fetch(`${r.url}/v2/team/app/manifests/v1`, { headers: accept })).status, 200);
+  assert.equal(up.count('GET /v2/team/app/manifests/v1'), 1);
+  assert.equal(up.count(`GET /v2/team/app/manifests/${image.manifestDigest}`), 0);
 });
