@@ -119,9 +119,10 @@ export class UpstreamHealth {
     this.events.skipped(reason, forMs);
     if (this.closed) return;
     if (state.kind === 'rate-limited') {
-      // The timer itself takes the entry back, without comparing the clock: Node's timers can fire
-      // a millisecond before Date.now() reaches `until`, and a check here would then leave the
-      // entry skipped (and pullthrough_upstream_up at 0) until some request happened to ask.
+      // The timer itself takes the entry back, without comparing the clock: Node counts a timer
+      // from the event loop's cached time, which lags Date.now() while a callback runs, so it can
+      // fire before `until`; a check here would then leave the entry skipped (and
+      // pullthrough_upstream_up at 0) until some request happened to ask.
       const epoch = this.epoch;
       this.timer = this.clock.setTimer(() => {
         if (!this.closed && epoch === this.epoch) this.takeBack('retry-after');

@@ -112,8 +112,8 @@ describe('UpstreamHealth', () => {
   it('the Retry-After timer takes it back by itself, even when it fires before the clock reads the deadline', async () => {
     const { clock, health, events } = setup();
     health.rateLimited('5');
-    // Node's setTimeout can fire a millisecond before Date.now() reaches the deadline: the
-    // timer fires here with the clock 1 ms short, and nothing else asks the entry.
+    // Node's setTimeout can fire before Date.now() reaches the deadline (it counts from the loop's
+    // cached time): the timer fires here with the clock 1 ms short, and nothing else asks.
     clock.early = 1;
     await clock.advance(5_000);
     assert.deepEqual(events.slice(1), ['back retry-after'], 'taken back by the timer, not by the next request');
