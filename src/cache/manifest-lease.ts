@@ -1,4 +1,5 @@
 import type { MetadataStore } from '../storage/metadata-store.js';
+import type { Metrics } from '../observability/metrics.js';
 
 /** How long a replica waits between looks at a manifest another replica is fetching. */
 const FIRST_POLL_MS = 10;
@@ -25,6 +26,7 @@ export class ManifestLease {
   constructor(
     private readonly meta: MetadataStore,
     private readonly ttlMs: number,
+    private readonly metrics: Metrics,
   ) {}
 
   /**
@@ -36,20 +38,33 @@ export class ManifestLease {
     const name = `manifest:${digest}`;
     const deadline = Date.now() + MAX_WAIT_MS;
     let delay = FIRST_POLL_MS;
+    let waited = false;
+    const waitEnded = (outcome: 'landed' | 'fetched'): void => {
+      if (waited) this.metrics.manifestWaits.inc({ outcome });
+    };
     for (;;) {
       const lock = await this.meta.tryLock(name, this.ttlMs);
       if (lock) {
         try {
-          return (await landed()) ?? (await fetch());
+          const got = await landed();
+          waitEnded(got ? 'landed' : 'fetched');
+          return got ?? (await fetch());
         } finally {
           await lock.release().catch(() => {});
         }
       }
-      if (Date.now() >= deadline) return fetch();
+      waited = true;
+      if (Date.now() >= deadline) {
+        waitEnded('fetched');
+        return fetch();
+      }
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, MAX_POLL_MS);
       const got = await landed();
-      if (got) return got;
+      if (got) {
+        waitEnded('landed');
+        return got;
+      }
     }
   }
 }

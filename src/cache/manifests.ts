@@ -43,7 +43,7 @@ export class ManifestPolicy {
   private readonly lease: ManifestLease;
 
   constructor(private readonly d: ManifestPolicyDeps) {
-    this.lease = new ManifestLease(d.meta, d.fillLeaseMs);
+    this.lease = new ManifestLease(d.meta, d.fillLeaseMs, d.metrics);
   }
 
   /**

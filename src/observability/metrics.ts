@@ -177,6 +177,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly manifestWaits = new Counter({
+    name: 'pullthrough_manifest_fetch_waits_total',
+    help: 'Manifest misses that waited for another replica fetching the same manifest, by outcome (landed: served once stored; fetched: the other replica failed or took over 5 s, and this one fetched it)',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+
   readonly fillLeaseLost = new Counter({
     name: 'pullthrough_blob_fill_lease_lost_total',
     help: 'Downloads whose cross-replica lease expired and was taken by another replica (both then download the blob)',

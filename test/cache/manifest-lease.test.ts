@@ -11,6 +11,7 @@ import type { MetadataStore } from '../../src/storage/metadata-store.js';
 import { openMetadataStore } from '../../src/storage/factory.js';
 import { testConfig } from '../helpers/config.js';
 import { inTempDir } from '../helpers/process.js';
+import { Metrics } from '../../src/observability/metrics.js';
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
@@ -41,6 +42,12 @@ function fetcher(landed: Map<string, string>, value: string, gate: Promise<void>
   return f;
 }
 
+/** pullthrough_manifest_fetch_waits_total by outcome, e.g. `{ landed: 1 }`. */
+async function waits(metrics: Metrics): Promise<Record<string, number>> {
+  const { values } = await metrics.manifestWaits.get();
+  return Object.fromEntries(values.map((v) => [String(v.labels.outcome), v.value]));
+}
+
 const lookIn = (landed: Map<string, string>) => async (): Promise<string | null> => {
   const v = landed.get(DIGEST);
   return v === undefined ? null : `landed ${v}`;
@@ -53,13 +60,15 @@ describe('ManifestLease', () => {
       const gate = new Promise<void>((r) => (open = r));
       const a = fetcher(landed, 'm', gate);
       const b = fetcher(landed, 'm');
-      const first = new ManifestLease(meta, 30_000).once(DIGEST, lookIn(landed), a.fn);
+      const [ma, mb] = [new Metrics(), new Metrics()];
+      const first = new ManifestLease(meta, 30_000, ma).once(DIGEST, lookIn(landed), a.fn);
       await new Promise((r) => setTimeout(r, 20));
-      const second = new ManifestLease(meta, 30_000).once(DIGEST, lookIn(landed), b.fn);
+      const second = new ManifestLease(meta, 30_000, mb).once(DIGEST, lookIn(landed), b.fn);
       await new Promise((r) => setTimeout(r, 50));
       open();
       assert.deepEqual(await Promise.all([first, second]), ['fetched m', 'landed m']);
       assert.equal(a.runs + b.runs, 1);
+      assert.deepEqual([await waits(ma), await waits(mb)], [{}, { landed: 1 }], 'the holder did not wait; the other did, and was served what landed');
       assert.equal(await meta.tryLock(`manifest:${DIGEST}`, 1000).then((l) => l !== null), true, 'the lease was released');
     });
   });
@@ -70,15 +79,17 @@ describe('ManifestLease', () => {
       const gate = new Promise<void>((r) => (open = r));
       const a = fetcher(landed, 'm', gate, new Error('upstream said 429'));
       const b = fetcher(landed, 'm');
-      const first = new ManifestLease(meta, 30_000).once(DIGEST, lookIn(landed), a.fn);
+      const mb = new Metrics();
+      const first = new ManifestLease(meta, 30_000, new Metrics()).once(DIGEST, lookIn(landed), a.fn);
       await new Promise((r) => setTimeout(r, 20));
-      const second = new ManifestLease(meta, 30_000).once(DIGEST, lookIn(landed), b.fn);
+      const second = new ManifestLease(meta, 30_000, mb).once(DIGEST, lookIn(landed), b.fn);
       await new Promise((r) => setTimeout(r, 50));
       assert.equal(b.runs, 0, 'the waiter does not fetch while the holder is fetching');
       open();
       await assert.rejects(first, /upstream said 429/);
       assert.equal(await second, 'fetched m');
       assert.deepEqual([a.runs, b.runs], [1, 1]);
+      assert.deepEqual(await waits(mb), { fetched: 1 });
     });
   });
 
@@ -87,8 +98,10 @@ describe('ManifestLease', () => {
       const dead = await meta.tryLock(`manifest:${DIGEST}`, 300);
       assert.ok(dead);
       const b = fetcher(landed, 'm');
-      assert.equal(await new ManifestLease(meta, 30_000).once(DIGEST, lookIn(landed), b.fn), 'fetched m');
+      const mb = new Metrics();
+      assert.equal(await new ManifestLease(meta, 30_000, mb).once(DIGEST, lookIn(landed), b.fn), 'fetched m');
       assert.equal(b.runs, 1);
+      assert.deepEqual(await waits(mb), { fetched: 1 });
     });
   });
 
@@ -102,9 +115,11 @@ describe('ManifestLease', () => {
         landed.set(DIGEST, 'theirs');
         return lookIn(landed)();
       };
-      assert.equal(await new ManifestLease(meta, 30_000).once(DIGEST, look, b.fn), 'landed theirs');
+      const mb = new Metrics();
+      assert.equal(await new ManifestLease(meta, 30_000, mb).once(DIGEST, look, b.fn), 'landed theirs');
       assert.equal(b.runs, 0);
       assert.equal(looks, 1);
+      assert.deepEqual(await waits(mb), {}, 'no wait: the lease was free');
     });
   });
 });

@@ -97,8 +97,8 @@ test('3 replicas miss one tag at once against a slow upstream: one manifest GET 
   });
   const image = await makeImage({ format: 'oci', seed: 'scale-one-manifest', layerSize: [1000] });
   up.addManifest('team/app', 'v1', image.manifest, MediaType.OciManifest);
-  // Each replica's HEAD is answered at once, the GET 400 ms later: all three miss before any lands.
-  up.manifestDelayMs = 400;
+  // Each replica's HEAD is answered at once, the GET a second later: all three miss before any lands.
+  up.manifestDelayMs = 1000;
   const replicas = await startReplicas(3, {
     registries: { 'up.test': { upstream: up.url } },
     defaultRegistry: 'up.test',
@@ -116,6 +116,9 @@ test('3 replicas miss one tag at once against a slow upstream: one manifest GET 
   }
   assert.equal(up.count('HEAD /v2/team/app/manifests/v1'), 3, 'each replica revalidated the tag');
   assert.equal(up.count('GET /v2/team/app/manifests/v1'), 1, 'one GET between the three replicas');
+  const texts = (await Promise.all(replicas.map((r) => r.metrics()))).join('\n');
+  assert.equal(metricValue(texts, 'pullthrough_manifest_fetch_waits_total', { outcome: 'landed' }), 2, 'the two others waited for it to land');
+  assert.equal(metricValue(texts, 'pullthrough_manifest_fetch_waits_total', { outcome: 'fetched' }), 0);
   // Every replica recorded the tag: the next pull on each is a HEAD only.
   for (const r of replicas) assert.equal((await fetch(`${r.url}/v2/team/app/manifests/v1`, { headers: accept })).status, 200);
   assert.equal(up.count('GET /v2/team/app/manifests/v1'), 1);
