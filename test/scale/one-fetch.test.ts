@@ -121,6 +121,7 @@ test('3 replicas miss one tag at once against a slow upstream: one manifest GET 
   assert.equal(metricValue(texts, 'pullthrough_manifest_fetch_waits_total', { outcome: 'fetched' }), 0);
   // Every replica recorded the tag: the next pull on each is a HEAD only.
   for (const r of replicas) assert.equal((await fetch(`${r.url}/v2/team/app/manifests/v1`, { headers: accept })).status, 200);
+  assert.equal(up.count('HEAD /v2/team/app/manifests/v1'), 6);
   assert.equal(up.count('GET /v2/team/app/manifests/v1'), 1);
   assert.equal(up.count(`GET /v2/team/app/manifests/${image.manifestDigest}`), 0);
 });
