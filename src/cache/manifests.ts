@@ -1,6 +1,6 @@
 import { ALL_MANIFEST_TYPES, isAccepted } from '../oci/media-types.js';
 import { isServedManifestType } from '../oci/manifest-check.js';
-import type { MetadataStore, TagRecord } from '../storage/metadata-store.js';
+import type { ManifestRecord, MetadataStore, TagRecord } from '../storage/metadata-store.js';
 import type { ManifestStat } from '../upstream/remote.js';
 import { UpstreamManifestInvalidError, UpstreamStatusError } from '../upstream/errors.js';
 import type { Metrics } from '../observability/metrics.js';
@@ -12,7 +12,7 @@ import { notFoundUpstream, type RemoteTarget } from './remote-target.js';
 import { countStale, staleCauseOf, logStale } from './stale-if-error.js';
 import { answerWithin, reportOnce } from './revalidation-deadline.js';
 import type { TagPolicy } from './tag-policy.js';
-import type { ManifestResult } from './results.js';
+import type { CacheStatus, ManifestResult } from './results.js';
 import { ManifestLease } from './manifest-lease.js';
 
 export interface ManifestPolicyDeps {
@@ -66,7 +66,7 @@ export class ManifestPolicy {
         async () => {
           const m = await at.remote.getManifest(digest, ALL_MANIFEST_TYPES);
           await this.store(at, digest, m);
-          return { digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'miss' };
+          return withBody(digest, m, 'miss');
         },
       );
     });
@@ -77,11 +77,10 @@ export class ManifestPolicy {
    * has none. `cache` says how the answer came: found at once, or fetched by another replica.
    */
   private async digestFromStore(at: RemoteTarget, digest: string, cache: 'hit' | 'miss'): Promise<ManifestResult | null> {
-    const rec = await this.d.meta.getManifest(digest);
-    // A record of another media type was stored before manifests were checked: fetched again.
-    if (!rec || !isServedManifestType(rec.mediaType)) return null;
+    const rec = await this.stored(digest);
+    if (!rec) return null;
     await this.d.confirmations.confirm(at, digest, 'manifest');
-    return { digest, mediaType: rec.mediaType, size: rec.body.length, body: rec.body, cache };
+    return withBody(digest, rec, cache);
   }
 
   /**
@@ -94,8 +93,8 @@ export class ManifestPolicy {
     const rec = await this.d.meta.getTag(at.space, at.t.repo, key);
     const age = rec ? Date.now() - rec.checkedAt : Infinity;
     if (rec && age < timing.revalidateMs && isAccepted(accepted, rec.mediaType)) {
-      const m = await this.d.meta.getManifest(rec.digest);
-      if (m && isServedManifestType(m.mediaType)) return { digest: rec.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'hit' };
+      const m = await this.stored(rec.digest);
+      if (m) return withBody(rec.digest, m, 'hit');
     }
     const usable = rec !== null && isAccepted(accepted, rec.mediaType);
     const staleUsable = usable && age <= timing.revalidateMs + timing.staleIfErrorMs;
@@ -109,11 +108,11 @@ export class ManifestPolicy {
       deadlineMs: this.d.revalidateDeadlineMs,
       causeOf: staleCauseOf,
       serveStale: async (cause) => {
-        const m = await this.d.meta.getManifest(rec!.digest);
-        if (!m || !isServedManifestType(m.mediaType)) return null;
+        const m = await this.stored(rec!.digest);
+        if (!m) return null;
         countStale(this.d.metrics, registry, cause);
         logStale(this.d.log, cause, 'serving stale manifest', { registry, repo: at.t.repo, tag, digest: rec!.digest, ageSeconds: Math.round(age / 1000) });
-        return { digest: rec!.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'stale', staleReason: cause.reason };
+        return { ...withBody(rec!.digest, m, 'stale'), staleReason: cause.reason };
       },
       onLateError: (err) =>
         reportOnce(err, () => this.d.log.warn('background revalidation failed', { registry, repo: at.t.repo, tag, error: (err as Error)?.message ?? String(err) })),
@@ -152,10 +151,10 @@ export class ManifestPolicy {
 
   /** The tag's manifest when the store has it (the tag's record now names it); else null. */
   private async tagFromStore(at: RemoteTarget, key: string, digest: string, rec: TagRecord | null): Promise<ManifestResult | null> {
-    const cached = await this.d.meta.getManifest(digest);
-    if (!cached || !isServedManifestType(cached.mediaType)) return null;
+    const cached = await this.stored(digest);
+    if (!cached) return null;
     await this.record(at, key, digest, cached.mediaType, cached.body.length);
-    return { digest, mediaType: cached.mediaType, size: cached.body.length, body: cached.body, cache: rec?.digest === digest ? 'revalidated' : 'miss' };
+    return withBody(digest, cached, rec?.digest === digest ? 'revalidated' : 'miss');
   }
 
   /** GETs the tag's manifest and keeps it, with the tag's record naming it. */
@@ -163,7 +162,16 @@ export class ManifestPolicy {
     const m = await at.remote.getManifest(tag, accept);
     await this.store(at, m.digest, m);
     await this.putTag(at, key, m.digest, m.mediaType, m.body.length);
-    return { digest: m.digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache: 'miss' };
+    return withBody(m.digest, m, 'miss');
+  }
+
+  /**
+   * The stored manifest `digest`, or null. A record of another media type was stored before
+   * manifests were checked: it counts as absent, so the manifest is fetched again.
+   */
+  private async stored(digest: string): Promise<ManifestRecord | null> {
+    const rec = await this.d.meta.getManifest(digest);
+    return rec && isServedManifestType(rec.mediaType) ? rec : null;
   }
 
   /**
@@ -185,4 +193,9 @@ export class ManifestPolicy {
   private putTag(at: RemoteTarget, key: string, digest: string, mediaType: string, size: number): Promise<void> {
     return this.d.meta.putTag(at.space, at.t.repo, key, { digest, mediaType, size, checkedAt: Date.now() });
   }
+}
+
+/** The answer for manifest `digest` with its body, however it was obtained. */
+function withBody(digest: string, m: ManifestRecord, cache: CacheStatus): ManifestResult {
+  return { digest, mediaType: m.mediaType, size: m.body.length, body: m.body, cache };
 }
