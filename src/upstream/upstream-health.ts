@@ -122,11 +122,9 @@ export class UpstreamHealth {
       // The timer itself takes the entry back, without comparing the clock: Node counts a timer
       // from the event loop's cached time, which lags Date.now() while a callback runs, so it can
       // fire before `until`; a check here would then leave the entry skipped (and
-      // pullthrough_upstream_up at 0) until some request happened to ask.
-      const epoch = this.epoch;
-      this.timer = this.clock.setTimer(() => {
-        if (!this.closed && epoch === this.epoch) this.takeBack('retry-after');
-      }, forMs);
+      // pullthrough_upstream_up at 0) until some request happened to ask. Every change of state
+      // clears this timer, so when it fires the entry is still in this skip.
+      this.timer = this.clock.setTimer(() => this.takeBack('retry-after'), forMs);
     } else this.timer = this.clock.setTimer(() => void this.runProbe(), forMs);
   }
 

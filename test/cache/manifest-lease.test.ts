@@ -16,7 +16,7 @@ import { Metrics } from '../../src/observability/metrics.js';
 const DIGEST = `sha256:${'ab'.repeat(32)}`;
 
 /** A metadata store on a temp dir, and a "store" of landed manifests that the callers look in. */
-async function withStore(fn: (meta: MetadataStore, landedStore: Map<string, string>) => Promise<void>): Promise<void> {
+async function withStore(fn: (meta: MetadataStore, landed: Map<string, string>) => Promise<void>): Promise<void> {
   await inTempDir(async (dir) => {
     const meta = await openMetadataStore(testConfig(dir.path));
     try {
