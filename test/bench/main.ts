@@ -109,6 +109,12 @@ interface Column {
   key: string;
   label: string;
   cells: Map<string, string>;
+  /**
+   * The repetitions behind a cell that shows their median, in the order they were measured: kept
+   * with the run so bench:summary can pool them over runs (one run's median of a tie falls on
+   * either side; the pooled repetitions say more).
+   */
+  samples: Map<string, number[]>;
 }
 
 /** The table's rows: key, label, and which way the figure is better (for bench:summary). */
@@ -168,6 +174,8 @@ interface Warm {
  * an empty cache and warmed up on another image), each pull right after a direct pull from the
  * upstream, so every ratio compares two pulls made seconds apart under the same conditions (a
  * single direct pull per repetition was up to a minute older than the last system's pull). The
+ * order is rotated from one repetition to the next, as figure (3)'s, so no system is always the
+ * first of a repetition or always follows the same one. The
  * ratio shown is the median of those per-pull ratios; the direct time shown is the median of all
  * direct pulls.
  */
@@ -180,7 +188,7 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
   await warmUp(up, up.hostPort);
   for (let i = 0; i < COLD_REPS; i++) {
     const line: string[] = [];
-    for (const sys of systems) {
+    for (const sys of rotated(systems, i)) {
       const run = await sys.startCold();
       try {
         await warmUp(up, run.host);
@@ -205,14 +213,18 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
     log(`  repetition ${i + 1}: ${line.join('; ')}`);
   }
   for (const sys of systems) {
-    cols.get(sys)!.cells.set('cold', fmt(median(times.get(sys)!), 2));
-    cols.get(sys)!.cells.set('coldratio', `${fmt(median(ratios.get(sys)!), 2)}×`);
+    const col = cols.get(sys)!;
+    col.cells.set('cold', fmt(median(times.get(sys)!), 2));
+    col.cells.set('coldratio', `${fmt(median(ratios.get(sys)!), 2)}×`);
+    col.samples.set('cold', times.get(sys)!);
+    col.samples.set('coldratio', ratios.get(sys)!);
     const cs = cpu.get(sys)!;
     const side = median(cs.map((c) => c.side));
     cols.get(sys)!.cells.set('coldcpu', `${fmt(median(cs.map((c) => c.own)), 2)}${side > 0 ? ` (+ ${fmt(side, 2)})` : ''} / ${fmt(median(cs.map((c) => c.up)), 2)}`);
   }
   refCol.cells.set('coldcpu', `– / ${fmt(median(upCpu), 2)} (direct pull)`);
   refCol.cells.set('cold', `${fmt(median(directs), 2)} (upstream direct)`);
+  refCol.samples.set('cold', directs);
   refCol.cells.set('coldratio', '1.00×');
 }
 
@@ -271,6 +283,7 @@ async function concurrentPullFigures(systems: System[], cols: Map<System, Column
   for (const sys of systems) {
     const failed = failures.get(sys)!;
     cols.get(sys)!.cells.set('pull8', fmt(median(slowest.get(sys)!), 2));
+    cols.get(sys)!.samples.set('pull8', slowest.get(sys)!);
     cols.get(sys)!.cells.set('up8', `${[...new Set(counts.get(sys))].join(', ')}${failed ? ` (${failed} pulls failed)` : ''}`);
   }
 }
@@ -344,6 +357,7 @@ async function throughputFigures(warm: Warm[]): Promise<void> {
         }
         const failures = rs.reduce((a, r) => a + r.failures, 0);
         w.col.cells.set(key, `${fmt(median(rs.map((r) => r.mbps)))}${failures ? ` (${failures} failed)` : ''}`);
+        w.col.samples.set(key, rs.map((r) => r.mbps));
         log(`  ${w.col.label}, ${proto}, ${clients} client(s): ${rs.map((r) => fmt(r.mbps)).join(', ')} MB/s`);
       }
     }
@@ -384,7 +398,10 @@ async function dnsFigures(dir: string, refCol: Column, pts: Array<{ sys: Pullthr
       }
       log(`  repetition ${i + 1}: ${servers.map((s) => `${s.col.label}${s.row === 'dnsdgram' ? ' (dgram)' : ''}${s.suffix} ${fmt(s.qps.at(-1)!)}/s`).join('; ')}`);
     }
-    for (const s of servers) s.col.cells.set(s.row, `${fmt(median(s.qps))}${s.suffix}${s.lost ? `, ${s.lost} lost` : ''}`);
+    for (const s of servers) {
+      s.col.cells.set(s.row, `${fmt(median(s.qps))}${s.suffix}${s.lost ? `, ${s.lost} lost` : ''}`);
+      s.col.samples.set(s.row, s.qps);
+    }
   } finally {
     for (const s of servers) await s.stop().catch(() => {});
   }
@@ -452,6 +469,8 @@ async function handshakeFigures(warm: Warm[], floor: Floor): Promise<void> {
         w.col.cells.set('hscpu', cpu);
         w.col.cells.set('hsratio', `${fmt(median(ratios), 2)}×`);
         w.col.cells.set('hsratio0', `${fmt(median(ratios0), 2)}×`);
+        w.col.samples.set('hsratio', ratios);
+        w.col.samples.set('hsratio0', ratios0);
       },
     });
   }
@@ -554,9 +573,9 @@ async function main(): Promise<void> {
         new RegistryProxySystem(url, cert),
       ].filter((sys) => !ONLY_SYSTEMS || ONLY_SYSTEMS.has(sys.key));
     systems.push(...make(up.url));
-    const cols = new Map(systems.map((sys) => [sys, { key: sys.key, label: sys.label, cells: new Map<string, string>() } as Column]));
+    const cols = new Map(systems.map((sys) => [sys, { key: sys.key, label: sys.label, cells: new Map<string, string>(), samples: new Map<string, number[]>() } as Column]));
     const byKey = new Map(systems.map((sys) => [sys.key, cols.get(sys)!]));
-    const refCol: Column = { key: 'reference', label: 'reference', cells: new Map() };
+    const refCol: Column = { key: 'reference', label: 'reference', cells: new Map(), samples: new Map() };
     const hangKeys = systems.map((s) => s.key);
     const wants = (figure: string): boolean => !ONLY || ONLY === figure;
     if (ONLY === 'hang') {
@@ -659,7 +678,7 @@ function keepRun(columns: Column[]): string {
     quick: QUICK,
     machine: `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'})`,
     rows: rowsShown().map(([key, label, better]) => ({ key, label, ...(better ? { better } : {}) })),
-    columns: columns.map((c) => ({ key: c.key, label: c.label, cells: Object.fromEntries(c.cells) })),
+    columns: columns.map((c) => ({ key: c.key, label: c.label, cells: Object.fromEntries(c.cells), ...(c.samples.size > 0 ? { samples: Object.fromEntries(c.samples) } : {}) })),
   });
 }
 

@@ -75,6 +75,30 @@ test('bench summary: a column missing from some runs shows a dash there; runs th
   assert.match(table, /measured different things \(all figures \/ all figures, quick\)/);
 });
 
+test('bench summary: the repetitions runs kept are pooled over runs, and paired where both columns kept as many', () => {
+  const withSamples = (r: BenchRun, pt: number[], nginx: number[], row = 'coldratio'): BenchRun => ({
+    ...r,
+    columns: r.columns.map((c) => ({ ...c, samples: { [row]: c.key === 'pt-fs' ? pt : nginx } })),
+  });
+  const runs = [
+    // Kept before runs kept their repetitions: counted run by run, not pooled.
+    run('2026-12-07T01:00:00.000Z', { coldratio: '1.20×' }, { coldratio: '1.10×' }),
+    withSamples(run('2026-12-07T02:00:00.000Z', { coldratio: '1.12×' }, { coldratio: '1.13×' }), [1.1, 1.12, 1.2], [1.15, 1.13, 1.05]),
+    withSamples(run('2026-12-07T03:00:00.000Z', { coldratio: '1.11×' }, { coldratio: '1.10×' }), [1.11, 1.09, 1.3], [1.11, 1.1, 1.12]),
+    // As many repetitions of each are needed to pair them: this run's only add to the medians.
+    withSamples(run('2026-12-07T04:00:00.000Z', { coldratio: '1.00×' }, { coldratio: '1.40×' }), [1.0], [1.4, 1.4]),
+  ];
+  const cold = rowOf(summarize(runs), 'cold pull / direct');
+  // ours 1.0 1.09 1.1 1.11 1.12 1.2 1.3 → 1.11; nginx 1.05 1.1 1.11 1.12 1.13 1.15 1.4 1.4 → 1.125.
+  // Pairs: 1.1<1.15, 1.12<=1.13, 1.2>1.05, 1.11<=1.11 (a tie meets "at most"), 1.09<1.1, 1.3>1.12.
+  assert.equal(cold[2], 'better in 2 of 4; their repetitions pooled: medians 1.110 and 1.125, better in 4 of 6 measured in the same turn');
+  // A figure with no repetitions kept says nothing of them.
+  assert.equal(rowOf(summarize(runs.slice(0, 1)), 'cold pull / direct')[2], 'better in 0 of 1');
+  // Large figures are pooled without decimals.
+  const http = withSamples(run('2026-12-07T05:00:00.000Z', { http16: '2000' }, { http16: '1000' }), [1999.6, 2100], [1000.2, 1200], 'http16');
+  assert.equal(rowOf(summarize([http]), 'warm blob, HTTP, 16 clients (MB/s)')[2], 'better in 1 of 1; their repetitions pooled: medians 2050 and 1100, better in 2 of 2 measured in the same turn');
+});
+
 test('bench summary: runs are kept as files and read back newest first by count, or by name; a foreign or broken file is refused by name', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'pullthrough-bench-runs-'));
   const before = process.env.BENCH_RUNS_DIR;

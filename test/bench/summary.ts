@@ -28,7 +28,13 @@ export interface BenchRun {
   readonly quick: boolean;
   readonly machine: string;
   readonly rows: ReadonlyArray<{ key: string; label: string; better?: Better }>;
-  readonly columns: ReadonlyArray<{ key: string; label: string; cells: Readonly<Record<string, string>> }>;
+  readonly columns: ReadonlyArray<{
+    key: string;
+    label: string;
+    cells: Readonly<Record<string, string>>;
+    /** Per row, the repetitions behind a median cell, in the order measured (absent in runs kept by earlier builds). */
+    samples?: Readonly<Record<string, readonly number[]>>;
+  }>;
 }
 
 /** Where runs are kept unless BENCH_RUNS_DIR says otherwise. */
@@ -103,10 +109,19 @@ export function summarize(runs: readonly BenchRun[], ours = 'pt-fs', peer = 'ngi
     });
     let versus = '–';
     if (row.better) {
+      const better = row.better;
+      const atLeast = (a: number, b: number): boolean => (better === 'higher' ? a >= b : a <= b);
       const pairs = runs.map((r) => [figureOf(cellOf(r, ours, row.key)), figureOf(cellOf(r, peer, row.key))] as const).filter(([a, b]) => a !== undefined && b !== undefined);
       if (pairs.length > 0) {
-        const won = pairs.filter(([a, b]) => (row.better === 'higher' ? a! >= b! : a! <= b!)).length;
+        const won = pairs.filter(([a, b]) => atLeast(a!, b!)).length;
         versus = `better in ${won} of ${pairs.length}`;
+        const pooled = pooledRepetitions(runs, ours, peer, row.key);
+        if (pooled) {
+          const [m, n] = pooledMedians(median(pooled.ours), median(pooled.peer));
+          const wonReps = pooled.pairs.filter(([a, b]) => atLeast(a, b)).length;
+          versus += `; their repetitions pooled: medians ${m} and ${n}`;
+          if (pooled.pairs.length > 0) versus += `, better in ${wonReps} of ${pooled.pairs.length} measured in the same turn`;
+        }
       }
     }
     table.push([row.label, ...cells, versus]);
@@ -117,6 +132,33 @@ export function summarize(runs: readonly BenchRun[], ours = 'pt-fs', peer = 'ngi
     ...(kinds.size > 1 ? [`The runs measured different things (${[...kinds].join(' / ')}): compare with care.`] : []),
   ];
   return `${markdownTable(header, table)}\n\n${notes.join('\n')}\n`;
+}
+
+/**
+ * Every repetition of `row` that `runs` kept for `ours` and `peer`, and the pairs of the
+ * repetitions measured in the same turn (runs whose two columns kept as many repetitions, which
+ * the bench measures interleaved); null when no run kept any for both.
+ */
+export function pooledRepetitions(runs: readonly BenchRun[], ours: string, peer: string, row: string): { ours: number[]; peer: number[]; pairs: Array<[number, number]> } | null {
+  const out = { ours: [] as number[], peer: [] as number[], pairs: [] as Array<[number, number]> };
+  for (const r of runs) {
+    const a = r.columns.find((c) => c.key === ours)?.samples?.[row];
+    const b = r.columns.find((c) => c.key === peer)?.samples?.[row];
+    if (!a || !b || a.length === 0 || b.length === 0) continue;
+    out.ours.push(...a);
+    out.peer.push(...b);
+    if (a.length === b.length) a.forEach((x, i) => out.pairs.push([x, b[i]!]));
+  }
+  return out.ours.length > 0 ? out : null;
+}
+
+/**
+ * Two pooled medians as the summary prints them: three decimals for small figures (a ratio's
+ * median printed as 1.12 can be either side of another 1.12), none from 100 up (MB/s, answers/s).
+ */
+function pooledMedians(a: number, b: number): [string, string] {
+  const digits = Math.max(Math.abs(a), Math.abs(b)) >= 100 ? 0 : 3;
+  return [a.toFixed(digits), b.toFixed(digits)];
 }
 
 /** The runs named by `args`: files, or a count of the newest kept runs (default 3). */
