@@ -175,9 +175,8 @@ interface Warm {
  * upstream, so every ratio compares two pulls made seconds apart under the same conditions (a
  * single direct pull per repetition was up to a minute older than the last system's pull). The
  * order is rotated from one repetition to the next, as figure (3)'s, so no system is always the
- * first of a repetition or always follows the same one. The
- * ratio shown is the median of those per-pull ratios; the direct time shown is the median of all
- * direct pulls.
+ * first of a repetition or always follows the same one. The ratio shown is the median of those
+ * per-pull ratios; the direct time shown is the median of all direct pulls.
  */
 async function coldPullFigures(systems: System[], cols: Map<System, Column>, up: BenchUpstream, refCol: Column): Promise<void> {
   const directs: number[] = [];
@@ -220,7 +219,7 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
     col.samples.set('coldratio', ratios.get(sys)!);
     const cs = cpu.get(sys)!;
     const side = median(cs.map((c) => c.side));
-    cols.get(sys)!.cells.set('coldcpu', `${fmt(median(cs.map((c) => c.own)), 2)}${side > 0 ? ` (+ ${fmt(side, 2)})` : ''} / ${fmt(median(cs.map((c) => c.up)), 2)}`);
+    col.cells.set('coldcpu', `${fmt(median(cs.map((c) => c.own)), 2)}${side > 0 ? ` (+ ${fmt(side, 2)})` : ''} / ${fmt(median(cs.map((c) => c.up)), 2)}`);
   }
   refCol.cells.set('coldcpu', `– / ${fmt(median(upCpu), 2)} (direct pull)`);
   refCol.cells.set('cold', `${fmt(median(directs), 2)} (upstream direct)`);
