@@ -27,6 +27,7 @@ import {
   handshake,
   tlsConnectionsPerSecond,
   cpuSeconds,
+  machineDescription,
   median,
   sampleRss,
   settleDisk,
@@ -675,7 +676,7 @@ function keepRun(columns: Column[]): string {
     finished: new Date().toISOString(),
     only: ONLY ?? null,
     quick: QUICK,
-    machine: `${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'})`,
+    machine: machineDescription(),
     rows: rowsShown().map(([key, label, better]) => ({ key, label, ...(better ? { better } : {}) })),
     columns: columns.map((c) => ({ key: c.key, label: c.label, cells: Object.fromEntries(c.cells), ...(c.samples.size > 0 ? { samples: Object.fromEntries(c.samples) } : {}) })),
   });
@@ -690,7 +691,7 @@ function printTable(columns: Column[], load0: number): void {
     return;
   }
   process.stdout.write(
-    `MB = 10^6 bytes. Machine: ${cpus().length} cores (${cpus()[0]?.model ?? 'unknown CPU'}), load average ${load0.toFixed(2)} at start and ${loadavg()[0]!.toFixed(2)} at end; ` +
+    `MB = 10^6 bytes. Machine: ${machineDescription()}, load average ${load0.toFixed(2)} at start and ${loadavg()[0]!.toFixed(2)} at end; ` +
       `everything on 127.0.0.1, the clients (curl, skopeo) share the cores.\n` +
       `Throughput: median of ${REPS}, systems measured in turn; each client is one HTTP/1.1 connection downloading the blob, capped at ${CAP} s; total bytes / longest transfer.\n` +
       `Reference column: nginx serving the blob's file (throughput, RSS, handshakes), a bare Node.js https server (Node's handshake floor), skopeo straight from the upstream (cold pull), dnsmasq (DNS).\n` +

@@ -6,6 +6,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { connect as tlsConnect } from 'node:tls';
 import { join } from 'node:path';
+import { cpus, release } from 'node:os';
 import { run } from '../helpers/process.js';
 import { skopeoCopy } from '../helpers/clients.js';
 
@@ -236,4 +237,31 @@ export async function dnsAnswersPerSecond(dir: string, port: number, names: stri
   const lost = /Queries lost:\s+(\d+)/.exec(out);
   if (!qps) throw new Error(`dnsperf gave no figure:\n${out.slice(-2000)}`);
   return { qps: Number(qps[1]), lost: lost ? Number(lost[1]) : 0 };
+}
+
+/**
+ * The machine as runs should be told apart by: cores and CPU model, and what the model name
+ * hides (the CPU family and model, the kernel, whether page-table isolation is on). Two machines
+ * of one kind, both "2 cores (AMD EPYC)", gave figures that no build explained until these were
+ * read (docs/performance.md, twentieth session).
+ */
+export function machineDescription(cpuinfo = readIfThere('/proc/cpuinfo'), meltdown = readIfThere('/sys/devices/system/cpu/vulnerabilities/meltdown')): string {
+  const field = (name: string): string | undefined => new RegExp(`^${name}\\s*:\\s*(.+)$`, 'm').exec(cpuinfo)?.[1]?.trim();
+  const family = field('cpu family');
+  const model = field('model');
+  const parts = [
+    cpus()[0]?.model ?? 'unknown CPU',
+    ...(family !== undefined && model !== undefined ? [`family ${family} model ${model}`] : []),
+    `kernel ${release()}`,
+    ...(/PTI/.test(meltdown) ? ['page-table isolation on'] : []),
+  ];
+  return `${cpus().length} cores (${parts.join(', ')})`;
+}
+
+function readIfThere(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
 }
