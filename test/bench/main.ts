@@ -118,6 +118,15 @@ interface Column {
   samples: Map<string, number[]>;
 }
 
+/**
+ * Sets `key`'s cell to the median of `values` as `show` writes it, and keeps the values as the
+ * cell's repetitions, so that no median is shown whose repetitions bench:summary cannot pool.
+ */
+function setMedian(col: Column, key: string, values: number[], show: (median: number) => string): void {
+  col.cells.set(key, show(median(values)));
+  col.samples.set(key, values);
+}
+
 /** The table's rows: key, label, and which way the figure is better (for bench:summary). */
 const ROWS: Array<[string, string, Better?]> = [
   ['http1', `warm blob ${BIG >> 20} MiB, HTTP, 1 client (MB/s)`, 'higher'],
@@ -214,17 +223,14 @@ async function coldPullFigures(systems: System[], cols: Map<System, Column>, up:
   }
   for (const sys of systems) {
     const col = cols.get(sys)!;
-    col.cells.set('cold', fmt(median(times.get(sys)!), 2));
-    col.cells.set('coldratio', `${fmt(median(ratios.get(sys)!), 2)}×`);
-    col.samples.set('cold', times.get(sys)!);
-    col.samples.set('coldratio', ratios.get(sys)!);
+    setMedian(col, 'cold', times.get(sys)!, (m) => fmt(m, 2));
+    setMedian(col, 'coldratio', ratios.get(sys)!, (m) => `${fmt(m, 2)}×`);
     const cs = cpu.get(sys)!;
     const side = median(cs.map((c) => c.side));
     col.cells.set('coldcpu', `${fmt(median(cs.map((c) => c.own)), 2)}${side > 0 ? ` (+ ${fmt(side, 2)})` : ''} / ${fmt(median(cs.map((c) => c.up)), 2)}`);
   }
   refCol.cells.set('coldcpu', `– / ${fmt(median(upCpu), 2)} (direct pull)`);
-  refCol.cells.set('cold', `${fmt(median(directs), 2)} (upstream direct)`);
-  refCol.samples.set('cold', directs);
+  setMedian(refCol, 'cold', directs, (m) => `${fmt(m, 2)} (upstream direct)`);
   refCol.cells.set('coldratio', '1.00×');
 }
 
@@ -282,8 +288,7 @@ async function concurrentPullFigures(systems: System[], cols: Map<System, Column
   }
   for (const sys of systems) {
     const failed = failures.get(sys)!;
-    cols.get(sys)!.cells.set('pull8', fmt(median(slowest.get(sys)!), 2));
-    cols.get(sys)!.samples.set('pull8', slowest.get(sys)!);
+    setMedian(cols.get(sys)!, 'pull8', slowest.get(sys)!, (m) => fmt(m, 2));
     cols.get(sys)!.cells.set('up8', `${[...new Set(counts.get(sys))].join(', ')}${failed ? ` (${failed} pulls failed)` : ''}`);
   }
 }
@@ -356,8 +361,7 @@ async function throughputFigures(warm: Warm[]): Promise<void> {
           continue;
         }
         const failures = rs.reduce((a, r) => a + r.failures, 0);
-        w.col.cells.set(key, `${fmt(median(rs.map((r) => r.mbps)))}${failures ? ` (${failures} failed)` : ''}`);
-        w.col.samples.set(key, rs.map((r) => r.mbps));
+        setMedian(w.col, key, rs.map((r) => r.mbps), (m) => `${fmt(m)}${failures ? ` (${failures} failed)` : ''}`);
         log(`  ${w.col.label}, ${proto}, ${clients} client(s): ${rs.map((r) => fmt(r.mbps)).join(', ')} MB/s`);
       }
     }
@@ -398,10 +402,7 @@ async function dnsFigures(dir: string, refCol: Column, pts: Array<{ sys: Pullthr
       }
       log(`  repetition ${i + 1}: ${servers.map((s) => `${s.col.label}${s.row === 'dnsdgram' ? ' (dgram)' : ''}${s.suffix} ${fmt(s.qps.at(-1)!)}/s`).join('; ')}`);
     }
-    for (const s of servers) {
-      s.col.cells.set(s.row, `${fmt(median(s.qps))}${s.suffix}${s.lost ? `, ${s.lost} lost` : ''}`);
-      s.col.samples.set(s.row, s.qps);
-    }
+    for (const s of servers) setMedian(s.col, s.row, s.qps, (m) => `${fmt(m)}${s.suffix}${s.lost ? `, ${s.lost} lost` : ''}`);
   } finally {
     for (const s of servers) await s.stop().catch(() => {});
   }
@@ -467,10 +468,8 @@ async function handshakeFigures(warm: Warm[], floor: Floor): Promise<void> {
       done: (hs, cpu, ratios, ratios0) => {
         w.col.cells.set('hs', hs);
         w.col.cells.set('hscpu', cpu);
-        w.col.cells.set('hsratio', `${fmt(median(ratios), 2)}×`);
-        w.col.cells.set('hsratio0', `${fmt(median(ratios0), 2)}×`);
-        w.col.samples.set('hsratio', ratios);
-        w.col.samples.set('hsratio0', ratios0);
+        setMedian(w.col, 'hsratio', ratios, (m) => `${fmt(m, 2)}×`);
+        setMedian(w.col, 'hsratio0', ratios0, (m) => `${fmt(m, 2)}×`);
       },
     });
   }
