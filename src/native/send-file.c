@@ -12,7 +12,8 @@
  * waits for the disk) from holding up any other download. The thread works on duplicates of both
  * descriptors, so whatever Node does with its own (a client that goes away makes Node close the
  * socket) the thread never writes into a descriptor number that has meanwhile been reused; a
- * cancel (a byte on the job's eventfd) ends it early, and the descriptors are then closed.
+ * cancel (a byte on the job's eventfd) ends it early, and the descriptors are then closed. A
+ * transfer alone lifts its socket's send cap while it runs (lone_cap, below).
  *
  * Loaded by src/net/send-file.ts; built by src/native/build.sh (one cc call, like the others).
  */
@@ -22,12 +23,16 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 /* One transfer. Owned jointly by its thread's completion (delivered on the JS thread) and the
@@ -53,13 +58,46 @@ typedef struct {
 /* A transfer thread's stack: it calls sendfile and poll, nothing deep. */
 #define STACK (64 << 10)
 
+/* Transfers running in this process (every thread's), for lone_cap. */
+static atomic_int running;
+
+/*
+ * The send cap a transfer's socket should have now, given the cap it came with (`own`, > 0).
+ *
+ * The doors cap each socket's unsent bytes (TCP_NOTSENT_LOWAT, 128 KiB: src/net/tcp-options.ts),
+ * and with sixteen transfers at once that cap is what puts pullthrough ahead of nginx. But a
+ * transfer alone under it ran 8-20 % below nginx's pace, which sends with no cap; lifting it for
+ * a lone transfer brought it level, while any larger cap with sixteen (512 KiB, 2 MiB, none) lost
+ * 15-30 % of theirs (docs/performance.md, twenty-first session). So a transfer with the process
+ * to itself goes uncapped (0: the system's net.ipv4.tcp_notsent_lowat, unlimited by default, as
+ * nginx's sockets have), and from the second transfer on every socket keeps its own.
+ */
+static int lone_cap(int own) {
+  return atomic_load_explicit(&running, memory_order_relaxed) <= 1 ? 0 : own;
+}
+
+static void set_cap(int sock, int bytes) {
+  setsockopt(sock, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof bytes);
+}
+
 static void release(job_t *job) {
   if (--job->refs == 0) free(job);
 }
 
 static void *run(void *arg) {
   job_t *job = arg;
+  /* A socket with no cap of its own (0, or not TCP) is left as it is. */
+  int own = 0;
+  socklen_t size = sizeof own;
+  int capped = getsockopt(job->sock, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &own, &size) == 0 && own > 0;
+  int cap = own;
+  atomic_fetch_add_explicit(&running, 1, memory_order_relaxed);
   while (job->left > 0) {
+    /* Looked at again after every wait: another transfer may have started or ended meanwhile. */
+    if (capped) {
+      int want = lone_cap(own);
+      if (want != cap) set_cap(job->sock, cap = want);
+    }
     ssize_t n = sendfile(job->sock, job->file, &job->pos, job->left < STEP ? (size_t)job->left : STEP);
     if (n > 0) {
       job->left -= n;
@@ -84,6 +122,10 @@ static void *run(void *arg) {
     }
     /* Writable, or an error or hang-up that the next sendfile reports. */
   }
+  atomic_fetch_sub_explicit(&running, 1, memory_order_relaxed);
+  /* The connection outlives the transfer (keep-alive): what Node writes on it next goes under
+   * the socket's own cap again. */
+  if (cap != own) set_cap(job->sock, own);
   close(job->sock);
   close(job->file);
   /* Queue size 0 (unbounded): never blocks. napi_closing when the environment is going away; the

@@ -1,8 +1,8 @@
 /**
  * Cached blobs sent by sendfile (src/net/send-file.ts over src/native/send-file.c). First the
  * native transfer on real loopback sockets: the exact bytes of a file or of a span of it, a
- * reader that stops (cancel), a reader that goes away, a file shorter than the span, and every
- * duplicated descriptor closed afterwards. Then through pullthrough, with a real upstream
+ * reader that stops (cancel), a reader that goes away, a file shorter than the span, every
+ * duplicated descriptor closed afterwards, and the send cap lifted only for a transfer alone. Then through pullthrough, with a real upstream
  * registry: warm blobs over plain HTTP whole, by range and back to back on one kept-alive
  * connection, counted by the sendfile metric; a client that drops mid-blob leaving no descriptor
  * behind; TLS and `storage.sendfile: false` streamed instead. Which is faster is the bench's to
@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { TLSSocket } from 'node:tls';
 import { getSystemErrorName } from 'node:util';
 import { sendFileBinding, sendFileBody } from '../../src/net/send-file.js';
-import { descriptorOf } from '../../src/net/tcp-options.js';
+import { descriptorOf, limitNotSent, NOT_SENT_LOWAT, notSentLimit } from '../../src/net/tcp-options.js';
 import { tempDir } from '../helpers/process.js';
 import { until } from '../helpers/replicas.js';
 import { socketPair } from '../helpers/raw-socket.js';
@@ -117,6 +117,39 @@ test('a reader that stops is cancelled; one that goes away ends the transfer; no
   const done = await transfer(0, 1000, (_pair, handle) => setTimeout(() => native().cancel(handle), 500));
   assert.equal(done.errno, 0);
   assert.equal(await openDescriptors(), before, 'the duplicated socket and file descriptors are closed');
+});
+
+test('a transfer alone lifts its socket\'s send cap while it runs; with another under way it keeps it; after, both have it back', async () => {
+  const pairs = [await socketPair(), await socketPair()];
+  try {
+    const received = pairs.map((p) => {
+      assert.ok(limitNotSent(p.peer), 'the send cap set, as the doors set it');
+      const chunks: Buffer[] = [];
+      p.client.on('data', (c: Buffer) => chunks.push(c));
+      p.client.pause(); // nothing read yet: each transfer stays under way
+      return chunks;
+    });
+    const start = (p: (typeof pairs)[number]): Promise<{ errno: number; sent: number }> =>
+      new Promise((resolve) => native().sendFile(descriptorOf(p.peer)!, file.fd, 0, SIZE, (errno, sent) => resolve({ errno, sent })));
+    const [a, b] = pairs as [(typeof pairs)[number], (typeof pairs)[number]];
+    const first = start(a);
+    await until('the lone transfer to lift its cap', () => notSentLimit(a.peer) === 0, 5000);
+    const second = start(b);
+    // The second's thread has long filled what its reader's buffers take by then.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(notSentLimit(b.peer), NOT_SENT_LOWAT, 'a transfer with another under way keeps the cap');
+    for (const p of pairs) p.client.resume();
+    for (const r of await Promise.all([first, second])) assert.deepEqual(r, { errno: 0, sent: SIZE });
+    assert.equal(notSentLimit(a.peer), NOT_SENT_LOWAT, 'the lone transfer\'s socket has its cap back');
+    assert.equal(notSentLimit(b.peer), NOT_SENT_LOWAT);
+    for (const [i, p] of pairs.entries()) {
+      p.peer.end();
+      await once(p.client, 'end');
+      assert.ok(Buffer.concat(received[i]!).equals(data), `transfer ${i + 1}: the same bytes`);
+    }
+  } finally {
+    for (const p of pairs) p.close();
+  }
 });
 
 test('sendFileBody declines a TLS socket and a span shorter than the body, writing nothing', async () => {
