@@ -65,12 +65,14 @@ static atomic_int running;
  * The send cap a transfer's socket should have now, given the cap it came with (`own`, > 0).
  *
  * The doors cap each socket's unsent bytes (TCP_NOTSENT_LOWAT, 128 KiB: src/net/tcp-options.ts),
- * and with sixteen transfers at once that cap is what puts pullthrough ahead of nginx. But a
- * transfer alone under it ran 8-20 % below nginx's pace, which sends with no cap; lifting it for
- * a lone transfer brought it level, while any larger cap with sixteen (512 KiB, 2 MiB, none) lost
- * 15-30 % of theirs (docs/performance.md, twenty-first session). So a transfer with the process
- * to itself goes uncapped (0: the system's net.ipv4.tcp_notsent_lowat, unlimited by default, as
- * nginx's sockets have), and from the second transfer on every socket keeps its own.
+ * and with sixteen transfers at once that cap is what puts pullthrough ahead of nginx. A transfer
+ * alone under it wakes every few hundred KB for another sendfile (2251 calls and 678 waits per
+ * GiB) and, where wake-ups are dear, ran 11-19 % below nginx's static file, which sends with no
+ * cap; uncapped (170 calls, 41 waits) it came level. A 2 MiB cap gained it nothing, and sixteen
+ * transfers with a larger cap each (512 KiB, or none) lost 18-31 % (docs/performance.md,
+ * twenty-first session). So a transfer with the process to itself goes uncapped (0: the system's
+ * net.ipv4.tcp_notsent_lowat, unlimited by default, as nginx's sockets have), and from the
+ * second transfer on every socket keeps its own.
  */
 static int lone_cap(int own) {
   return atomic_load_explicit(&running, memory_order_relaxed) <= 1 ? 0 : own;

@@ -69,8 +69,15 @@ if (BASELINE && !existsSync(join(BASELINE, 'dist/src/main.js'))) {
   process.exit(2);
 }
 const BIG = QUICK ? 256 << 20 : 1 << 30;
-/** Repetitions of each throughput figure (the table shows the median). */
+/** Repetitions of each throughput figure with 16 clients (the table shows the median). */
 const REPS = 3;
+/**
+ * Repetitions of each one-client throughput figure. Nine: one 1 GiB transfer takes about half a
+ * second and its rate spreads by ±12 % from one to the next on this kind of machine, so a median
+ * of 3 put the same build on either side of nginx from run to run (docs/performance.md,
+ * twenty-first session); nine cost about a minute more per run.
+ */
+const ONE_CLIENT_REPS = QUICK ? REPS : 9;
 /**
  * Repetitions of the single cold pull (the table shows the median). Fifteen: one pull's ratio to
  * the direct pull before it spreads by about ±10 % on this kind of machine, through nginx as
@@ -346,7 +353,7 @@ async function throughputFigures(warm: Warm[]): Promise<void> {
     for (const clients of [1, 16]) {
       const key = `${proto}${clients}`;
       const runs = new Map<Warm, Array<{ mbps: number; failures: number }>>();
-      for (let i = 0; i < REPS; i++) {
+      for (let i = 0; i < (clients === 1 ? ONE_CLIENT_REPS : REPS); i++) {
         for (const w of rotated(warm, i)) {
           const target = proto === 'http' ? w.http : 'na' in w.tls ? undefined : w.tls.target;
           if (!target) continue;
@@ -553,7 +560,7 @@ async function main(): Promise<void> {
   const columns: Column[] = [];
   try {
     if (ONLY) log(`only the figure "${ONLY}", ${cpus().length} cores, load average ${load0.toFixed(2)}`);
-    else log(`${QUICK ? 'quick run' : 'full run'}: blob ${BIG >> 20} MiB, ${REPS} repetitions, transfers capped at ${CAP} s, ${cpus().length} cores, load average ${load0.toFixed(2)}`);
+    else log(`${QUICK ? 'quick run' : 'full run'}: blob ${BIG >> 20} MiB, ${ONE_CLIENT_REPS} and ${REPS} repetitions, transfers capped at ${CAP} s, ${cpus().length} cores, load average ${load0.toFixed(2)}`);
     up = await startBenchUpstream(BIG, log);
     const ca = await createCA({ dir: join(work.path, 'pki') });
     const cert = await issueEcServerCert(ca, [UPSTREAM_NAME, ...FRESH_NAMES, 'localhost'], ['127.0.0.1']);
@@ -692,7 +699,7 @@ function printTable(columns: Column[], load0: number): void {
   process.stdout.write(
     `MB = 10^6 bytes. Machine: ${machineDescription()}, load average ${load0.toFixed(2)} at start and ${loadavg()[0]!.toFixed(2)} at end; ` +
       `everything on 127.0.0.1, the clients (curl, skopeo) share the cores.\n` +
-      `Throughput: median of ${REPS}, systems measured in turn; each client is one HTTP/1.1 connection downloading the blob, capped at ${CAP} s; total bytes / longest transfer.\n` +
+      `Throughput: median of ${ONE_CLIENT_REPS} with 1 client and ${REPS} with 16, systems measured in turn; each client is one HTTP/1.1 connection downloading the blob, capped at ${CAP} s; total bytes / longest transfer.\n` +
       `Reference column: nginx serving the blob's file (throughput, RSS, handshakes), a bare Node.js https server (Node's handshake floor), skopeo straight from the upstream (cold pull), dnsmasq (DNS).\n` +
       `${FOOTNOTES.hang}\n`,
   );
