@@ -2,11 +2,11 @@
  * Cached blobs sent by sendfile (src/net/send-file.ts over src/native/send-file.c). First the
  * native transfer on real loopback sockets: the exact bytes of a file or of a span of it, a
  * reader that stops (cancel), a reader that goes away, a file shorter than the span, every
- * duplicated descriptor closed afterwards, and the send cap lifted only for a transfer alone. Then through pullthrough, with a real upstream
- * registry: warm blobs over plain HTTP whole, by range and back to back on one kept-alive
- * connection, counted by the sendfile metric; a client that drops mid-blob leaving no descriptor
- * behind; TLS and `storage.sendfile: false` streamed instead. Which is faster is the bench's to
- * show (docs/performance.md, twentieth round).
+ * duplicated descriptor closed afterwards, and the send cap lifted only for a transfer alone.
+ * Then through pullthrough, with a real upstream registry: warm blobs over plain HTTP whole, by
+ * range and back to back on one kept-alive connection, counted by the sendfile metric; a client
+ * that drops mid-blob leaving no descriptor behind; TLS and `storage.sendfile: false` streamed
+ * instead. Which is faster is the bench's to show (docs/performance.md, twentieth round).
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
