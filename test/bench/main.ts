@@ -40,7 +40,7 @@ import {
   PullthroughSystem,
   RegistryProxySystem,
   UPSTREAM_NAME,
-  launchEnvOf,
+  launchOf,
   probeDoors,
   tlsEndpoint,
   type System,
@@ -565,13 +565,13 @@ async function main(): Promise<void> {
     const ca = await createCA({ dir: join(work.path, 'pki') });
     const cert = await issueEcServerCert(ca, [UPSTREAM_NAME, ...FRESH_NAMES, 'localhost'], ['127.0.0.1']);
     const doors = await probeDoors(up.url);
-    const baselineEnv = BASELINE ? await launchEnvOf(BASELINE) : {};
+    const baselineLaunch = BASELINE ? await launchOf(BASELINE) : undefined;
     log(`pullthrough doors: tls ${doors.tls ? 'yes' : 'no'}, dns ${doors.dns ? 'yes' : 'no'} (${doors.detail})`);
 
     const make = (url: string): System[] =>
       [
         new PullthroughSystem('pt-fs', 'pullthrough fs + file', 'fs', url, doors.tls),
-        ...(BASELINE ? [new PullthroughSystem('pt-base', `pullthrough fs + file, baseline (${BASELINE})`, 'fs', url, doors.tls, 1, join(BASELINE, 'dist/src/main.js'), baselineEnv)] : []),
+        ...(BASELINE ? [new PullthroughSystem('pt-base', `pullthrough fs + file, baseline (${BASELINE})`, 'fs', url, doors.tls, 1, join(BASELINE, 'dist/src/main.js'), baselineLaunch)] : []),
         new PullthroughSystem('pt-s3', 'pullthrough S3 + Redis', 's3', url, doors.tls),
         // Both cores for TLS (node:cluster workers need shared metadata, hence Redis).
         new PullthroughSystem('pt-w2', 'pullthrough fs + Redis, 2 workers', 'fs', url, doors.tls, 2),

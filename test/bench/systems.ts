@@ -92,20 +92,29 @@ export interface PtProcess {
   stop(): Promise<void>;
 }
 
+/** How a build is started: the Node.js flags and environment it ships with. */
+export interface Launch {
+  readonly flags: readonly string[];
+  readonly env: Readonly<Record<string, string>>;
+}
+
+/** This checkout's. */
+const SHIPPED: Launch = { flags: NODE_FLAGS, env: LAUNCH_ENV };
+
 /**
  * Starts dist/src/main.js with `config`. Waits for the mirror door, then up to `graceMs` for the
  * other doors in `listen`: a door that does not come up is simply absent from `ports` (that is how
  * the bench learns whether this build has it).
  */
-export async function startPt(config: Record<string, unknown>, graceMs = 4000, main = MAIN, launchEnv: Readonly<Record<string, string>> = LAUNCH_ENV): Promise<PtProcess> {
+export async function startPt(config: Record<string, unknown>, graceMs = 4000, main = MAIN, launch: Launch = SHIPPED): Promise<PtProcess> {
   const dir = await ownedTempDir('pullthrough-bench-pt-');
   const doc: Record<string, unknown> = { dataDir: join(dir.path, 'data'), ...config };
   // The admin door's default port (5001) would collide between the systems the bench keeps running.
   const full: Record<string, unknown> = { ...doc, listen: { admin: null, ...((doc.listen ?? {}) as Record<string, unknown>) } };
   const configFile = join(dir.path, 'config.yml');
   await writeFile(configFile, stringify(full));
-  const proc = startProcess(process.execPath, [...NODE_FLAGS, main, 'serve', '--config', configFile], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path, ...launchEnv },
+  const proc = startProcess(process.execPath, [...launch.flags, main, 'serve', '--config', configFile], {
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: dir.path, ...launch.env },
   });
   const listen = (full.listen ?? {}) as Record<string, unknown>;
   const wanted = Object.entries(listen).filter(([, v]) => v !== null).map(([k]) => k);
@@ -145,14 +154,14 @@ export async function startPt(config: Record<string, unknown>, graceMs = 4000, m
 }
 
 /**
- * The environment another checkout's build ships with: its test harness's LAUNCH_ENV, or none for
- * a build from before that existed. A baseline column runs as that build shipped, not with this
+ * How another checkout's build ships: its test harness's NODE_FLAGS and LAUNCH_ENV (none for a
+ * build from before they existed). A baseline column runs as that build shipped, not with this
  * checkout's settings, so a before/after comparison includes what the launch settings change.
  */
-export async function launchEnvOf(checkout: string): Promise<Readonly<Record<string, string>>> {
+export async function launchOf(checkout: string): Promise<Launch> {
   const helper = join(resolve(checkout), 'dist/test/helpers/pullthrough.js');
-  const mod = (await import(pathToFileURL(helper).href).catch(() => ({}))) as { LAUNCH_ENV?: Record<string, string> };
-  return mod.LAUNCH_ENV ?? {};
+  const mod = (await import(pathToFileURL(helper).href).catch(() => ({}))) as { NODE_FLAGS?: string[]; LAUNCH_ENV?: Record<string, string> };
+  return { flags: mod.NODE_FLAGS ?? [], env: mod.LAUNCH_ENV ?? {} };
 }
 
 /** Registries section every pullthrough of the bench uses. */
@@ -201,8 +210,8 @@ export class PullthroughSystem implements System {
     private readonly workers = 1,
     /** dist/src/main.js of the build to run (another checkout's, for a before/after column). */
     private readonly main = MAIN,
-    /** The environment that build ships with (see {@link launchEnvOf}). */
-    private readonly launchEnv: Readonly<Record<string, string>> = LAUNCH_ENV,
+    /** The flags and environment that build ships with (see {@link launchOf}). */
+    private readonly launch: Launch = SHIPPED,
   ) {}
 
   async startCold(opts: StartOptions = {}): Promise<Running> {
@@ -223,7 +232,7 @@ export class PullthroughSystem implements System {
       ...stores,
       listen: { mirror: '127.0.0.1:0', ...(this.tlsDoor ? { tls: '127.0.0.1:0' } : {}), ...(opts.dns ? { dns: '127.0.0.1:0' } : {}) },
       ...(opts.dns ? { dns: { answer: ['127.0.0.1'], fastPath: opts.dnsFastPath ?? 'on' } } : {}),
-    }, undefined, this.main, this.launchEnv);
+    }, undefined, this.main, this.launch);
     const side = (): number[] => [this.s3?.pid(), this.redis?.pid()].filter((p): p is number => p !== undefined);
     return {
       host: `127.0.0.1:${pt.ports.mirror}`,
