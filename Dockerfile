@@ -44,7 +44,7 @@ USER node
 VOLUME ["/var/lib/pullthrough"]
 # Mirror (HTTP), TLS door, CONNECT door; the DNS door (8053/udp+tcp) is off until configured.
 EXPOSE 5000 8443 3128
-# glibc's mmap threshold pinned, V8's young generation capped at 4 MB per semi-space and every
-# function compiled to machine code on first use (as npm start): see docs/operations.md, Memory.
+# glibc's mmap threshold pinned and V8's young generation capped at 4 MB per semi-space (as npm
+# start): see docs/operations.md, Memory.
 ENV MALLOC_MMAP_THRESHOLD_=131072
-CMD ["node", "--max-semi-space-size=4", "--always-sparkplug", "dist/src/main.js", "serve"]
+CMD ["node", "--max-semi-space-size=4", "dist/src/main.js", "serve"]

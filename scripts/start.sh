@@ -15,8 +15,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] \
   npm run build --silent
 fi
 # glibc's mmap threshold pinned, so freed large buffers go back to the system; V8's young
-# generation capped; every function compiled to machine code on first use: docs/operations.md,
-# Memory.
+# generation capped: docs/operations.md, Memory.
 MALLOC_MMAP_THRESHOLD_=${MALLOC_MMAP_THRESHOLD_:-131072}
 export MALLOC_MMAP_THRESHOLD_
-exec node --max-semi-space-size=4 --always-sparkplug dist/src/main.js serve "$@"
+exec node --max-semi-space-size=4 dist/src/main.js serve "$@"

@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=131072 node --max-semi-space-size=4 --always-sparkplug
+#!/usr/bin/env -S MALLOC_MMAP_THRESHOLD_=131072 node --max-semi-space-size=4
 /**
  * The command line: the only reader of argv and the environment. Parses them against the command
  * table (src/cli/commands.ts, parser and the choice of parser in src/cli/parse.ts), runs the command,

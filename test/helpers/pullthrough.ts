@@ -26,7 +26,7 @@ export function buildWithoutNative(): { main: string; cleanup: () => Promise<voi
  * The Node.js flags pullthrough ships with (package.json's start, the Dockerfile's CMD, main.ts's
  * shebang), so the tests and the bench run it as users do.
  */
-export const NODE_FLAGS = ['--max-semi-space-size=4', '--always-sparkplug'];
+export const NODE_FLAGS = ['--max-semi-space-size=4'];
 /**
  * The environment pullthrough ships with, by the same launchers (docs/operations.md, Memory):
  * glibc's mmap threshold pinned, so freed large buffers go back to the system.
